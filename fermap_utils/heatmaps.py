@@ -1,0 +1,159 @@
+"""Heatmaps: the paper's Eq. 1 and 2, and loading and saving with the authors' file names.
+
+Names, as in the authors' repository:
+
+- per (network, fold, class): ``{Net}_CV{k}_{Expression}_heatmap.png`` (H_{n,t,c})
+- per (network, class): ``{Net}_{Expression}_heatmap.png`` (H_{n,c})
+- per class: ``{Expression}_heatmap.png`` (H_c)
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ._io import read_gray, write_gray
+from .errors import FermapError
+from .landmarks import STANDARD_SIZE
+
+_BY_CV = re.compile(r"^(?P<net>[A-Za-z0-9]+)_CV(?P<fold>\d+)_(?P<expr>[A-Za-z]+)_heatmap\.png$")
+_BY_NET = re.compile(r"^(?P<net>[A-Za-z0-9]+)_(?P<expr>[A-Za-z]+)_heatmap\.png$")
+_TOTAL = re.compile(r"^(?P<expr>[A-Za-z]+)_heatmap\.png$")
+
+CANVAS_SHAPE: tuple[int, int] = (STANDARD_SIZE[1], STANDARD_SIZE[0])
+
+
+def heatmap_filename(expression: str, network: str | None = None, fold: int | None = None) -> str:
+    """The authors' file name for a heatmap of a class, a (network, class) or a (network, fold, class)."""
+    if network is None:
+        return f"{expression}_heatmap.png"
+    if fold is None:
+        return f"{network}_{expression}_heatmap.png"
+    return f"{network}_CV{int(fold)}_{expression}_heatmap.png"
+
+
+def mean_explanation(explanations: np.ndarray) -> np.ndarray:
+    """Eq. 1: the pixel-wise mean of a stack of standardised explanations, (N, H, W) -> (H, W)."""
+    explanations = np.asarray(explanations, dtype=np.float64)
+    if explanations.ndim != 3 or len(explanations) == 0:
+        raise ValueError(f"expected a non-empty (N, H, W) stack, got {explanations.shape}")
+    return explanations.mean(axis=0)
+
+
+def stretch(heatmap: np.ndarray) -> np.ndarray:
+    """Min-max stretch to [0, 1]; a constant heatmap becomes all zeros."""
+    h = np.asarray(heatmap, dtype=np.float64)
+    lo, hi = float(h.min()), float(h.max())
+    return np.zeros_like(h) if hi == lo else (h - lo) / (hi - lo)
+
+
+def to_uint8(heatmap: np.ndarray) -> np.ndarray:
+    """A [0, 1] heatmap as 8-bit grey, 0..255."""
+    return np.clip(np.round(np.asarray(heatmap, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def heatmap(explanations: np.ndarray) -> np.ndarray:
+    """Eq. 1 then the min-max stretch: the [0, 1] heatmap of a group of explanations."""
+    return stretch(mean_explanation(explanations))
+
+
+def pooled_heatmap(sums: list[np.ndarray], counts: list[int]) -> np.ndarray:
+    """Eq. 2: the heatmap of several groups pooled, from each group's explanation sum and count.
+
+    Pooling folds gives H_{n,c}; pooling networks and folds gives H_c. Every
+    explanation weighs the same, whichever group it came from.
+    """
+    total = int(np.sum(counts))
+    if total == 0:
+        raise ValueError("no explanations to pool")
+    return stretch(np.sum([np.asarray(s, dtype=np.float64) for s in sums], axis=0) / total)
+
+
+def save_heatmap(path: str | os.PathLike, heatmap01: np.ndarray) -> None:
+    """Save a [0, 1] heatmap as an 8-bit PNG (atomically)."""
+    write_gray(path, to_uint8(heatmap01))
+
+
+def load_heatmap(path: str | os.PathLike, require_contrast: bool = True) -> np.ndarray:
+    """Read one 8-bit, 224x275 heatmap; a constant one is an error (Otsu is undefined on it)."""
+    image = read_gray(path, CANVAS_SHAPE)
+    if require_contrast and image.min() == image.max():
+        raise FermapError(f"{path}: constant heatmap (every pixel {image.min()}): nothing to threshold")
+    return image
+
+
+def _require_dir(directory: Path) -> Path:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FermapError(f"{directory}: no such folder")
+    return directory
+
+
+def load_fold_heatmaps(
+    directory: str | os.PathLike, expressions: list[str] | tuple[str, ...]
+) -> dict[tuple[str, int, str], np.ndarray]:
+    """Load a folder of ``{Net}_CV{k}_{Expression}_heatmap.png`` files.
+
+    Every network must have the same folds, and every (network, fold) all the
+    expressions; otherwise the error says which are missing.
+
+    Returns
+    -------
+    dict ``(network, fold, expression) -> uint8 heatmap``, networks named as in the files.
+    """
+    directory = _require_dir(Path(directory))
+    found: dict[tuple[str, int, str], Path] = {}
+    for path in sorted(directory.iterdir()):
+        m = _BY_CV.match(path.name)
+        if m:
+            found[(m["net"], int(m["fold"]), m["expr"])] = path
+    if not found:
+        raise FermapError(f"{directory}: no heatmaps named {{Net}}_CV{{k}}_{{Expression}}_heatmap.png")
+    nets = sorted({k[0] for k in found})
+    folds = sorted({k[1] for k in found})
+    missing = [
+        heatmap_filename(e, n, f) for n in nets for f in folds for e in expressions if (n, f, e) not in found
+    ]
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise FermapError(f"{directory}: incomplete heatmap set, missing {', '.join(missing[:5])}{more}")
+    return {(n, f, e): load_heatmap(found[(n, f, e)]) for n in nets for f in folds for e in expressions}
+
+
+def load_network_heatmaps(
+    directory: str | os.PathLike, expressions: list[str] | tuple[str, ...]
+) -> dict[tuple[str, str], np.ndarray]:
+    """Load a folder of by-network heatmaps ``{Net}_{Expression}_heatmap.png``.
+
+    Returns
+    -------
+    dict ``(network, expression) -> uint8 heatmap``; every network must have every expression.
+    """
+    directory = _require_dir(Path(directory))
+    found: dict[tuple[str, str], Path] = {}
+    for path in sorted(directory.iterdir()):
+        m = _BY_NET.match(path.name)
+        if m and not _BY_CV.match(path.name):
+            found[(m["net"], m["expr"])] = path
+    if not found:
+        raise FermapError(f"{directory}: no heatmaps named {{Net}}_{{Expression}}_heatmap.png")
+    nets = sorted({k[0] for k in found})
+    missing = [heatmap_filename(e, n) for n in nets for e in expressions if (n, e) not in found]
+    if missing:
+        raise FermapError(f"{directory}: incomplete heatmap set, missing {', '.join(missing)}")
+    return {(n, e): load_heatmap(found[(n, e)]) for n in nets for e in expressions}
+
+
+def load_masks(directory: str | os.PathLike, expressions: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load ``{Expression}_gt.png`` masks (white = mask) as booleans."""
+    directory = _require_dir(Path(directory))
+    masks = {}
+    for e in expressions:
+        path = directory / f"{e}_gt.png"
+        image = read_gray(path, CANVAS_SHAPE)
+        if not image.any():
+            raise FermapError(f"{path}: empty mask")
+        masks[e] = image > 127
+    return masks
