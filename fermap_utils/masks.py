@@ -17,18 +17,37 @@ from .landmarks import STANDARD_SIZE, standard_points
 #: The six expressions, in the paper's order.
 EXPRESSIONS: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
 
-_SHIFT = 4  # fractional bits when rasterising polygons
-
-
 @lru_cache(maxsize=None)
 def _load(name: str) -> dict:
     text = resources.files(__package__).joinpath("data").joinpath(name).read_text()
     return yaml.safe_load(text)
 
 
+def expand_items(items: list, groups: dict | None = None) -> list[list]:
+    """Expand a region's items (polygons, ``strip``, ``fan``, ``use``) into a flat list of polygons."""
+    polygons: list[list] = []
+    for item in items:
+        if isinstance(item, list):
+            polygons.append(item)
+        elif isinstance(item, dict) and "strip" in item:
+            v = item["strip"]
+            polygons += [v[i:i + 3] for i in range(len(v) - 2)]
+        elif isinstance(item, dict) and "fan" in item:
+            v = item["fan"]
+            polygons += [[v[0], v[i + 1], v[i + 2]] for i in range(len(v) - 2)]
+        elif isinstance(item, dict) and "use" in item:
+            if not groups or item["use"] not in groups:
+                raise ValueError(f"unknown group {item['use']!r} in mask data")
+            polygons += expand_items(groups[item["use"]], groups)
+        else:
+            raise ValueError(f"bad mask item {item!r}: use [a, b, c], {{strip: [...]}}, {{fan: [...]}} or {{use: name}}")
+    return polygons
+
+
 def mask_spec() -> dict[str, list[list]]:
-    """The polygon data of the six Ekman masks (see ``data/ekman_masks.yaml``)."""
-    return _load("ekman_masks.yaml")
+    """The six Ekman masks as lists of polygons of vertex references (see ``data/ekman_masks.yaml``)."""
+    data = _load("ekman_masks.yaml")
+    return {e: expand_items(items, data["groups"]) for e, items in data["masks"].items()}
 
 
 def action_units() -> dict[int, dict]:
@@ -59,13 +78,18 @@ def resolve_vertex(vertex: int | str, points: np.ndarray) -> np.ndarray:
 def polygons_to_mask(
     polygons: list[np.ndarray], shape: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """Rasterise the union of polygons (lists of (x, y)) into a boolean (height, width) mask."""
+    """Rasterise the union of filled polygons (lists of (x, y)) into a boolean (height, width) mask.
+
+    Vertices are truncated to whole pixels and each polygon is filled with
+    OpenCV, boundary included.
+    """
     if shape is None:
         shape = (STANDARD_SIZE[1], STANDARD_SIZE[0])
     canvas = np.zeros(shape, np.uint8)
-    scaled = [np.round(np.asarray(p, dtype=np.float64) * (1 << _SHIFT)).astype(np.int32) for p in polygons]
-    for poly in scaled:  # one call per polygon so a polygon's overlap with another never cancels
-        cv2.fillPoly(canvas, [poly], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    for poly in polygons:  # one call per polygon, so overlaps never cancel
+        # Whole pixels, truncated, as the authors drew: this keeps the masks pixel-identical to theirs.
+        contour = np.trunc(np.asarray(poly, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.drawContours(canvas, [contour], 0, 1, thickness=cv2.FILLED)
     return canvas.astype(bool)
 
 
@@ -103,7 +127,7 @@ def au_region(au: int, points: np.ndarray | None = None) -> np.ndarray:
     if au not in table:
         raise KeyError(f"no region defined for AU{au}; defined: {sorted(table)}")
     pts = standard_points() if points is None else np.asarray(points, dtype=np.float64)
-    return polygons_to_mask(resolve_polygons(table[au]["region"], pts))
+    return polygons_to_mask(resolve_polygons(expand_items(table[au]["region"]), pts))
 
 
 def au_mask(aus: list[int] | tuple[int, ...], points: np.ndarray | None = None) -> np.ndarray:
