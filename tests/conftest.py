@@ -1,0 +1,49 @@
+"""Shared fixtures: real faces that ship in packages, and the reference folder beside the project."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference"
+AUTHORS = REFERENCE / "authors_heatmaps"
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    """``../shared/reference``; tests that need it skip, saying why, when it is absent."""
+    if not (AUTHORS / "ekman_masks").is_dir():
+        pytest.skip(f"reference data not found at {REFERENCE} (the authors' published heatmaps and masks)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def astronaut_face() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's astronaut, in grey, with its dlib landmarks."""
+    import cv2
+    from skimage import data
+
+    from fermap_utils.landmarks import detect_landmarks
+
+    rgb = data.astronaut()
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), detect_landmarks(rgb, name="astronaut")
+
+
+@pytest.fixture(scope="session")
+def lfw_faces() -> list[tuple[np.ndarray, np.ndarray]]:
+    """A few LFW faces from scikit-image, upscaled to 100x100, with landmarks predicted in the whole crop.
+
+    As the authors did, the crop itself is the face rectangle (no detector).
+    """
+    import cv2
+    from skimage import data
+
+    from fermap_utils.landmarks import predict_landmarks
+
+    faces = []
+    for face in data.lfw_subset()[:6]:
+        img = cv2.resize((face * 255).astype(np.uint8), (100, 100), interpolation=cv2.INTER_CUBIC)
+        faces.append((img, predict_landmarks(img, (0, 0, 100, 100))))
+    return faces

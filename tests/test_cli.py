@@ -1,0 +1,104 @@
+"""The fermap command line, end to end, as a user runs it."""
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from fermap_utils import metrics as Mt
+from fermap_utils._io import write_gray
+from fermap_utils.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "fermap_utils.cli", *args], capture_output=True, text=True)
+
+
+def test_score_reproduces_tables_3_and_4(reference, tmp_path):
+    out = tmp_path / "scores.csv"
+    r = run("score", "--heatmaps", str(reference / "authors_heatmaps/gray/heatmaps_by_cv"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    ours = pd.read_csv(out)
+    assert list(ours.columns) == ["network", "expression", "iou", "f1", "precision", "recall"]
+    for table, cols in (("table3_iou_f1.csv", ["iou", "f1"]), ("table4_precision_recall.csv", ["precision", "recall"])):
+        paper = pd.read_csv(reference / table)
+        merged = paper.merge(ours, on=["network", "expression"], suffixes=("_paper", ""))
+        assert len(merged) == len(paper) == 13 * 7
+        for c in cols:
+            np.testing.assert_array_equal(merged[c].round(4), merged[f"{c}_paper"].round(4), err_msg=c)
+
+
+def test_masks_command_writes_the_six_masks(tmp_path, reference):
+    assert main(["masks", "--out", str(tmp_path)]) == 0
+    for expr in ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"):
+        ours = cv2.imread(str(tmp_path / f"{expr}_gt.png"), 0)
+        theirs = cv2.imread(str(reference / "authors_heatmaps/ekman_masks" / f"{expr}_gt.png"), 0)
+        assert set(np.unique(ours)) == {0, 255}
+        np.testing.assert_array_equal(ours > 127, theirs > 127)
+
+
+def test_similarity_writes_distances_and_dendrograms(reference, tmp_path):
+    out = tmp_path / "sim.csv"
+    folder = reference / "authors_heatmaps/gray/heatmaps_by_net"
+    assert main(["similarity", "--heatmaps", str(folder), "--out", str(out)]) == 0
+    d = pd.read_csv(out)
+    assert list(d.columns) == ["expression", "net_a", "net_b", "distance"]
+    assert len(d) == 6 * 12 * 11 // 2
+    assert d.distance.between(0, 2).all()
+    row = d[(d.expression == "Fear") & (d.net_a == "AlexNet") & (d.net_b == "VGG16")].iloc[0]
+    a = cv2.imread(str(folder / "AlexNet_Fear_heatmap.png"), 0).astype(np.float32)
+    b = cv2.imread(str(folder / "VGG16_Fear_heatmap.png"), 0).astype(np.float32)
+    assert row.distance == pytest.approx(1 - cv2.matchTemplate(a, b, cv2.TM_CCOEFF_NORMED)[0, 0], abs=1e-5)
+    assert "MobileNetV3" in set(d.net_a) | set(d.net_b)  # the paper's names
+    png = cv2.imread(str(out.with_suffix(".png")))
+    assert png is not None and png.shape[0] > 300
+
+
+def _heatmap_set(folder):
+    rng = np.random.default_rng(0)
+    for f in (1, 2):
+        for e in ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"):
+            write_gray(folder / f"Net_CV{f}_{e}_heatmap.png", rng.integers(0, 256, (275, 224), dtype=np.uint8))
+
+
+def test_score_on_a_small_set_with_own_masks(tmp_path):
+    _heatmap_set(tmp_path / "h")
+    out = tmp_path / "s.csv"
+    assert main(["score", "--heatmaps", str(tmp_path / "h"), "--out", str(out)]) == 0
+    t = pd.read_csv(out)
+    assert set(t.network) == {"Net", "Average"} and len(t) == 2 * 7
+    assert t[["iou", "f1", "precision", "recall"]].notna().all().all()
+
+
+@pytest.mark.parametrize("case", ["missing-folder", "missing-expression", "bad-image", "constant"])
+def test_bad_input_is_one_line_and_leaves_no_output(tmp_path, case):
+    folder = tmp_path / "h"
+    if case != "missing-folder":
+        _heatmap_set(folder)
+    if case == "missing-expression":
+        (folder / "Net_CV2_Fear_heatmap.png").unlink()
+    if case == "bad-image":
+        (folder / "Net_CV1_Sadness_heatmap.png").write_bytes(b"\x00garbage")
+    if case == "constant":
+        write_gray(folder / "Net_CV1_Anger_heatmap.png", np.zeros((275, 224), np.uint8))
+    out = tmp_path / "s.csv"
+    r = run("score", "--heatmaps", str(folder), "--out", str(out))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fermap: error: "), r.stderr
+    expected = {"missing-folder": "no such folder", "missing-expression": "Net_CV2_Fear_heatmap.png",
+                "bad-image": "Net_CV1_Sadness_heatmap.png: not a readable image",
+                "constant": "Net_CV1_Anger_heatmap.png: constant heatmap"}[case]
+    assert expected in lines[0]
+    assert not out.exists() and not list(tmp_path.glob(".s.csv*"))
+
+
+def test_wrong_size_mask_folder(tmp_path):
+    _heatmap_set(tmp_path / "h")
+    masks = tmp_path / "m"
+    for e in ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"):
+        write_gray(masks / f"{e}_gt.png", np.full((100, 100), 255, np.uint8))
+    r = run("score", "--heatmaps", str(tmp_path / "h"), "--masks", str(masks), "--out", str(tmp_path / "o.csv"))
+    assert r.returncode == 2 and "Anger_gt.png: wrong size 100x100" in r.stderr
