@@ -9,12 +9,6 @@ from . import __version__
 from .errors import FermapError
 
 
-def _expressions() -> list[str]:
-    from .config import paper
-
-    return list(paper()["expressions"])
-
-
 def _write_csv(frame, path: Path, decimals: int | None = 4) -> None:
     from ._io import atomic_path
 
@@ -26,19 +20,12 @@ def _write_csv(frame, path: Path, decimals: int | None = 4) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     """Score per-fold heatmaps against the Ekman masks (Tables 3 and 4)."""
-    from .config import display_name, paper
-    from .heatmaps import load_fold_heatmaps, load_masks
-    from .masks import ekman_masks
-    from .metrics import score_table
+    from .heatmaps import score_folder
 
-    exprs = _expressions()
-    heatmaps = load_fold_heatmaps(args.heatmaps, exprs)
-    masks = load_masks(args.masks, exprs) if args.masks else ekman_masks()
-    renamed = {(display_name(n), f, e): h for (n, f, e), h in heatmaps.items()}
-    table = score_table(renamed, {e: masks[e] for e in exprs}, paper()["table_order"])
+    table = score_folder(args.heatmaps, args.masks)
     _write_csv(table, Path(args.out), args.decimals)
     nets = table["network"].nunique() - 1
-    print(f"scored {len(heatmaps)} heatmaps ({nets} networks) -> {args.out}")
+    print(f"scored {nets} networks x {table['expression'].nunique() - 1} expressions -> {args.out}")
     avg = table[(table.network == "Average") & (table.expression == "Average")].iloc[0]
     print(f"overall average: IoU {avg.iou:.4f}, F1 {avg.f1:.4f}, precision {avg.precision:.4f}, recall {avg.recall:.4f}")
 
@@ -57,54 +44,18 @@ def cmd_masks(args: argparse.Namespace) -> None:
 
 def cmd_similarity(args: argparse.Namespace) -> None:
     """Pairwise 1 - NCC distances of by-network heatmaps and their average-linkage dendrograms."""
-    import pandas as pd
-
     from ._io import atomic_path
-    from .config import display_name
-    from .heatmaps import load_network_heatmaps
-    from .metrics import distance_matrix
+    from .heatmaps import similarity_folder
+    from .plots import dendrograms
 
-    exprs = _expressions()
-    heatmaps = load_network_heatmaps(args.heatmaps, exprs)
-    rows, matrices = [], {}
-    for e in exprs:
-        dist = distance_matrix({display_name(n): h for (n, ex), h in heatmaps.items() if ex == e})
-        matrices[e] = dist
-        names = list(dist.index)
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                rows.append({"expression": e, "net_a": a, "net_b": b, "distance": dist.loc[a, b]})
+    pairs, matrices = similarity_folder(args.heatmaps)
     out = Path(args.out)
-    figure = plot_dendrograms(matrices)
-    _write_csv(pd.DataFrame(rows), out, decimals=None)
+    figure = dendrograms(matrices)
+    _write_csv(pairs, out, decimals=None)
     png = out.with_suffix(".png")
     with atomic_path(png) as tmp:
         figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    print(f"{len(rows)} distances -> {out}; dendrograms -> {png}")
-
-
-def plot_dendrograms(matrices: dict):
-    """One average-linkage dendrogram per expression, in a single figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.cluster.hierarchy import dendrogram
-
-    from .metrics import average_linkage
-
-    n = len(matrices)
-    cols = min(3, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    for ax, (expr, dist) in zip(axes.ravel(), matrices.items()):
-        dendrogram(average_linkage(dist), labels=list(dist.index), ax=ax, leaf_rotation=90)
-        ax.set_title(expr)
-        ax.set_ylabel("1 - NCC")
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    print(f"{len(pairs)} distances -> {out}; dendrograms -> {png}")
 
 
 def build_parser() -> argparse.ArgumentParser:

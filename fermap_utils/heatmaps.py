@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._io import read_gray, write_gray
 from .errors import FermapError
 from .landmarks import STANDARD_SIZE
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _BY_CV = re.compile(r"^(?P<net>[A-Za-z0-9]+)_CV(?P<fold>\d+)_(?P<expr>[A-Za-z]+)_heatmap\.png$")
 _BY_NET = re.compile(r"^(?P<net>[A-Za-z0-9]+)_(?P<expr>[A-Za-z]+)_heatmap\.png$")
@@ -157,3 +161,44 @@ def load_masks(directory: str | os.PathLike, expressions: list[str] | tuple[str,
             raise FermapError(f"{path}: empty mask")
         masks[e] = image > 127
     return masks
+
+
+def score_folder(
+    directory: str | os.PathLike, mask_directory: str | os.PathLike | None = None
+) -> "pd.DataFrame":
+    """Tables 3 and 4 from a folder of per-fold heatmaps (``fermap score``).
+
+    Networks take the paper's names; masks are fermap's own unless ``mask_directory`` is given.
+    """
+    from .config import display_name, paper
+    from .masks import ekman_masks
+    from .metrics import score_table
+
+    exprs = list(paper()["expressions"])
+    maps = load_fold_heatmaps(directory, exprs)
+    masks = load_masks(mask_directory, exprs) if mask_directory else ekman_masks()
+    renamed = {(display_name(n), f, e): h for (n, f, e), h in maps.items()}
+    return score_table(renamed, {e: masks[e] for e in exprs}, paper()["table_order"])
+
+
+def similarity_folder(directory: str | os.PathLike) -> tuple["pd.DataFrame", dict[str, "pd.DataFrame"]]:
+    """1 - NCC between the by-network heatmaps of each expression (``fermap similarity``).
+
+    Returns the pairs as a long table (``expression, net_a, net_b, distance``) and
+    each expression's square distance matrix.
+    """
+    import pandas as pd
+
+    from .config import display_name, paper
+    from .metrics import distance_matrix
+
+    exprs = list(paper()["expressions"])
+    maps = load_network_heatmaps(directory, exprs)
+    rows, matrices = [], {}
+    for e in exprs:
+        dist = distance_matrix({display_name(n): h for (n, ex), h in maps.items() if ex == e})
+        matrices[e] = dist
+        names = list(dist.index)
+        rows += [{"expression": e, "net_a": a, "net_b": b, "distance": dist.loc[a, b]}
+                 for i, a in enumerate(names) for b in names[i + 1:]]
+    return pd.DataFrame(rows), matrices

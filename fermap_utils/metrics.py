@@ -167,3 +167,17 @@ def score_table(
     result = pd.concat(out, axis=1).reset_index()
     result.columns = ["network", "expression", *METRICS]
     return result
+
+
+def compare_tables(ours: pd.DataFrame, paper: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
+    """Join a score table with the paper's, cell by cell, rounded to the paper's decimals.
+
+    Returns one row per (network, expression, metric) with ``ours``, ``paper`` and ``equal``.
+    """
+    metrics = [m for m in METRICS if m in paper.columns]
+    left = ours.melt(id_vars=["network", "expression"], value_vars=metrics, var_name="metric", value_name="ours")
+    right = paper.melt(id_vars=["network", "expression"], value_vars=metrics, var_name="metric", value_name="paper")
+    out = right.merge(left, on=["network", "expression", "metric"], how="left")
+    out["ours"] = out["ours"].round(decimals)
+    out["equal"] = np.isclose(out["ours"], out["paper"].round(decimals), rtol=0, atol=0.5 * 10.0**-decimals / 10)
+    return out
