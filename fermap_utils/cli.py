@@ -58,6 +58,25 @@ def cmd_similarity(args: argparse.Namespace) -> None:
     print(f"{len(pairs)} distances -> {out}; dendrograms -> {png}")
 
 
+def cmd_data_build(args: argparse.Namespace) -> None:
+    """Build a preprocessed dataset from a config file, or the embedded synthetic default."""
+    from .data import build_from_config, describe_dataset
+    from .synthetic import build_default
+
+    if args.default:
+        build_default(args.out)
+    else:
+        build_from_config(args.config, args.out)
+    print(describe_dataset(args.out))
+
+
+def cmd_data_show(args: argparse.Namespace) -> None:
+    """Counts per dataset, subject and expression, and the skip report, of a built dataset."""
+    from .data import describe_dataset
+
+    print(describe_dataset(args.directory))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fermap", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fermap {__version__}")
@@ -79,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmaps", required=True, type=Path, help="folder of {Net}_{Expression}_heatmap.png")
     p.add_argument("--out", required=True, type=Path, help="output CSV; the dendrograms go beside it as .png")
     p.set_defaults(func=cmd_similarity)
+    data = sub.add_parser("data", help="build or inspect a preprocessed dataset")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("build", help="preprocess datasets (or the embedded default) into DIR")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help="YAML file naming the datasets and their folders")
+    src.add_argument("--default", action="store_true", help="the embedded synthetic dataset (offline)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.set_defaults(func=cmd_data_build)
+    p = data_sub.add_parser("show", help="counts and skip report of a built dataset")
+    p.add_argument("directory", type=Path)
+    p.set_defaults(func=cmd_data_show)
     return parser
 
 

@@ -20,3 +20,19 @@ def paper() -> dict:
 def display_name(network: str) -> str:
     """The paper's name of a network given the name used in file names."""
     return paper()["aliases"].get(network, network)
+
+
+def section(name: str) -> dict:
+    """One top-level section of the configuration (``paper``, ``data``, ``synthetic``, ``profiles`` ...)."""
+    cfg = _config()
+    if name not in cfg:
+        raise KeyError(f"no section {name!r} in fermap's configuration; sections: {', '.join(cfg)}")
+    return cfg[name]
+
+
+def cache_dir() -> "Path":
+    """Where fermap caches generated data: ``$FERMAP_CACHE``, else ``~/.cache/fermap``."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("FERMAP_CACHE") or Path.home() / ".cache" / "fermap")

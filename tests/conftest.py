@@ -47,3 +47,24 @@ def lfw_faces() -> list[tuple[np.ndarray, np.ndarray]]:
         img = cv2.resize((face * 255).astype(np.uint8), (100, 100), interpolation=cv2.INTER_CUBIC)
         faces.append((img, predict_landmarks(img, (0, 0, 100, 100))))
     return faces
+
+
+@pytest.fixture(scope="session")
+def default_dataset(tmp_path_factory) -> Path:
+    """The embedded synthetic default dataset, built once per test session in a private cache."""
+    import os
+
+    from fermap_utils.synthetic import build_default
+
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("FERMAP_CACHE")
+    os.environ["FERMAP_CACHE"] = str(cache)
+    try:
+        out = tmp_path_factory.mktemp("default")
+        build_default(out, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("FERMAP_CACHE", None)
+        else:
+            os.environ["FERMAP_CACHE"] = old
+    return out

@@ -1,0 +1,476 @@
+"""Datasets: adapters for the paper's five datasets, preprocessing, subject-grouped folds.
+
+Every adapter reads a dataset's own layout and yields :class:`Record` s. The
+preprocessing (:func:`align_face`) levels the eyes, crops and resizes, keeping the
+landmarks in the crop's coordinates. :func:`build_dataset` runs it over all
+records, never stopping on a bad file, and writes a report of what it skipped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from ._io import atomic_path, read_gray, write_gray
+from .config import section
+from .errors import FermapError, NoFaceError
+from .landmarks import STANDARD_FACE_BOX, detect_landmarks, mean_shape
+
+
+@dataclass
+class Record:
+    """One labelled face image of a dataset."""
+
+    path: str
+    subject: str
+    dataset: str
+    expression: str
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class Dropped:
+    """A file an adapter read but did not keep (a label outside the six, say), with the reason."""
+
+    path: str
+    reason: str
+
+
+def data_config() -> dict:
+    """The ``data`` section of fermap's configuration."""
+    return section("data")
+
+
+@lru_cache(maxsize=1)
+def _alias_table() -> dict[str, str]:
+    return {a.lower(): name for name, aliases in data_config()["expression_aliases"].items()
+            for a in [name, *aliases]}
+
+
+def normalise_expression(label: str) -> str | None:
+    """The paper's name for an expression label, or None when it is not one of the six."""
+    return _alias_table().get(str(label).strip().lower())
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in data_config()["image_suffixes"]
+
+
+def read_landmarks_txt(path: str | os.PathLike) -> np.ndarray:
+    """68 landmarks from a text file of 68 ``x y`` lines (CK+'s format)."""
+    values = np.loadtxt(path, dtype=np.float64).reshape(-1, 2)
+    if values.shape != (68, 2):
+        raise FermapError(f"{path}: expected 68 landmarks, found {len(values)}")
+    return values
+
+
+def _require(root: Path, expected: str) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise FermapError(f"{root}: no such folder (expected {expected})")
+    return root
+
+
+# ---------------------------------------------------------------- adapters
+
+
+def read_ckplus(root: str | os.PathLike, dataset: str = "CK+") -> Iterator[Record | Dropped]:
+    """CK+: the peak (labelled) frame of each sequence.
+
+    Layout: ``cohn-kanade-images/Sxxx/nnn/*.png`` with labels in
+    ``Emotion/Sxxx/nnn/*_emotion.txt`` (codes 0-7) and, when present, landmarks in
+    ``Landmarks/Sxxx/nnn/*_landmarks.txt``. Neutral and contempt are dropped.
+    """
+    expected = "cohn-kanade-images/Sxxx/nnn/*.png and Emotion/Sxxx/nnn/*_emotion.txt"
+    root = _require(Path(root), expected)
+    images, emotions = root / "cohn-kanade-images", root / "Emotion"
+    if not images.is_dir() or not emotions.is_dir():
+        raise FermapError(f"{root}: not a CK+ folder, expected {expected} under it")
+    codes = {int(k): v for k, v in data_config()["ckplus_codes"].items()}
+    label_files = sorted(emotions.glob("S*/*/*_emotion.txt"))
+    if not label_files:
+        raise FermapError(f"{emotions}: no label files, expected Emotion/Sxxx/nnn/*_emotion.txt")
+    for label in label_files:
+        subject, sequence = label.parent.parent.name, label.parent.name
+        frame = label.name[: -len("_emotion.txt")]
+        image = images / subject / sequence / f"{frame}.png"
+        try:
+            code = int(round(float(label.read_text().split()[0])))
+        except (ValueError, IndexError):
+            yield Dropped(str(label), "unreadable CK+ label")
+            continue
+        if code not in codes:
+            yield Dropped(str(image), f"label not among the six (CK+ code {code})")
+            continue
+        marks = root / "Landmarks" / subject / sequence / f"{frame}_landmarks.txt"
+        yield Record(str(image), subject, dataset, codes[code],
+                     read_landmarks_txt(marks) if marks.is_file() else None)
+
+
+_JAFFE = re.compile(r"^(?P<subject>[A-Z]{2})\.(?P<code>[A-Z]{2})\d*\.\d+\.tiff?$", re.IGNORECASE)
+
+
+def read_jaffe(root: str | os.PathLike, dataset: str = "JAFFE") -> Iterator[Record | Dropped]:
+    """JAFFE: files named like ``KA.AN1.39.tiff`` (subject, expression code); NE is dropped."""
+    root = _require(Path(root), "JAFFE images named like KA.AN1.39.tiff")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".tiff", ".tif"))
+    matched = 0
+    for path in files:
+        m = _JAFFE.match(path.name)
+        if not m:
+            continue
+        matched += 1
+        expr = normalise_expression(m["code"])
+        if expr is None:
+            yield Dropped(str(path), f"label not among the six (JAFFE code {m['code']})")
+        else:
+            yield Record(str(path), m["subject"].upper(), dataset, expr)
+    if matched == 0:
+        raise FermapError(f"{root}: no JAFFE images, expected files named like KA.AN1.39.tiff")
+
+
+_BU_SUBJECT = re.compile(r"^[FM]\d{3}$")
+
+
+def read_bu4dfe(root: str | os.PathLike, dataset: str = "BU-4DFE", apex_frames: int = 1) -> Iterator[Record | Dropped]:
+    """BU-4DFE: subject folders ``F001``/``M001`` with one 2-D frame sequence per expression.
+
+    The sequences go neutral -> apex -> neutral; the ``apex_frames`` frames at the
+    middle of each sequence are taken.
+    """
+    expected = "subject folders F001.../M001... holding one folder of frames per expression"
+    root = _require(Path(root), expected)
+    subjects = sorted(p for p in root.iterdir() if p.is_dir() and _BU_SUBJECT.match(p.name))
+    if not subjects:
+        raise FermapError(f"{root}: no BU-4DFE subject folders, expected {expected}")
+    for subject in subjects:
+        for seq in sorted(p for p in subject.iterdir() if p.is_dir()):
+            expr = normalise_expression(seq.name)
+            frames = sorted(p for p in seq.iterdir() if _is_image(p))
+            if expr is None:
+                yield Dropped(str(seq), f"label not among the six (BU-4DFE folder {seq.name})")
+                continue
+            if not frames:
+                yield Dropped(str(seq), "empty sequence")
+                continue
+            mid = len(frames) // 2
+            lo = max(0, mid - apex_frames // 2)
+            for frame in frames[lo: lo + apex_frames]:
+                yield Record(str(frame), subject.name, dataset, expr)
+
+
+def read_folders(root: str | os.PathLike, dataset: str) -> Iterator[Record | Dropped]:
+    """Any dataset laid out as ``root/<subject>/<expression>/*`` (WSEFEP, FEGA, ...)."""
+    expected = "root/<subject>/<expression>/<image files>"
+    root = _require(Path(root), expected)
+    found = False
+    for subject in sorted(p for p in root.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in subject.iterdir() if p.is_dir()):
+            expr = normalise_expression(folder.name)
+            for path in sorted(p for p in folder.iterdir() if _is_image(p)):
+                found = True
+                if expr is None:
+                    yield Dropped(str(path), f"label not among the six (folder {folder.name})")
+                else:
+                    yield Record(str(path), subject.name, dataset, expr)
+    if not found:
+        raise FermapError(f"{root}: no images found, expected {expected}")
+
+
+def read_manifest(manifest: str | os.PathLike, dataset: str | None = None) -> Iterator[Record | Dropped]:
+    """A CSV manifest with columns ``path,subject,expression[,dataset][,landmarks]``.
+
+    Paths are relative to the manifest's folder; ``landmarks`` names a text file of 68 ``x y`` lines.
+    """
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise FermapError(f"{manifest}: no such manifest (expected a CSV with path,subject,expression[,dataset])")
+    with open(manifest, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"path", "subject", "expression"} - set(reader.fieldnames or [])
+        if missing:
+            raise FermapError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}; "
+                              "expected path,subject,expression[,dataset]")
+        for row in reader:
+            path = manifest.parent / row["path"]
+            expr = normalise_expression(row["expression"])
+            if expr is None:
+                yield Dropped(str(path), f"label not among the six ({row['expression']})")
+                continue
+            marks = row.get("landmarks")
+            yield Record(str(path), str(row["subject"]), row.get("dataset") or dataset or manifest.stem, expr,
+                         read_landmarks_txt(manifest.parent / marks) if marks else None)
+
+
+ADAPTERS = {"ckplus": read_ckplus, "jaffe": read_jaffe, "bu4dfe": read_bu4dfe,
+            "folders": read_folders, "manifest": read_manifest}
+
+
+def read_datasets(specs: list[dict]) -> tuple[list[Record], list[Dropped]]:
+    """Read every dataset of a config's ``datasets`` list.
+
+    Each entry names an ``adapter`` (one of :data:`ADAPTERS`), a ``name`` and a
+    ``root`` (or ``manifest``); other keys go to the adapter.
+    """
+    records, dropped = [], []
+    for spec in specs:
+        spec = dict(spec)
+        adapter = spec.pop("adapter", None)
+        if adapter not in ADAPTERS:
+            raise FermapError(f"dataset {spec.get('name', '?')}: adapter must be one of {', '.join(ADAPTERS)}, got {adapter!r}")
+        location = spec.pop("manifest", None) or spec.pop("root", None)
+        if location is None:
+            raise FermapError(f"dataset {spec.get('name', adapter)}: give its 'root' (or 'manifest')")
+        name = spec.pop("name", None)
+        kwargs = dict(spec, **({"dataset": name} if name else {}))
+        for item in ADAPTERS[adapter](location, **kwargs):
+            (records if isinstance(item, Record) else dropped).append(item)
+    return records, dropped
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def eye_angle(landmarks: np.ndarray) -> float:
+    """Angle of the line between the eye centres, degrees (positive: the right eye is lower)."""
+    left, right = landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)
+    return float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+
+
+def face_box_transform(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """Where the standard face box lies on this face: its centre (x, y) and side length, in image pixels."""
+    ref = mean_shape()
+    left, top, right, bottom = STANDARD_FACE_BOX
+    matrix, _ = cv2.estimateAffinePartial2D(ref.astype(np.float32), landmarks.astype(np.float32))
+    if matrix is None:
+        raise FermapError("could not fit the standard face to these landmarks")
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    centre = matrix @ np.array([(left + right) / 2, (top + bottom) / 2, 1.0])
+    return centre, scale * ((right - left) + (bottom - top)) / 2
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Level the eyes, crop the face box and resize to ``size`` x ``size`` grey.
+
+    The crop is the square the standard face box (the authors' 224x250 face
+    rectangle) covers on this face; parts outside the image repeat its border.
+
+    Returns
+    -------
+    crop : (size, size) uint8
+    landmarks : (68, 2) float64, in the crop's coordinates
+    """
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if gray.dtype != np.uint8:
+        gray = np.clip(gray * (255.0 if gray.max() <= 1 else 1.0), 0, 255).astype(np.uint8)
+    centre, side = face_box_transform(landmarks)
+    rot = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), eye_angle(landmarks), size / side)
+    rot[:, 2] += np.array([size / 2, size / 2]) - centre
+    crop = cv2.warpAffine(gray, rot, (size, size), flags=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    marks = np.c_[landmarks, np.ones(len(landmarks))] @ rot.T
+    return crop, marks
+
+
+def preprocess_record(record: Record, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read, find the landmarks (given, or detected with dlib) and align one record."""
+    image = read_gray(record.path)
+    marks = record.landmarks if record.landmarks is not None else detect_landmarks(image, name=record.path)
+    return align_face(image, marks, size)
+
+
+# ---------------------------------------------------------------- folds
+
+
+def subject_folds(subjects: Iterable[str], datasets: Iterable[str], k: int = 5, seed: int = 0) -> np.ndarray:
+    """Subject-grouped folds, balanced per dataset.
+
+    The subjects of each dataset are shuffled and dealt to the ``k`` folds in
+    turn, so a subject never spans two folds and every fold holds about the
+    same share of every dataset. Returns the fold (1..k) of each row.
+    """
+    subjects = np.asarray(list(subjects), dtype=object)
+    datasets = np.asarray(list(datasets), dtype=object)
+    rng = np.random.default_rng(seed)
+    fold_of: dict[tuple[str, str], int] = {}
+    offset = 0
+    for ds in sorted(set(datasets)):
+        ids = sorted(set(subjects[datasets == ds]))
+        rng.shuffle(ids)
+        for i, s in enumerate(ids):
+            fold_of[(ds, s)] = (i + offset) % k + 1
+        offset += len(ids)  # the next dataset starts where this one stopped: folds stay even
+    return np.array([fold_of[(d, s)] for d, s in zip(datasets, subjects)], dtype=int)
+
+
+# ---------------------------------------------------------------- build and load
+
+
+def build_dataset(
+    records: list[Record],
+    out: str | os.PathLike,
+    dropped: list[Dropped] = (),
+    size: int | None = None,
+    folds: int | None = None,
+    seed: int | None = None,
+    synthetic: bool = False,
+    description: str = "",
+    progress: bool = True,
+) -> dict:
+    """Preprocess records into ``out``: crops, landmarks, folds and a report.
+
+    Writes ``images/*.png``, ``records.csv`` (one row per kept image, with its
+    fold), ``landmarks.npy`` (N, 68, 2), ``skipped.csv`` (path, reason) and
+    ``summary.json`` (counts read, used and skipped by reason). A file that
+    cannot be read or has no detectable face is skipped and reported; nothing
+    stops the run.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = data_config()
+    size = size or cfg["crop_size"]
+    folds = folds or cfg["folds"]
+    seed = cfg["seed"] if seed is None else seed
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rows, marks = [], []
+    skipped = [{"path": d.path, "reason": d.reason} for d in dropped]
+    for record in tqdm(records, desc="preprocessing", unit="img", disable=not progress):
+        try:
+            crop, lm = preprocess_record(record, size)
+        except NoFaceError:
+            skipped.append({"path": record.path, "reason": "no face detected"})
+            continue
+        except FermapError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            skipped.append({"path": record.path, "reason": reason})
+            continue
+        except Exception as exc:  # one bad file never stops a run
+            skipped.append({"path": record.path, "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        name = f"images/{len(rows):05d}.png"
+        write_gray(out / name, crop)
+        rows.append({"image": name, "source": record.path, "subject": record.subject,
+                     "dataset": record.dataset, "expression": record.expression})
+        marks.append(lm)
+    if not rows:
+        raise FermapError(f"{out}: no image could be used ({len(skipped)} skipped); see the reasons above")
+    table = pd.DataFrame(rows)
+    table.insert(0, "id", np.arange(len(table)))
+    table["fold"] = subject_folds(table.subject, table.dataset, folds, seed)
+    with atomic_path(out / "landmarks.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(marks, dtype=np.float32))
+    with atomic_path(out / "records.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out / "skipped.csv") as tmp:
+        pd.DataFrame(skipped, columns=["path", "reason"]).to_csv(tmp, index=False)
+    summary = {
+        "description": description,
+        "synthetic": synthetic,
+        "crop_size": size,
+        "folds": folds,
+        "seed": seed,
+        "read": len(records) + len(dropped),
+        "used": len(table),
+        "skipped": dict(Counter(s["reason"] for s in skipped)),
+        "subjects": int(table.subject.nunique()),
+        "by_dataset": table.dataset.value_counts().sort_index().to_dict(),
+        "by_expression": table.expression.value_counts().sort_index().to_dict(),
+        "by_fold": {str(k): int(v) for k, v in table.fold.value_counts().sort_index().items()},
+    }
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@dataclass
+class Dataset:
+    """A preprocessed dataset in memory."""
+
+    images: np.ndarray  # (N, size, size) uint8
+    landmarks: np.ndarray  # (N, 68, 2) float32, in the images' coordinates
+    table: pd.DataFrame  # id, image, source, subject, dataset, expression, fold
+    summary: dict
+
+
+def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Dataset:
+    """Load what :func:`build_dataset` wrote, optionally resized to ``size`` (landmarks scaled with it)."""
+    directory = Path(directory)
+    for name in ("records.csv", "landmarks.npy", "summary.json"):
+        if not (directory / name).is_file():
+            raise FermapError(f"{directory}: not a fermap dataset (no {name}); build one with `fermap data build`")
+    table = pd.read_csv(directory / "records.csv", dtype={"subject": str})
+    summary = json.loads((directory / "summary.json").read_text())
+    marks = np.load(directory / "landmarks.npy")
+    images = np.stack([read_gray(directory / p) for p in table.image])
+    if size and size != images.shape[1]:
+        scale = size / images.shape[1]
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        images = np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
+        marks = ((marks + 0.5) * scale - 0.5).astype(np.float32)
+    return Dataset(images, marks, table, summary)
+
+
+def describe_dataset(directory: str | os.PathLike) -> str:
+    """A text report of a built dataset: counts per dataset, subject, expression and fold, and the skips."""
+    directory = Path(directory)
+    data = load_dataset(directory) if (directory / "records.csv").is_file() else None
+    if data is None:
+        raise FermapError(f"{directory}: not a fermap dataset (no records.csv)")
+    s, t = data.summary, data.table
+    lines = [f"{directory}: {s['used']} images used of {s['read']} read"
+             + (" (SYNTHETIC: FACS-driven expressions on real neutral faces)" if s.get("synthetic") else ""),
+             f"  {t.subject.nunique()} subjects, {t.dataset.nunique()} dataset(s), {s['folds']} folds, "
+             f"crops {s['crop_size']}x{s['crop_size']}"]
+    lines.append("  per dataset and expression:")
+    counts = pd.crosstab(t.dataset, t.expression, margins=True, margins_name="total")
+    lines += ["    " + line for line in counts.to_string().splitlines()]
+    lines.append("  per fold: " + ", ".join(f"{k}: {v}" for k, v in s["by_fold"].items()))
+    per_subject = t.groupby("subject").size()
+    lines.append(f"  images per subject: min {per_subject.min()}, median {int(per_subject.median())}, max {per_subject.max()}")
+    if s["skipped"]:
+        lines.append("  skipped: " + ", ".join(f"{n} x {r}" for r, n in sorted(s["skipped"].items())))
+        lines.append(f"  (paths and reasons in {directory / 'skipped.csv'})")
+    else:
+        lines.append("  skipped: none")
+    return "\n".join(lines)
+
+
+def build_from_config(config_path: str | os.PathLike, out: str | os.PathLike, progress: bool = True) -> dict:
+    """``fermap data build --config FILE``: read the datasets a YAML file names and preprocess them.
+
+    The file holds ``datasets`` (a list of ``{name, adapter, root|manifest, ...}``)
+    and optionally ``crop_size``, ``folds`` and ``seed``. Relative paths are taken
+    from the file's folder. See ``book/datasets.example.yaml``.
+    """
+    import yaml
+
+    config_path = Path(config_path)
+    if not config_path.is_file():
+        raise FermapError(f"{config_path}: no such config file")
+    cfg = yaml.safe_load(config_path.read_text()) or {}
+    specs = cfg.get("datasets")
+    if not specs:
+        raise FermapError(f"{config_path}: no 'datasets' list (each entry: name, adapter, root or manifest)")
+    resolved = []
+    for spec in specs:
+        spec = dict(spec)
+        for key in ("root", "manifest"):
+            if key in spec:
+                spec[key] = str((config_path.parent / os.path.expanduser(spec[key])).resolve())
+        resolved.append(spec)
+    records, dropped = read_datasets(resolved)
+    names = ", ".join(sorted({r.dataset for r in records}))
+    return build_dataset(records, out, dropped, size=cfg.get("crop_size"), folds=cfg.get("folds"),
+                         seed=cfg.get("seed"), progress=progress, description=f"datasets: {names} ({config_path.name})")
