@@ -77,6 +77,40 @@ def cmd_data_show(args: argparse.Namespace) -> None:
     print(describe_dataset(args.directory))
 
 
+def cmd_models_summary(args: argparse.Namespace) -> None:
+    """Every registered network at the paper's input size: parameters against Table 1, pre-training."""
+    import pandas as pd
+
+    from .models import summary
+
+    table = summary(check_weights=args.check_weights)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        shown = table.assign(params=table.params.map("{:,}".format),
+                             paper_params=table.paper_params.map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}"),
+                             ratio=table.ratio.map(lambda v: "-" if pd.isna(v) else f"{v:.3f}"))
+        print(shown.to_string(index=False))
+    paper = table.dropna(subset=["paper_params"])
+    print(f"{int(paper.within_10pct.sum())} of {len(paper)} paper networks within 10 % of Table 1's parameter count")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train a profile's networks with subject-grouped cross-validation (resumes)."""
+    from .run import default_run_dir, load_profile, parse_overrides, prepare_data, record_profile
+    from .training import train_run
+
+    prof = load_profile(args.profile, args.config, parse_overrides(args.param))
+    run_dir = args.run or default_run_dir(prof)
+    prepare_data(run_dir, prof)
+    record_profile(run_dir, prof)
+    table = train_run(run_dir, prof)
+    print(table.to_string(index=False))
+    if table.synthetic.any():
+        print("(SYNTHETIC data: FACS-driven expressions on real faces; not the paper's datasets)")
+    cold = table[~table.pretrained & table.weights.str.contains("unavailable")]
+    if len(cold):
+        print(f"pretrained=false (ImageNet weights unavailable here): {', '.join(sorted(cold.network.unique()))}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fermap", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fermap {__version__}")
@@ -109,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = data_sub.add_parser("show", help="counts and skip report of a built dataset")
     p.add_argument("directory", type=Path)
     p.set_defaults(func=cmd_data_show)
+    models = sub.add_parser("models", help="the network registry")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    p = models_sub.add_parser("summary", help="parameters of every network against Table 1, and pre-training")
+    p.add_argument("--check-weights", action="store_true", help="try to load the ImageNet weights (slow offline)")
+    p.set_defaults(func=cmd_models_summary)
+
+    p = sub.add_parser("train", help="train a profile's networks with subject-grouped k-fold (resumes)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--profile", default=None, help="smoke, default or paper (default: default)")
+    src.add_argument("--config", type=Path, help="a YAML profile file (keys as in config.yaml; 'base' names a profile)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a profile key")
+    p.add_argument("--run", type=Path, help="run folder (default: runs/<profile>)")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -404,6 +404,14 @@ class Dataset:
     summary: dict
 
 
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize a stack of square images (N, s, s) to (N, size, size); area averaging when shrinking."""
+    if images.shape[1] == size:
+        return images
+    interp = cv2.INTER_AREA if size < images.shape[1] else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
+
+
 def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Dataset:
     """Load what :func:`build_dataset` wrote, optionally resized to ``size`` (landmarks scaled with it)."""
     directory = Path(directory)
@@ -415,10 +423,8 @@ def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Datas
     marks = np.load(directory / "landmarks.npy")
     images = np.stack([read_gray(directory / p) for p in table.image])
     if size and size != images.shape[1]:
-        scale = size / images.shape[1]
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        images = np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
-        marks = ((marks + 0.5) * scale - 0.5).astype(np.float32)
+        marks = ((marks + 0.5) * (size / images.shape[1]) - 0.5).astype(np.float32)
+        images = resize_images(images, size)
     return Dataset(images, marks, table, summary)
 
 

@@ -1,0 +1,221 @@
+"""Training the networks with subject-grouped cross-validation, resumable.
+
+Each (network, fold) writes, under ``RUN/models/<network>/fold<k>/``:
+``model.keras`` (not for a fixed network), ``history.csv``, ``predictions.csv``
+and, last, ``metrics.json`` (accuracy, confusion matrix, what was used). A
+(network, fold) whose ``metrics.json`` matches the current settings is not
+retrained; an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import atomic_path
+from .augment import random_augment
+from .config import section
+from .data import Dataset, load_dataset, resize_images
+from .errors import FermapError
+from .models import build_network, input_size, spec
+
+
+def profile(name: str, overrides: dict | None = None) -> dict:
+    """A run profile from the configuration, with overrides applied (``-p name value``)."""
+    profiles = section("profiles")
+    if name not in profiles:
+        raise FermapError(f"unknown profile {name!r}; known: {', '.join(profiles)}")
+    merged = json.loads(json.dumps(profiles[name]))  # a deep copy
+    for key, value in (overrides or {}).items():
+        target = merged
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+    merged["name"] = name
+    return merged
+
+
+def profile_networks(prof: dict) -> list[str]:
+    """The networks a profile trains ("paper" stands for the paper's twelve)."""
+    from .models import paper_networks
+
+    nets = prof["networks"]
+    return paper_networks() if nets == "paper" else list(nets)
+
+
+def profile_folds(prof: dict, available: list[int]) -> list[int]:
+    """The folds a profile runs: all, a count (the first N) or an explicit list."""
+    folds = prof.get("folds", "all")
+    if folds == "all":
+        return sorted(available)
+    if isinstance(folds, int):
+        return sorted(available)[:folds]
+    return [int(f) for f in folds]
+
+
+def epochs_for(name: str, prof: dict) -> int:
+    """The paper's epochs for a network, scaled by the profile (at least one)."""
+    paper = spec(name)["paper"]["epochs"]
+    return max(1, int(round(paper * float(prof.get("epochs_scale", 1.0))))) if paper else 0
+
+
+def _settings_key(name: str, fold: int, prof: dict, data_key: str) -> str:
+    keep = {k: prof.get(k) for k in ("input_size", "epochs_scale", "batch_size", "seed", "imagenet",
+                                     "scratch_learning_rate", "augment")}
+    blob = json.dumps({"net": name, "fold": fold, "profile": keep, "data": data_key,
+                       "spec": spec(name)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class _Progress:
+    """A Keras callback that drives a tqdm bar, one tick per batch."""
+
+    def __new__(cls, bar):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                bar.update(1)
+
+        return Callback()
+
+
+def confusion(true: np.ndarray, pred: np.ndarray, n: int = 6) -> np.ndarray:
+    """Confusion matrix, rows = true class, columns = predicted class."""
+    out = np.zeros((n, n), dtype=int)
+    np.add.at(out, (true, pred), 1)
+    return out
+
+
+def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progress: bool = True) -> dict:
+    """Train (or, for a fixed network, only evaluate) one network on one fold; write its results."""
+    import keras
+    from tqdm.auto import tqdm
+
+    expressions = list(section("paper")["expressions"])
+    seed = int(prof.get("seed", 0))
+    fold = int(fold)
+    keras.utils.set_random_seed(seed * 1000 + fold)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = build_network(name, size=input_size(name, prof.get("input_size")), imagenet=prof.get("imagenet", True))
+    notes = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    for note in notes:
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
+    size = built.input_size
+    images = resize_images(data.images, size)
+    labels = data.table.expression.map({e: i for i, e in enumerate(expressions)}).to_numpy()
+    test = (data.table.fold == fold).to_numpy()
+    train = ~test
+    history = []
+    started = time.perf_counter()
+    s = spec(name)
+    lr = None
+    if built.trainable:
+        lr = float(s["optimizer"]["learning_rate"])
+        if s["paper"]["pretrained"] and not built.pretrained and prof.get("scratch_learning_rate"):
+            lr = float(prof["scratch_learning_rate"])  # the paper's rate is a fine-tuning rate
+        opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[s["optimizer"]["name"]]
+        built.model.compile(optimizer=opt(learning_rate=lr), loss="sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
+        epochs = epochs_for(name, prof)
+        batch = int(prof.get("batch_size", 32))
+        x_train, y_train = images[train], labels[train]
+        marks = data.landmarks[train] * (size / data.images.shape[1])
+        steps = -(-len(x_train) // batch)
+        with tqdm(total=epochs * steps, desc=f"{name} fold {fold}", unit="batch", leave=False,
+                  disable=not progress) as bar:
+            for epoch in range(epochs):
+                rng = np.random.default_rng([seed, fold, epoch])
+                if prof.get("augment", True):
+                    x_epoch = np.stack([random_augment(im, lm, rng)[0] for im, lm in zip(x_train, marks)])
+                else:
+                    x_epoch = x_train
+                h = built.model.fit(x_epoch[..., None].astype("float32"), y_train, batch_size=batch, epochs=1,
+                                    shuffle=True, verbose=0, callbacks=[_Progress(bar)])
+                history.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in h.history.items()}})
+    else:
+        epochs = 0
+    probs = built.model.predict(images[test][..., None].astype("float32"), batch_size=128, verbose=0)
+    pred = probs.argmax(1)
+    out.mkdir(parents=True, exist_ok=True)
+    if built.trainable:
+        with atomic_path(out / "model.keras") as tmp:
+            built.model.save(tmp)
+    with atomic_path(out / "history.csv") as tmp:
+        pd.DataFrame(history, columns=["epoch", "accuracy", "loss"] if not history else None).to_csv(tmp, index=False)
+    table = pd.DataFrame({"id": data.table.id[test].to_numpy(), "true": labels[test], "pred": pred})
+    for i, e in enumerate(expressions):
+        table[f"p_{e}"] = probs[:, i]
+    with atomic_path(out / "predictions.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    result = {
+        "network": name, "fold": fold, "input_size": size, "pretrained": built.pretrained,
+        "weights": built.weights, "trained": built.trainable, "epochs": epochs, "learning_rate": lr,
+        "accuracy": float((pred == labels[test]).mean()), "n_train": int(train.sum()), "n_test": int(test.sum()),
+        "confusion": confusion(labels[test], pred).tolist(), "seconds": round(time.perf_counter() - started, 1),
+        "synthetic": bool(data.summary.get("synthetic")), "warnings": notes,
+    }
+    return result
+
+
+def data_key(directory: Path) -> str:
+    """A fingerprint of a built dataset (its records and summary), for caching what depends on it."""
+    h = hashlib.sha256()
+    for name in ("records.csv", "summary.json"):
+        h.update((Path(directory) / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def train_run(run_dir: str | os.PathLike, prof: dict, progress: bool = True) -> pd.DataFrame:
+    """Train every (network, fold) of a profile on the run's dataset (``RUN/data``), resuming.
+
+    Returns one row per (network, fold): accuracy, pretrained, input size, epochs, seconds.
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    data_dir = run_dir / "data"
+    if not (data_dir / "records.csv").is_file():
+        raise FermapError(f"{data_dir}: no dataset; build it first (fermap data build ... --out {data_dir})")
+    data = load_dataset(data_dir)
+    key = data_key(data_dir)
+    folds = profile_folds(prof, sorted(data.table.fold.unique()))
+    jobs = [(n, int(f)) for n in profile_networks(prof) for f in folds]
+    rows = []
+    with tqdm(jobs, desc="training", unit="run", disable=not progress) as bar:
+        for name, fold in bar:
+            bar.set_postfix_str(f"{name} fold {fold}")
+            out = run_dir / "models" / name / f"fold{fold}"
+            settings = _settings_key(name, fold, prof, key)
+            done = out / "metrics.json"
+            if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
+                rows.append(json.loads(done.read_text()))
+                continue
+            result = train_fold(name, data, fold, prof, out, progress)
+            result["settings"] = settings
+            with atomic_path(done) as tmp:  # written last: its presence means the fold is complete
+                tmp.write_text(json.dumps(result, indent=1))
+            rows.append(result)
+    return accuracy_table(rows)
+
+
+def accuracy_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per (network, fold) with accuracy and what produced it."""
+    cols = ["network", "fold", "accuracy", "pretrained", "weights", "input_size", "epochs", "n_test", "seconds", "synthetic"]
+    return pd.DataFrame(rows)[cols]
+
+
+def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The accuracy table of a run, from its ``metrics.json`` files."""
+    rows = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("models/*/fold*/metrics.json"))]
+    if not rows:
+        raise FermapError(f"{run_dir}: no trained networks (run fermap train first)")
+    return accuracy_table(rows)

@@ -1,0 +1,79 @@
+"""Training: profiles, saved artefacts, resume, and the fixed FER2013 network."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fermap_utils import training as T
+from fermap_utils.errors import FermapError
+
+
+def test_profiles_and_overrides():
+    prof = T.profile("smoke", {"input_size": 40, "explain.num_samples": 50})
+    assert prof["input_size"] == 40 and prof["explain"]["num_samples"] == 50 and prof["name"] == "smoke"
+    assert T.profile("smoke")["input_size"] != 40  # overrides never leak into the configuration
+    assert len(T.profile_networks(T.profile("paper"))) == 12
+    with pytest.raises(FermapError, match="unknown profile"):
+        T.profile("huge")
+
+
+def test_epochs_and_folds_follow_the_profile():
+    prof = {"epochs_scale": 0.5}
+    assert T.epochs_for("SongNet", prof) == 12  # 25 x 0.5, rounded
+    assert T.epochs_for("VGG16", {"epochs_scale": 0.1}) == 1  # never below one
+    assert T.epochs_for("FER2013", prof) == 0  # fixed, never trained
+    assert T.profile_folds({"folds": "all"}, [3, 1, 2]) == [1, 2, 3]
+    assert T.profile_folds({"folds": 2}, [1, 2, 3]) == [1, 2]
+    assert T.profile_folds({"folds": [3]}, [1, 2, 3]) == [3]
+
+
+def test_confusion():
+    c = T.confusion(np.array([0, 0, 1, 5]), np.array([0, 1, 1, 5]))
+    assert c.sum() == 4 and c[0, 0] == 1 and c[0, 1] == 1 and c[1, 1] == 1 and c[5, 5] == 1
+
+
+@pytest.fixture(scope="module")
+def small_run(default_dataset, tmp_path_factory):
+    """A run folder over a 4-subject slice of the default dataset (2 folds)."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("run")
+    shutil.copytree(default_dataset, run / "data")
+    table = pd.read_csv(run / "data" / "records.csv", dtype={"subject": str})
+    keep = table[table.subject.isin(sorted(table.subject.unique())[:4])].copy()
+    keep["fold"] = keep.subject.map({s: i % 2 + 1 for i, s in enumerate(sorted(keep.subject.unique()))})
+    marks = np.load(run / "data" / "landmarks.npy")[keep.index.to_numpy()]
+    keep = keep.reset_index(drop=True)
+    keep["id"] = np.arange(len(keep))
+    keep.to_csv(run / "data" / "records.csv", index=False)
+    np.save(run / "data" / "landmarks.npy", marks)
+    return run
+
+
+def test_train_run_saves_everything_and_resumes(small_run):
+    prof = T.profile("smoke", {"networks": ["WeiNet", "FER2013"], "input_size": 32, "folds": 1, "epochs_scale": 0.1})
+    table = T.train_run(small_run, prof, progress=False)
+    assert list(table.network) == ["WeiNet", "FER2013"]
+    assert table.synthetic.all()
+    wei = small_run / "models" / "WeiNet" / "fold1"
+    for name in ("model.keras", "history.csv", "predictions.csv", "metrics.json"):
+        assert (wei / name).is_file(), name
+    metrics = json.loads((wei / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["input_size"] == 32 and not metrics["pretrained"]
+    preds = pd.read_csv(wei / "predictions.csv")
+    assert len(preds) == metrics["n_test"] == np.asarray(metrics["confusion"]).sum()
+    assert np.isclose(preds.filter(like="p_").sum(axis=1), 1, atol=1e-4).all()
+    assert metrics["accuracy"] == pytest.approx((preds.true == preds.pred).mean())
+    fer = json.loads((small_run / "models" / "FER2013" / "fold1" / "metrics.json").read_text())
+    assert fer["trained"] is False and fer["epochs"] == 0 and fer["input_size"] == 64
+    assert not (small_run / "models" / "FER2013" / "fold1" / "model.keras").exists()
+    # a rerun with the same settings retrains nothing
+    stamp = (wei / "model.keras").stat().st_mtime_ns
+    again = T.train_run(small_run, prof, progress=False)
+    assert (wei / "model.keras").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(again, table)
+    # an interrupted fold (no metrics.json) is redone on the next run
+    (wei / "metrics.json").unlink()
+    T.train_run(small_run, prof, progress=False)
+    assert (wei / "metrics.json").is_file()
