@@ -68,7 +68,7 @@ def epochs_for(name: str, prof: dict) -> int:
 
 def _settings_key(name: str, fold: int, prof: dict, data_key: str) -> str:
     keep = {k: prof.get(k) for k in ("input_size", "epochs_scale", "batch_size", "seed", "imagenet",
-                                     "scratch_learning_rate", "augment")}
+                                     "scratch_learning_rate", "augment", "bn_momentum")}
     blob = json.dumps({"net": name, "fold": fold, "profile": keep, "data": data_key,
                        "spec": spec(name)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -85,6 +85,26 @@ class _Progress:
                 bar.update(1)
 
         return Callback()
+
+
+def set_bn_momentum(model, momentum: float) -> int:
+    """Set the momentum of every BatchNormalization layer, nested models included; returns how many.
+
+    With the few hundred steps of a CPU run, Keras' default (0.99) leaves the running
+    statistics far from the data, and a network that fits its training set predicts one
+    class at test time. A faster momentum fixes that (measured: MobileNetV3 from scratch).
+    """
+    import keras
+
+    count = 0
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+            count += 1
+        stack.extend(getattr(layer, "layers", []))
+    return count
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, n: int = 6) -> np.ndarray:
@@ -122,6 +142,8 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
         lr = float(s["optimizer"]["learning_rate"])
         if s["paper"]["pretrained"] and not built.pretrained and prof.get("scratch_learning_rate"):
             lr = float(prof["scratch_learning_rate"])  # the paper's rate is a fine-tuning rate
+        if prof.get("bn_momentum") and not built.pretrained:
+            set_bn_momentum(built.model, float(prof["bn_momentum"]))
         opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[s["optimizer"]["name"]]
         built.model.compile(optimizer=opt(learning_rate=lr), loss="sparse_categorical_crossentropy",
                             metrics=["accuracy"])
