@@ -216,6 +216,14 @@ ADAPTERS = {"ckplus": read_ckplus, "jaffe": read_jaffe, "bu4dfe": read_bu4dfe,
             "folders": read_folders, "manifest": read_manifest}
 
 
+def split_records(items: Iterable[Record | Dropped]) -> tuple[list[Record], list[Dropped]]:
+    """Separate an adapter's output into the records kept and the files dropped."""
+    records, dropped = [], []
+    for item in items:
+        (records if isinstance(item, Record) else dropped).append(item)
+    return records, dropped
+
+
 def read_datasets(specs: list[dict]) -> tuple[list[Record], list[Dropped]]:
     """Read every dataset of a config's ``datasets`` list.
 
@@ -233,8 +241,9 @@ def read_datasets(specs: list[dict]) -> tuple[list[Record], list[Dropped]]:
             raise FermapError(f"dataset {spec.get('name', adapter)}: give its 'root' (or 'manifest')")
         name = spec.pop("name", None)
         kwargs = dict(spec, **({"dataset": name} if name else {}))
-        for item in ADAPTERS[adapter](location, **kwargs):
-            (records if isinstance(item, Record) else dropped).append(item)
+        kept, lost = split_records(ADAPTERS[adapter](location, **kwargs))
+        records += kept
+        dropped += lost
     return records, dropped
 
 
@@ -404,6 +413,13 @@ class Dataset:
     summary: dict
 
 
+def scale_landmarks(landmarks: np.ndarray, from_size: int, to_size: int) -> np.ndarray:
+    """Landmarks of a square image resized from ``from_size`` to ``to_size`` (pixel centres kept aligned)."""
+    if from_size == to_size:
+        return landmarks
+    return ((np.asarray(landmarks) + 0.5) * (to_size / from_size) - 0.5).astype(np.float32)
+
+
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """Resize a stack of square images (N, s, s) to (N, size, size); area averaging when shrinking."""
     if images.shape[1] == size:
@@ -423,7 +439,7 @@ def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Datas
     marks = np.load(directory / "landmarks.npy")
     images = np.stack([read_gray(directory / p) for p in table.image])
     if size and size != images.shape[1]:
-        marks = ((marks + 0.5) * (size / images.shape[1]) - 0.5).astype(np.float32)
+        marks = scale_landmarks(marks, images.shape[1], size)
         images = resize_images(images, size)
     return Dataset(images, marks, table, summary)
 
@@ -431,10 +447,10 @@ def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Datas
 def describe_dataset(directory: str | os.PathLike) -> str:
     """A text report of a built dataset: counts per dataset, subject, expression and fold, and the skips."""
     directory = Path(directory)
-    data = load_dataset(directory) if (directory / "records.csv").is_file() else None
-    if data is None:
-        raise FermapError(f"{directory}: not a fermap dataset (no records.csv)")
-    s, t = data.summary, data.table
+    if not (directory / "records.csv").is_file() or not (directory / "summary.json").is_file():
+        raise FermapError(f"{directory}: not a fermap dataset (no records.csv); build one with `fermap data build`")
+    t = pd.read_csv(directory / "records.csv", dtype={"subject": str})
+    s = json.loads((directory / "summary.json").read_text())
     lines = [f"{directory}: {s['used']} images used of {s['read']} read"
              + (" (SYNTHETIC: FACS-driven expressions on real neutral faces)" if s.get("synthetic") else ""),
              f"  {t.subject.nunique()} subjects, {t.dataset.nunique()} dataset(s), {s['folds']} folds, "

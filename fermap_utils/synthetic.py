@@ -22,7 +22,7 @@ import numpy as np
 
 from ._io import atomic_path, write_gray
 from .config import cache_dir, section
-from .data import align_face, build_dataset, read_manifest
+from .data import align_face, build_dataset, read_manifest, split_records
 from .landmarks import detect_faces, mean_shape, predict_landmarks, with_border_points
 from .masks import action_units, expression_aus
 from .warping import apply_map, piecewise_affine_map
@@ -169,9 +169,7 @@ def build_default(out: str | os.PathLike, progress: bool = True, **overrides) ->
         if summary.get("source_key") == key:
             return summary
     manifest = generate(progress=progress, **overrides)
-    records, dropped = [], []
-    for item in read_manifest(manifest):
-        (records if hasattr(item, "subject") else dropped).append(item)
+    records, dropped = split_records(read_manifest(manifest))
     summary = build_dataset(records, out, dropped, synthetic=True, progress=progress,
                             description="SYNTHETIC: FACS-driven expressions (EMFACS AUs of Table 2) warped onto "
                                         "real faces shipped by scikit-image and matplotlib")

@@ -21,7 +21,7 @@ import pandas as pd
 from ._io import atomic_path
 from .augment import random_augment
 from .config import section
-from .data import Dataset, load_dataset, resize_images
+from .data import Dataset, load_dataset, resize_images, scale_landmarks
 from .errors import FermapError
 from .models import build_network, input_size, spec
 
@@ -74,17 +74,15 @@ def _settings_key(name: str, fold: int, prof: dict, data_key: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-class _Progress:
-    """A Keras callback that drives a tqdm bar, one tick per batch."""
+def _progress_callback(bar):
+    """A Keras callback that ticks a tqdm bar once per training batch."""
+    import keras
 
-    def __new__(cls, bar):
-        import keras
+    class Progress(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            bar.update(1)
 
-        class Callback(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                bar.update(1)
-
-        return Callback()
+    return Progress()
 
 
 def set_bn_momentum(model, momentum: float) -> int:
@@ -150,7 +148,7 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
         epochs = epochs_for(name, prof)
         batch = int(prof.get("batch_size", 32))
         x_train, y_train = images[train], labels[train]
-        marks = data.landmarks[train] * (size / data.images.shape[1])
+        marks = scale_landmarks(data.landmarks[train], data.images.shape[1], size)
         steps = -(-len(x_train) // batch)
         with tqdm(total=epochs * steps, desc=f"{name} fold {fold}", unit="batch", leave=False,
                   disable=not progress) as bar:
@@ -161,7 +159,7 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
                 else:
                     x_epoch = x_train
                 h = built.model.fit(x_epoch[..., None].astype("float32"), y_train, batch_size=batch, epochs=1,
-                                    shuffle=True, verbose=0, callbacks=[_Progress(bar)])
+                                    shuffle=True, verbose=0, callbacks=[_progress_callback(bar)])
                 history.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in h.history.items()}})
     else:
         epochs = 0
