@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     """Score per-fold heatmaps against the Ekman masks (Tables 3 and 4)."""
     from .heatmaps import score_folder
 
-    table = score_folder(args.heatmaps, args.masks)
+    table = score_folder(args.heatmaps, args.masks, args.allow_missing)
     _write_csv(table, Path(args.out), args.decimals)
     nets = table["network"].nunique() - 1
     print(f"scored {nets} networks x {table['expression'].nunique() - 1} expressions -> {args.out}")
@@ -111,6 +112,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"pretrained=false (ImageNet weights unavailable here): {', '.join(sorted(cold.network.unique()))}")
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    """LIME on every trained (network, fold) of a run, standardised, cached, and the heatmaps."""
+    from .explain import explain_run
+    from .run import parse_overrides, read_profile
+
+    prof = read_profile(args.run, parse_overrides(args.param))
+    table = explain_run(args.run, prof)
+    wide = table.pivot_table(index=["network", "fold"], columns="expression", values="images", sort=False)
+    print(wide.to_string())
+    summary = json.loads((Path(args.run) / "heatmaps" / "summary.json").read_text())
+    print(f"{summary['explanations']} explanations -> {Path(args.run) / 'heatmaps'}")
+    if summary["missing"]:
+        print(f"no heatmap (no image predicted as that class, or all weights <= 0): {len(summary['missing'])}: "
+              + ", ".join(summary["missing"][:6]) + (" ..." if len(summary["missing"]) > 6 else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fermap", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fermap {__version__}")
@@ -121,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", type=Path, help="folder of {Expression}_gt.png (default: fermap's own masks)")
     p.add_argument("--out", required=True, type=Path, help="output CSV")
     p.add_argument("--decimals", type=int, default=4, help="decimals in the CSV (default 4, as the paper)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score an incomplete set (a class no image was predicted as), averaging what exists")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("masks", help="write the six Ekman masks as PNGs (255 = mask)")
@@ -156,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a profile key")
     p.add_argument("--run", type=Path, help="run folder (default: runs/<profile>)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("explain", help="LIME on a run's trained networks, standardised, cached; then the heatmaps")
+    p.add_argument("--run", required=True, type=Path, help="the run folder fermap train wrote")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="override a profile key, e.g. -p explain.num_samples 500")
+    p.set_defaults(func=cmd_explain)
     return parser
 
 

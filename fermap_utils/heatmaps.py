@@ -96,12 +96,14 @@ def _require_dir(directory: Path) -> Path:
 
 
 def load_fold_heatmaps(
-    directory: str | os.PathLike, expressions: list[str] | tuple[str, ...]
+    directory: str | os.PathLike, expressions: list[str] | tuple[str, ...], allow_missing: bool = False
 ) -> dict[tuple[str, int, str], np.ndarray]:
     """Load a folder of ``{Net}_CV{k}_{Expression}_heatmap.png`` files.
 
     Every network must have the same folds, and every (network, fold) all the
-    expressions; otherwise the error says which are missing.
+    expressions; otherwise the error says which are missing. With
+    ``allow_missing`` the gaps are listed in a warning instead, and only what
+    exists is returned.
 
     Returns
     -------
@@ -122,8 +124,13 @@ def load_fold_heatmaps(
     ]
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise FermapError(f"{directory}: incomplete heatmap set, missing {', '.join(missing[:5])}{more}")
-    return {(n, f, e): load_heatmap(found[(n, f, e)]) for n in nets for f in folds for e in expressions}
+        message = f"{directory}: incomplete heatmap set, missing {', '.join(missing[:5])}{more}"
+        if not allow_missing:
+            raise FermapError(message + " (score what exists with --allow-missing)")
+        import warnings
+
+        warnings.warn(message + "; scored without them", RuntimeWarning, stacklevel=2)
+    return {key: load_heatmap(path) for key, path in found.items() if key[2] in expressions}
 
 
 def load_network_heatmaps(
@@ -164,18 +171,19 @@ def load_masks(directory: str | os.PathLike, expressions: list[str] | tuple[str,
 
 
 def score_folder(
-    directory: str | os.PathLike, mask_directory: str | os.PathLike | None = None
+    directory: str | os.PathLike, mask_directory: str | os.PathLike | None = None, allow_missing: bool = False
 ) -> "pd.DataFrame":
     """Tables 3 and 4 from a folder of per-fold heatmaps (``fermap score``).
 
     Networks take the paper's names; masks are fermap's own unless ``mask_directory`` is given.
+    With ``allow_missing``, a (network, expression) averages over the folds it has.
     """
     from .config import display_name, paper
     from .masks import ekman_masks
     from .metrics import score_table
 
     exprs = list(paper()["expressions"])
-    maps = load_fold_heatmaps(directory, exprs)
+    maps = load_fold_heatmaps(directory, exprs, allow_missing)
     masks = load_masks(mask_directory, exprs) if mask_directory else ekman_masks()
     renamed = {(display_name(n), f, e): h for (n, f, e), h in maps.items()}
     return score_table(renamed, {e: masks[e] for e in exprs}, paper()["table_order"])
@@ -202,3 +210,53 @@ def similarity_folder(directory: str | os.PathLike) -> tuple["pd.DataFrame", dic
         rows += [{"expression": e, "net_a": a, "net_b": b, "distance": dist.loc[a, b]}
                  for i, a in enumerate(names) for b in names[i + 1:]]
     return pd.DataFrame(rows), matrices
+
+
+def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame") -> dict:
+    """The heatmaps of a run from its cached explanation sums, with the authors' folder layout.
+
+    ``RUN/heatmaps/heatmaps_by_cv`` holds H_{n,t,c} (Eq. 1), ``heatmaps_by_net``
+    H_{n,c} and ``heatmaps_total`` H_c (Eq. 2, every explanation weighing the same).
+    A group with no explanation (no test image predicted as that class), or whose
+    explanations are all zero, has no heatmap; ``RUN/heatmaps/summary.json`` lists
+    them beside the counts.
+    """
+    import json
+
+    from ._io import atomic_path
+
+    import shutil
+
+    out = Path(run_dir) / "heatmaps"
+    for folder in ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total"):
+        shutil.rmtree(out / folder, ignore_errors=True)  # cheap to redo; no stale map may survive
+    sums: dict[tuple[str, int, str], tuple[np.ndarray, int]] = {}
+    for row in counts.itertuples():
+        path = Path(run_dir) / "explanations" / row.network / f"fold{row.fold}" / f"{row.expression}.npz"
+        with np.load(path) as f:
+            sums[(row.network, int(row.fold), row.expression)] = (f["sum"], int(f["count"]))
+    missing = []
+
+    def emit(folder: str, name: str, parts: list[tuple[np.ndarray, int]]) -> None:
+        parts = [(s, n) for s, n in parts if n]
+        h = pooled_heatmap([s for s, _ in parts], [n for _, n in parts]) if parts else None
+        if h is None or h.max() == 0:
+            missing.append(f"{folder}/{name}")
+            return
+        save_heatmap(out / folder / name, h)
+
+    nets = list(dict.fromkeys(counts.network))
+    exprs = list(dict.fromkeys(counts.expression))
+    for (net, fold, expr), part in sums.items():
+        emit("heatmaps_by_cv", heatmap_filename(expr, net, fold), [part])
+    for net in nets:
+        for expr in exprs:
+            emit("heatmaps_by_net", heatmap_filename(expr, net),
+                 [p for (n, _, e), p in sums.items() if n == net and e == expr])
+    for expr in exprs:
+        emit("heatmaps_total", heatmap_filename(expr), [p for (_, _, e), p in sums.items() if e == expr])
+    summary = {"networks": nets, "folds": sorted({int(f) for f in counts.fold}),
+               "explanations": int(counts.images.sum()), "missing": missing}
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    return summary

@@ -5,12 +5,15 @@ and returns softmax probabilities over the six expressions, in the paper's order
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .config import cache_dir, section
+from .errors import FermapError
 
 N_CLASSES = 6
 
@@ -207,6 +210,18 @@ def build_network(name: str, size: int | None = None, imagenet: bool = True,
             return BuiltNetwork(name, _application(name, s, size, None), size, False,
                                 "none: ImageNet weights unavailable offline")
     return BuiltNetwork(name, _custom(name, s, size), size, False, "none (from scratch, as in the paper)")
+
+
+def load_trained(run_dir: str | os.PathLike, name: str, fold: int):
+    """The Keras model a run trained for (network, fold); a fixed network is simply built."""
+    import keras
+
+    if spec(name).get("fixed"):
+        return build_network(name).model
+    path = Path(run_dir) / "models" / name / f"fold{int(fold)}" / "model.keras"
+    if not path.is_file():
+        raise FermapError(f"{path}: no trained model (run fermap train first)")
+    return keras.models.load_model(path, compile=False)
 
 
 def count_params(model) -> int:

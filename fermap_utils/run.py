@@ -55,6 +55,16 @@ def prepare_data(run_dir: str | os.PathLike, prof: dict, progress: bool = True) 
     return build_from_config(source, out, progress=progress)
 
 
+def read_profile(run_dir: str | os.PathLike, overrides: dict | None = None) -> dict:
+    """The profile a run was made with (``RUN/run.json``), with overrides applied."""
+    from .training import apply_overrides
+
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise FermapError(f"{path}: not a fermap run folder (no run.json); start one with fermap train or fermap run")
+    return apply_overrides(json.loads(path.read_text()), overrides or {})
+
+
 def record_profile(run_dir: str | os.PathLike, prof: dict) -> None:
     """Write the profile a run used to ``RUN/run.json``."""
     with atomic_path(Path(run_dir) / "run.json") as tmp:

@@ -31,14 +31,20 @@ def profile(name: str, overrides: dict | None = None) -> dict:
     profiles = section("profiles")
     if name not in profiles:
         raise FermapError(f"unknown profile {name!r}; known: {', '.join(profiles)}")
-    merged = json.loads(json.dumps(profiles[name]))  # a deep copy
-    for key, value in (overrides or {}).items():
+    merged = apply_overrides(profiles[name], overrides or {})
+    merged["name"] = name
+    return merged
+
+
+def apply_overrides(prof: dict, overrides: dict) -> dict:
+    """A deep copy of a profile with ``key: value`` overrides; dotted keys reach inside."""
+    merged = json.loads(json.dumps(prof))
+    for key, value in overrides.items():
         target = merged
         *parents, leaf = key.split(".")
         for p in parents:
             target = target.setdefault(p, {})
         target[leaf] = value
-    merged["name"] = name
     return merged
 
 
@@ -61,14 +67,36 @@ def profile_folds(prof: dict, available: list[int]) -> list[int]:
 
 
 def epochs_for(name: str, prof: dict) -> int:
-    """The paper's epochs for a network, scaled by the profile (at least one)."""
+    """The paper's epochs for a network scaled by the profile (at least one), unless the profile's
+    ``tune`` entry for the network sets ``epochs`` outright."""
     paper = spec(name)["paper"]["epochs"]
-    return max(1, int(round(paper * float(prof.get("epochs_scale", 1.0))))) if paper else 0
+    if not paper:
+        return 0  # a fixed network
+    tuned = (prof.get("tune") or {}).get(name, {})
+    if "epochs" in tuned:
+        return int(tuned["epochs"])
+    return max(1, int(round(paper * float(prof.get("epochs_scale", 1.0)))))
+
+
+def optimizer_for(name: str, prof: dict, pretrained: bool) -> tuple[str, float]:
+    """The optimiser and learning rate a network trains with under a profile.
+
+    The paper's setting, except: a network the paper fine-tuned from ImageNet that starts
+    from scratch here uses the profile's ``scratch_learning_rate`` (the paper's rate is a
+    fine-tuning rate); and a profile's ``tune: {Net: {optimizer, learning_rate}}`` wins over both.
+    """
+    s = spec(name)
+    opt, lr = s["optimizer"]["name"], float(s["optimizer"]["learning_rate"])
+    if s["paper"]["pretrained"] and not pretrained and prof.get("scratch_learning_rate"):
+        lr = float(prof["scratch_learning_rate"])
+    tuned = (prof.get("tune") or {}).get(name, {})
+    return tuned.get("optimizer", opt), float(tuned.get("learning_rate", lr))
 
 
 def _settings_key(name: str, fold: int, prof: dict, data_key: str) -> str:
     keep = {k: prof.get(k) for k in ("input_size", "epochs_scale", "batch_size", "seed", "imagenet",
                                      "scratch_learning_rate", "augment", "bn_momentum")}
+    keep["tune"] = (prof.get("tune") or {}).get(name)
     blob = json.dumps({"net": name, "fold": fold, "profile": keep, "data": data_key,
                        "spec": spec(name)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -134,15 +162,12 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
     train = ~test
     history = []
     started = time.perf_counter()
-    s = spec(name)
-    lr = None
+    lr = opt_name = None
     if built.trainable:
-        lr = float(s["optimizer"]["learning_rate"])
-        if s["paper"]["pretrained"] and not built.pretrained and prof.get("scratch_learning_rate"):
-            lr = float(prof["scratch_learning_rate"])  # the paper's rate is a fine-tuning rate
+        opt_name, lr = optimizer_for(name, prof, built.pretrained)
         if prof.get("bn_momentum") and not built.pretrained:
             set_bn_momentum(built.model, float(prof["bn_momentum"]))
-        opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[s["optimizer"]["name"]]
+        opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[opt_name]
         built.model.compile(optimizer=opt(learning_rate=lr), loss="sparse_categorical_crossentropy",
                             metrics=["accuracy"])
         epochs = epochs_for(name, prof)
@@ -178,7 +203,7 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
         table.to_csv(tmp, index=False)
     result = {
         "network": name, "fold": fold, "input_size": size, "pretrained": built.pretrained,
-        "weights": built.weights, "trained": built.trainable, "epochs": epochs, "learning_rate": lr,
+        "weights": built.weights, "trained": built.trainable, "epochs": epochs, "optimizer": opt_name, "learning_rate": lr,
         "accuracy": float((pred == labels[test]).mean()), "n_train": int(train.sum()), "n_test": int(test.sum()),
         "confusion": confusion(labels[test], pred).tolist(), "seconds": round(time.perf_counter() - started, 1),
         "synthetic": bool(data.summary.get("synthetic")), "warnings": notes,

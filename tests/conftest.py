@@ -68,3 +68,23 @@ def default_dataset(tmp_path_factory) -> Path:
         else:
             os.environ["FERMAP_CACHE"] = old
     return out
+
+
+@pytest.fixture(scope="session")
+def small_run(default_dataset, tmp_path_factory):
+    """A run folder over a 4-subject slice of the default dataset (2 folds)."""
+    import shutil
+
+    import pandas as pd
+
+    run = tmp_path_factory.mktemp("run")
+    shutil.copytree(default_dataset, run / "data")
+    table = pd.read_csv(run / "data" / "records.csv", dtype={"subject": str})
+    keep = table[table.subject.isin(sorted(table.subject.unique())[:4])].copy()
+    keep["fold"] = keep.subject.map({s: i % 2 + 1 for i, s in enumerate(sorted(keep.subject.unique()))})
+    marks = np.load(run / "data" / "landmarks.npy")[keep.index.to_numpy()]
+    keep = keep.reset_index(drop=True)
+    keep["id"] = np.arange(len(keep))
+    keep.to_csv(run / "data" / "records.csv", index=False)
+    np.save(run / "data" / "landmarks.npy", marks)
+    return run

@@ -28,27 +28,19 @@ def test_epochs_and_folds_follow_the_profile():
     assert T.profile_folds({"folds": [3]}, [1, 2, 3]) == [3]
 
 
+def test_profile_tune_sets_epochs_and_optimiser_per_network():
+    prof = {"epochs_scale": 0.5, "scratch_learning_rate": 1e-3,
+            "tune": {"WeiNet": {"epochs": 7, "optimizer": "adam", "learning_rate": 3e-4}}}
+    assert T.epochs_for("WeiNet", prof) == 7 and T.epochs_for("SilNet", prof) == 5
+    assert T.optimizer_for("WeiNet", prof, pretrained=False) == ("adam", 3e-4)
+    assert T.optimizer_for("SilNet", prof, pretrained=False) == ("adam", 1e-4)  # the paper's
+    assert T.optimizer_for("VGG16", prof, pretrained=False) == ("adam", 1e-3)  # scratch, not fine-tuning
+    assert T.optimizer_for("VGG16", prof, pretrained=True) == ("adam", 1e-4)
+
+
 def test_confusion():
     c = T.confusion(np.array([0, 0, 1, 5]), np.array([0, 1, 1, 5]))
     assert c.sum() == 4 and c[0, 0] == 1 and c[0, 1] == 1 and c[1, 1] == 1 and c[5, 5] == 1
-
-
-@pytest.fixture(scope="module")
-def small_run(default_dataset, tmp_path_factory):
-    """A run folder over a 4-subject slice of the default dataset (2 folds)."""
-    import shutil
-
-    run = tmp_path_factory.mktemp("run")
-    shutil.copytree(default_dataset, run / "data")
-    table = pd.read_csv(run / "data" / "records.csv", dtype={"subject": str})
-    keep = table[table.subject.isin(sorted(table.subject.unique())[:4])].copy()
-    keep["fold"] = keep.subject.map({s: i % 2 + 1 for i, s in enumerate(sorted(keep.subject.unique()))})
-    marks = np.load(run / "data" / "landmarks.npy")[keep.index.to_numpy()]
-    keep = keep.reset_index(drop=True)
-    keep["id"] = np.arange(len(keep))
-    keep.to_csv(run / "data" / "records.csv", index=False)
-    np.save(run / "data" / "landmarks.npy", marks)
-    return run
 
 
 def test_train_run_saves_everything_and_resumes(small_run):

@@ -1,0 +1,109 @@
+"""Benchmark: fermap's LIME against the lime package and against the bare forward pass.
+
+In one process, on the same small CNN (fer's FER2013 mini-Xception, 64x64 grey),
+the same real faces (scikit-image's astronaut and grace_hopper, aligned) and the
+paper's settings (SLIC 30/20, 1000 samples, kernel 0.25, cosine, ridge alpha 1):
+
+- the ``lime`` 0.2.0.1 package, with its default prediction batch of 10 (the authors'
+  code left it at the default);
+- fermap's LIME (``fermap_utils.explain.explain_images``), batch 1000;
+- the forward pass alone over the same number of images, in the same batches.
+
+The last line is ``speedup_vs_lime=<x> overhead_vs_inference=<y>`` with
+x = lime time / fermap time and y = (fermap time - forward time) / forward time.
+Targets: x >= 3, y <= 0.25.
+
+Run: .venv/bin/python benchmarks/lime.py [--samples 1000] [--repeat 2]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+
+def faces() -> np.ndarray:
+    from skimage import data
+
+    from fermap_utils.data import align_face
+    from fermap_utils.landmarks import detect_landmarks
+
+    out = []
+    for name in ("astronaut", "grace_hopper"):
+        rgb = getattr(data, name)()
+        crop, _ = align_face(rgb, detect_landmarks(rgb, name=name), 64)
+        out += [crop, crop[:, ::-1]]
+    return np.stack(out).astype(np.float32)
+
+
+def main() -> None:
+    from lime import lime_image
+    from lime.wrappers.scikit_image import SegmentationAlgorithm
+    from skimage.color import gray2rgb
+
+    from fermap_utils import explain as E
+    from fermap_utils.models import build_network
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=2, help="timed repeats; the best is kept")
+    args = parser.parse_args()
+    settings = E.LimeSettings.from_profile({"num_samples": args.samples})
+    model = build_network("FER2013").model
+    predict = E.keras_predictor(model)
+    images = faces()
+    labels = predict(images[..., None]).argmax(1)
+    seeds = list(range(len(images)))
+    batch = settings.num_samples
+
+    def run_lime(lime_batch: int = 10):
+        explainer = lime_image.LimeImageExplainer(kernel_width=settings.kernel_width, random_state=0)
+        slic = SegmentationAlgorithm("slic", n_segments=settings.n_segments, compactness=settings.compactness,
+                                     start_label=0)
+        for image, label in zip(images, labels):
+            with contextlib.redirect_stderr(io.StringIO()):  # lime always draws a tqdm bar
+                explainer.explain_instance(gray2rgb(image / 255.0),
+                                           lambda rgb: predict((rgb[..., :1] * 255).astype(np.float32)),
+                                           labels=(int(label),), top_labels=None, hide_color=0,
+                                           num_samples=settings.num_samples, segmentation_fn=slic,
+                                           distance_metric="cosine", batch_size=lime_batch)
+
+    def run_fermap():
+        E.explain_images(predict, images, labels, seeds, settings, batch_size=batch)
+
+    total = len(images) * settings.num_samples
+    x = np.random.default_rng(0).uniform(0, 255, (batch, 64, 64, 1)).astype(np.float32)
+
+    def run_forward():
+        for _ in range(0, total, batch):
+            predict(x)
+
+    def best(fn) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    t_forward = best(run_forward)
+    t_fermap = best(run_fermap)
+    t_lime = best(run_lime)
+    t_lime_big = best(lambda: run_lime(batch))
+    print(f"{len(images)} faces x {settings.num_samples} samples, FER2013 mini-Xception 64x64, cores={os.cpu_count()}")
+    print(f"lime package (batch 10):  {t_lime:8.2f} s")
+    print(f"lime package (batch {batch}): {t_lime_big:6.2f} s  (speedup {t_lime_big / t_fermap:.2f}, for information)")
+    print(f"fermap LIME (batch {batch}): {t_fermap:8.2f} s")
+    print(f"forward pass only:        {t_forward:8.2f} s  ({total / t_forward:.0f} images/s)")
+    print(f"speedup_vs_lime={t_lime / t_fermap:.2f} overhead_vs_inference={(t_fermap - t_forward) / t_forward:.3f}")
+
+
+if __name__ == "__main__":
+    main()

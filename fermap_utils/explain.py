@@ -1,0 +1,316 @@
+"""LIME on SLIC superpixels, as the paper ran it, vectorised and seeded.
+
+The paper's settings (``config.yaml``, ``explain``): SLIC with 30 segments and
+compactness 20 on the image scaled to [0, 1]; hidden superpixels black; 1000
+samples; an exponential kernel of width 0.25 on the cosine distance to the
+unperturbed image; ridge regression (alpha 1) on the sample weights; positive
+weights kept; the explanation is each superpixel filled with its weight.
+
+The ``lime`` package builds each perturbed image in a Python loop and predicts
+ten at a time. Here a whole batch of perturbed images is one array product, and
+several images share a prediction batch. With the same perturbation matrix the
+weights equal ``lime`` 0.2.0.1's (``tests/test_explain.py``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import atomic_path
+from .config import section
+from .heatmaps import CANVAS_SHAPE
+
+
+@dataclass(frozen=True)
+class LimeSettings:
+    """What an explanation depends on besides the model and the image."""
+
+    num_samples: int = 1000
+    n_segments: int = 30
+    compactness: float = 20.0
+    kernel_width: float = 0.25
+    alpha: float = 1.0
+
+    @classmethod
+    def from_profile(cls, explain: dict | None) -> "LimeSettings":
+        """The paper's settings (``config.yaml``, ``lime``), with a profile's ``explain`` entries on top."""
+        merged = {**section("lime"), **(explain or {})}
+        return cls(**{k: type(getattr(cls, k))(merged[k]) for k in cls.__dataclass_fields__ if k in merged})
+
+
+def segment(image: np.ndarray, n_segments: int = 30, compactness: float = 20.0) -> np.ndarray:
+    """SLIC superpixels of a grey [0, 255] image, labelled 0..K-1.
+
+    The image is scaled to [0, 1] and repeated to three channels, as ``lime``
+    does with a grey image (so SLIC works in Lab, as it did for the authors).
+    """
+    from skimage.color import gray2rgb
+    from skimage.segmentation import slic
+
+    rgb = gray2rgb(np.asarray(image, dtype=np.float64) / 255.0)
+    return slic(rgb, n_segments=n_segments, compactness=compactness, start_label=0)
+
+
+def perturbation_matrix(num_samples: int, n_features: int, rng: np.random.Generator) -> np.ndarray:
+    """Which superpixels each sample keeps (1) or hides (0); the first sample keeps all."""
+    rows = rng.integers(0, 2, size=(num_samples, n_features), dtype=np.int64)
+    rows[0] = 1
+    return rows
+
+
+def perturb(image: np.ndarray, segments: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """All perturbed images at once: (S, H, W), hidden superpixels set to black (0)."""
+    return np.asarray(image, dtype=np.float32)[None] * rows[:, segments].astype(np.float32)
+
+
+def kernel_weights(rows: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
+    """LIME's sample weights: sqrt(exp(-d^2 / w^2)), d the cosine distance to the all-ones row."""
+    rows = np.asarray(rows, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=1) * np.sqrt(rows.shape[1])
+    cosine = np.divide(rows.sum(axis=1), norms, out=np.zeros(len(rows)), where=norms > 0)
+    distance = 1.0 - cosine
+    return np.sqrt(np.exp(-(distance ** 2) / kernel_width ** 2))
+
+
+def ridge_weights(rows: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Coefficients of a weighted ridge regression with an intercept (as sklearn's ``Ridge``)."""
+    x = np.asarray(rows, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.float64)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    w_sum = w.sum()
+    xc = x - (w @ x) / w_sum
+    yc = y - (w @ y) / w_sum
+    gram = (xc * w[:, None]).T @ xc + alpha * np.eye(x.shape[1])
+    return np.linalg.solve(gram, (xc * w[:, None]).T @ yc)
+
+
+def explanation_image(segments: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each superpixel filled with its weight, negative weights set to 0."""
+    return np.maximum(np.asarray(weights, dtype=np.float32), 0)[segments]
+
+
+@dataclass
+class Explanation:
+    """One image's LIME result."""
+
+    label: int
+    segments: np.ndarray  # (H, W) superpixel labels
+    weights: np.ndarray  # (K,) ridge coefficients, signed
+    rows: np.ndarray  # (S, K) the perturbation matrix used
+    targets: np.ndarray  # (S,) the model's probability of ``label`` on each sample
+
+    @property
+    def image(self) -> np.ndarray:
+        """The paper's explanation image: positive weights painted on their superpixels."""
+        return explanation_image(self.segments, self.weights)
+
+
+def _chunks(sizes: list[int], batch_size: int) -> Iterator[list[tuple[int, int, int]]]:
+    """Split the samples of several images into prediction batches: lists of (image, start, stop)."""
+    batch, free = [], batch_size
+    for i, n in enumerate(sizes):
+        start = 0
+        while start < n:
+            take = min(free, n - start)
+            batch.append((i, start, start + take))
+            start += take
+            free -= take
+            if free == 0:
+                yield batch
+                batch, free = [], batch_size
+    if batch:
+        yield batch
+
+
+def explain_images(
+    predict: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    labels: list[int] | np.ndarray,
+    seeds: list[int] | np.ndarray,
+    settings: LimeSettings = LimeSettings(),
+    batch_size: int = 1000,
+    rows: list[np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Explanation]:
+    """Explain several grey images of one model with LIME.
+
+    Parameters
+    ----------
+    predict : callable
+        Maps a float32 batch (B, H, W, 1) of grey [0, 255] images to class probabilities (B, C).
+    images : (N, H, W) array
+        Grey images, [0, 255].
+    labels : N ints
+        The class to explain for each image (the paper: the predicted class).
+    seeds : N ints
+        One seed per image; it fixes that image's perturbations whatever else is in the batch.
+    settings : LimeSettings
+    batch_size : int
+        Images per call of ``predict``; samples of several images share a batch.
+    rows : list of (S, K) arrays, optional
+        Perturbation matrices to use instead of drawing them (to compare with ``lime``).
+    progress : callable, optional
+        Called with the number of images finished, as they finish.
+    """
+    images = np.asarray(images)
+    segments = [segment(im, settings.n_segments, settings.compactness) for im in images]
+    if rows is None:
+        rows = [perturbation_matrix(settings.num_samples, int(s.max()) + 1, np.random.default_rng(int(seed)))
+                for s, seed in zip(segments, seeds)]
+    sizes = [len(r) for r in rows]
+    targets = [np.empty(n, dtype=np.float64) for n in sizes]
+    for batch in _chunks(sizes, batch_size):
+        x = np.concatenate([perturb(images[i], segments[i], rows[i][a:b]) for i, a, b in batch])
+        probs = np.asarray(predict(x[..., None]))
+        at = 0
+        for i, a, b in batch:
+            targets[i][a:b] = probs[at:at + b - a, int(labels[i])]
+            at += b - a
+            if progress and b == sizes[i]:
+                progress(1)
+    out = []
+    for i in range(len(images)):
+        w = ridge_weights(rows[i], targets[i], kernel_weights(rows[i], settings.kernel_width), settings.alpha)
+        out.append(Explanation(int(labels[i]), segments[i], w, rows[i], targets[i]))
+    return out
+
+
+def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``predict`` for :func:`explain_images` from a Keras model (inference mode, no per-call overhead)."""
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(x))
+    return predict
+
+
+def choose_images(predicted: np.ndarray, per_class: int, seed: int, n_classes: int = 6) -> dict[int, np.ndarray]:
+    """Up to ``per_class`` row indices for each class, at random among the rows predicted as that class."""
+    rng = np.random.default_rng(seed)
+    predicted = np.asarray(predicted)
+    chosen = {}
+    for c in range(n_classes):
+        pool = np.flatnonzero(predicted == c)
+        chosen[c] = np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False))
+    return chosen
+
+
+# ---------------------------------------------------------------- the run's explain stage
+
+def _class_file(run_dir: Path, network: str, fold: int, expression: str) -> Path:
+    return Path(run_dir) / "explanations" / network / f"fold{fold}" / f"{expression}.npz"
+
+
+def _explain_key(metrics: dict, settings: LimeSettings, per_class: int, seed: int) -> str:
+    """What a (network, fold)'s explanations depend on: the trained model, LIME's settings, the sample."""
+    blob = json.dumps({"model": metrics.get("settings"), "accuracy": metrics["accuracy"],
+                       "lime": asdict(settings), "per_class": per_class, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cached(path: Path, key: str) -> bool:
+    if not path.is_file():
+        return False
+    with np.load(path) as f:
+        return str(f["key"]) == key
+
+
+def save_class_explanations(path: Path, key: str, ids: np.ndarray, explanations: list[Explanation],
+                            standardised: np.ndarray) -> None:
+    """One (network, fold, class): per image its id, weights and superpixels; the sum of the
+    standardised explanations (Eq. 1's numerator) and their count. Written atomically."""
+    k = max([len(e.weights) for e in explanations], default=0)
+    weights = np.full((len(explanations), k), np.nan)
+    for i, e in enumerate(explanations):
+        weights[i, :len(e.weights)] = e.weights
+    size = explanations[0].segments.shape if explanations else (0, 0)
+    segments = np.stack([e.segments for e in explanations]).astype(np.uint8) if explanations \
+        else np.zeros((0, *size), np.uint8)
+    total = standardised.sum(axis=0, dtype=np.float64) if len(standardised) else np.zeros(CANVAS_SHAPE)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, key=key, ids=np.asarray(ids, dtype=str), weights=weights, segments=segments,
+                            sum=total, count=len(explanations))
+
+
+def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progress=None) -> dict:
+    """Explain the sampled test images of one trained (network, fold), class by class, resuming.
+
+    Returns ``{expression: number of images explained}``.
+    """
+    from .data import resize_images, scale_landmarks
+    from .models import load_trained
+    from .warping import apply_map, standardisation_map
+
+    expressions = list(section("paper")["expressions"])
+    model_dir = Path(run_dir) / "models" / network / f"fold{fold}"
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    options = dict(prof.get("explain") or {})
+    settings = LimeSettings.from_profile(options)
+    per_class, seed = int(options.get("images_per_class", 100)), int(options.get("seed", 0))
+    key = _explain_key(metrics, settings, per_class, seed)
+    predictions = pd.read_csv(model_dir / "predictions.csv", dtype={"id": str})
+    chosen = choose_images(predictions.pred.to_numpy(), per_class, seed * 1000 + fold, len(expressions))
+    todo = {c: rows for c, rows in chosen.items()
+            if not _cached(_class_file(run_dir, network, fold, expressions[c]), key)}
+    counts = {expressions[c]: len(rows) for c, rows in chosen.items()}
+    if progress:
+        progress(sum(len(r) for c, r in chosen.items() if c not in todo))
+    if not todo:
+        return counts
+    size = int(metrics["input_size"])
+    index = {i: n for n, i in enumerate(data.table.id.astype(str))}
+    rows_all = np.concatenate([r for r in todo.values()]).astype(int)
+    ids = predictions.id.to_numpy()[rows_all]
+    positions = np.array([index[i] for i in ids], dtype=int)
+    images = resize_images(data.images[positions], size).astype(np.float32)
+    marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
+    labels = predictions.pred.to_numpy()[rows_all]
+    seeds = [seed * 1_000_003 + p for p in positions]  # one stream per image, independent of the batch
+    model = load_trained(run_dir, network, fold)
+    found = explain_images(keras_predictor(model), images, labels, seeds, settings,
+                           batch_size=int(options.get("batch_size", 1000)), progress=progress)
+    standard = np.stack([apply_map(e.image, standardisation_map(m, e.image.shape)) for e, m in zip(found, marks)])
+    at = 0
+    for c, rows in todo.items():
+        n = len(rows)
+        save_class_explanations(_class_file(run_dir, network, fold, expressions[c]), key, ids[at:at + n],
+                                found[at:at + n], standard[at:at + n])
+        at += n
+    return counts
+
+
+def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: bool = True) -> pd.DataFrame:
+    """``fermap explain``: LIME on every trained (network, fold) of a run, standardised and cached,
+    then the heatmaps of Eq. 1 and 2 under ``RUN/heatmaps``.
+
+    Returns how many images were explained per (network, fold, expression).
+    """
+    from tqdm.auto import tqdm
+
+    from .data import load_dataset
+    from .heatmaps import write_run_heatmaps
+    from .run import read_profile
+    from .training import load_results
+
+    run_dir = Path(run_dir)
+    prof = prof or read_profile(run_dir)
+    trained = load_results(run_dir)
+    data = load_dataset(run_dir / "data")
+    per_class = int((prof.get("explain") or {}).get("images_per_class", 100))
+    jobs = list(zip(trained.network, trained.fold.astype(int)))
+    rows = []
+    with tqdm(total=len(jobs) * per_class * 6, desc="images explained", unit="image", disable=not progress) as bar:
+        for network, fold in jobs:
+            bar.set_postfix_str(f"{network} fold {fold}")
+            counts = explain_fold(run_dir, network, fold, data, prof, progress=bar.update)
+            bar.total -= per_class * 6 - sum(counts.values())  # classes predicted fewer times than asked
+            bar.refresh()
+            rows += [{"network": network, "fold": fold, "expression": e, "images": n} for e, n in counts.items()]
+    table = pd.DataFrame(rows)
+    write_run_heatmaps(run_dir, table)
+    return table

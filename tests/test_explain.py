@@ -1,0 +1,180 @@
+"""LIME: the project's vectorised version against the lime package, and its building blocks."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fermap_utils import explain as E
+
+
+@pytest.fixture(scope="module")
+def fer_model():
+    from fermap_utils.models import build_network
+
+    return build_network("FER2013").model
+
+
+@pytest.fixture(scope="module")
+def face64(astronaut_face):
+    from fermap_utils.data import align_face
+
+    return align_face(*astronaut_face, size=64)[0].astype(np.float32)
+
+
+def test_matches_lime_package_with_the_same_perturbations(fer_model, face64):
+    """Same perturbation matrix -> the superpixel weights of lime 0.2.0.1 within 1e-6 (real model, real face)."""
+    from lime import lime_image
+    from lime.wrappers.scikit_image import SegmentationAlgorithm
+    from skimage.color import gray2rgb
+
+    settings = E.LimeSettings(num_samples=300)
+    predict = E.keras_predictor(fer_model)
+    label = int(predict(face64[None, ..., None]).argmax())
+
+    def classifier(rgb_batch):  # lime hands over RGB in [0, 1]
+        return predict((rgb_batch[..., :1] * 255.0).astype(np.float32))
+
+    explainer = lime_image.LimeImageExplainer(kernel_width=settings.kernel_width, random_state=7)
+    slic = SegmentationAlgorithm("slic", n_segments=settings.n_segments, compactness=settings.compactness,
+                                 start_label=0)
+    theirs = explainer.explain_instance(gray2rgb(face64 / 255.0), classifier, labels=(label,), top_labels=None,
+                                        hide_color=0, num_samples=settings.num_samples, segmentation_fn=slic,
+                                        distance_metric="cosine", batch_size=50)
+    # lime draws one seed for the segmenter, then the 0/1 matrix, from its RandomState.
+    state = np.random.RandomState(7)
+    state.randint(0, high=1000)
+    segments = E.segment(face64, settings.n_segments, settings.compactness)
+    np.testing.assert_array_equal(segments, theirs.segments)
+    k = int(segments.max()) + 1
+    rows = state.randint(0, 2, settings.num_samples * k).reshape(settings.num_samples, k)
+    rows[0] = 1
+    ours = E.explain_images(predict, face64[None], [label], [0], settings, batch_size=128, rows=[rows])[0]
+    theirs_w = np.zeros(k)
+    for feature, weight in theirs.local_exp[label]:
+        theirs_w[feature] = weight
+    assert np.abs(theirs_w).max() > 1e-3  # a real, non-trivial explanation
+    np.testing.assert_allclose(ours.weights, theirs_w, atol=1e-6, rtol=0)
+
+
+def test_same_seed_same_explanation_bit_for_bit(fer_model, face64):
+    predict = E.keras_predictor(fer_model)
+    settings = E.LimeSettings(num_samples=200)
+    images = np.stack([face64, face64[:, ::-1]])
+    a = E.explain_images(predict, images, [3, 3], [11, 12], settings, batch_size=150)
+    b = E.explain_images(predict, images, [3, 3], [11, 12], settings, batch_size=150)
+    c = E.explain_images(predict, images, [3, 3], [99, 12], settings, batch_size=150)
+    for x, y in zip(a, b):
+        assert np.array_equal(x.image, y.image) and np.array_equal(x.rows, y.rows)
+    assert not np.array_equal(a[0].rows, c[0].rows)
+    assert np.array_equal(a[1].rows, c[1].rows)  # one image's seed fixes its samples, whatever its batch-mates
+
+
+def test_perturb_hides_superpixels_in_black():
+    image = np.full((4, 4), 200.0)
+    segments = np.repeat(np.array([[0, 0, 1, 1]]), 4, axis=0)
+    rows = np.array([[1, 1], [0, 1], [1, 0], [0, 0]])
+    out = E.perturb(image, segments, rows)
+    assert out.shape == (4, 4, 4)
+    assert (out[0] == 200).all() and (out[3] == 0).all()
+    assert (out[1][:, :2] == 0).all() and (out[1][:, 2:] == 200).all()
+
+
+def test_kernel_and_ridge_match_sklearn():
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import pairwise_distances
+
+    rng = np.random.default_rng(0)
+    rows = E.perturbation_matrix(400, 25, rng)
+    y = rows @ rng.normal(size=25) + rng.normal(scale=0.1, size=400)
+    d = pairwise_distances(rows, rows[:1], metric="cosine").ravel()
+    w = E.kernel_weights(rows, 0.25)
+    np.testing.assert_allclose(w, np.sqrt(np.exp(-d ** 2 / 0.25 ** 2)), atol=1e-12)
+    ref = Ridge(alpha=1.0).fit(rows, y, sample_weight=w).coef_
+    np.testing.assert_allclose(E.ridge_weights(rows, y, w, 1.0), ref, atol=1e-9)
+
+
+def test_explanation_keeps_positive_weights_only():
+    segments = np.array([[0, 1], [2, 2]])
+    out = E.explanation_image(segments, np.array([0.5, -0.2, 0.1]))
+    np.testing.assert_allclose(out, [[0.5, 0.0], [0.1, 0.1]])
+
+
+def test_batches_span_images():
+    batches = list(E._chunks([3, 3, 2], 4))
+    assert batches == [[(0, 0, 3), (1, 0, 1)], [(1, 1, 3), (2, 0, 2)]]
+
+
+def test_choose_images_by_predicted_class():
+    predicted = np.array([0] * 10 + [1] * 2 + [3] * 5)
+    chosen = E.choose_images(predicted, 4, seed=0)
+    assert len(chosen[0]) == 4 and (predicted[chosen[0]] == 0).all()
+    assert len(chosen[1]) == 2 and len(chosen[2]) == 0
+    again = E.choose_images(predicted, 4, seed=0)
+    assert all(np.array_equal(chosen[c], again[c]) for c in chosen)
+
+
+def test_settings_from_profile_default_to_the_paper():
+    s = E.LimeSettings.from_profile({"num_samples": 200, "images_per_class": 3})
+    assert s.num_samples == 200 and s.n_segments == 30 and s.kernel_width == 0.25 and s.alpha == 1.0
+
+
+@pytest.fixture(scope="module")
+def explained_run(small_run, tmp_path_factory):
+    """A copy of the small run, with WeiNet (32 px, 1 epoch) and FER2013 on fold 1, explained cheaply."""
+    import shutil
+
+    from fermap_utils import training as T
+    from fermap_utils.run import record_profile
+
+    run = tmp_path_factory.mktemp("explained") / "run"
+    shutil.copytree(small_run / "data", run / "data")
+    prof = T.profile("smoke", {"networks": ["WeiNet", "FER2013"], "input_size": 32, "folds": 1,
+                               "epochs_scale": 0.1, "explain": {"images_per_class": 2, "num_samples": 60,
+                                                                "batch_size": 100, "seed": 0}})
+    record_profile(run, prof)
+    T.train_run(run, prof, progress=False)
+    table = E.explain_run(run, progress=False)
+    return run, prof, table
+
+
+def _stamps(run):
+    return {p.relative_to(run): p.stat().st_mtime_ns for p in sorted((run / "explanations").rglob("*.npz"))}
+
+
+def test_explain_run_writes_heatmaps_the_scorer_reads(explained_run):
+    import json
+
+    from fermap_utils.heatmaps import score_folder
+
+    run, prof, table = explained_run
+    assert set(table.network) == {"WeiNet", "FER2013"} and (table.images <= 2).all()
+    summary = json.loads((run / "heatmaps" / "summary.json").read_text())
+    assert summary["explanations"] == int(table.images.sum()) > 0
+    written = {p.name for p in (run / "heatmaps" / "heatmaps_by_cv").iterdir()}
+    groups = {f"{r.network}_CV{r.fold}_{r.expression}_heatmap.png": r.images for r in table.itertuples()}
+    missing = {Path(m).name for m in summary["missing"] if m.startswith("heatmaps_by_cv")}
+    assert written | missing == set(groups) and not written & missing  # every group: a heatmap, or listed
+    assert all(name in missing for name, n in groups.items() if n == 0)
+    assert written
+    assert (run / "heatmaps" / "heatmaps_total").is_dir()
+    scores = score_folder(run / "heatmaps" / "heatmaps_by_cv", allow_missing=True)
+    assert {"WeiNet", "FER2013"} <= set(scores.network)
+    with np.load(next((run / "explanations").rglob("*.npz"))) as f:
+        assert f["sum"].shape == (275, 224) and f["segments"].shape[1:] in {(32, 32), (64, 64)}
+
+
+def test_explain_run_caches_resumes_and_recomputes_what_changed(explained_run):
+    run, prof, _ = explained_run
+    before = _stamps(run)
+    E.explain_run(run, progress=False)
+    assert _stamps(run) == before  # same parameters: nothing recomputed
+    victim = next(iter(before))
+    (run / victim).unlink()  # an interrupted run: one class never written
+    E.explain_run(run, progress=False)
+    after = _stamps(run)
+    assert [k for k in before if after[k] != before[k]] == [victim]
+    from fermap_utils.training import apply_overrides
+
+    E.explain_run(run, apply_overrides(prof, {"explain.num_samples": 40}), progress=False)
+    changed = _stamps(run)
+    assert all(changed[k] != after[k] for k in after)  # a LIME setting changed: everything redone
