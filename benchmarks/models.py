@@ -31,8 +31,8 @@ def throughput(fn, images_per_call: int, seconds: float) -> float:
 def main() -> None:
     import keras
 
-    from fermap_utils.models import build_network, input_size
-    from fermap_utils.training import profile, profile_networks
+    from fermap_utils.models import build_network
+    from fermap_utils.training import profile, profile_networks, size_for
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="default")
@@ -48,7 +48,7 @@ def main() -> None:
     for name in names:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            built = build_network(name, size=input_size(name, prof.get("input_size")), imagenet=False)
+            built = build_network(name, size=size_for(name, prof), imagenet=False)
         s = built.input_size
         x64 = rng.uniform(0, 255, (64, s, s, 1)).astype("float32")
         infer = throughput(lambda: built.model.predict_on_batch(x64), 64, args.seconds)

@@ -128,6 +128,39 @@ def cmd_explain(args: argparse.Namespace) -> None:
               + ", ".join(summary["missing"][:6]) + (" ..." if len(summary["missing"]) > 6 else ""))
 
 
+def cmd_run(args: argparse.Namespace) -> None:
+    """Execute the book's chapters with papermill for a profile (unchanged chapters are skipped)."""
+    from .run import load_profile, parse_overrides, run_book
+
+    prof = load_profile(args.profile, args.config, parse_overrides(args.param))
+    table = run_book(prof, args.run, args.chapters)
+    print(table.to_string(index=False))
+
+
+def cmd_book(args: argparse.Namespace) -> None:
+    """Build the HTML book from the executed chapters (jupyter-book 1.x, no execution)."""
+    from .run import build_book, check_book
+
+    html = build_book()
+    print(f"book -> {html}/index.html")
+    if args.check:
+        problems = check_book(html)
+        for p in problems:
+            print(f"PROBLEM {p}")
+        print(f"browser check: {len(problems)} problem(s); screenshots in {html.parent / 'screenshots'}")
+        if problems:
+            raise SystemExit(1)
+
+
+def _profile_arguments(p: argparse.ArgumentParser) -> None:
+    """--profile | --config, -p overrides and --run: how train and run choose what to do."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--profile", default=None, help="smoke, default or paper (default: default)")
+    src.add_argument("--config", type=Path, help="a YAML profile file (keys as in config.yaml; 'base' names a profile)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a profile key")
+    p.add_argument("--run", type=Path, help="run folder (default: runs/<profile> in the project)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fermap", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fermap {__version__}")
@@ -169,11 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models_summary)
 
     p = sub.add_parser("train", help="train a profile's networks with subject-grouped k-fold (resumes)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--profile", default=None, help="smoke, default or paper (default: default)")
-    src.add_argument("--config", type=Path, help="a YAML profile file (keys as in config.yaml; 'base' names a profile)")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a profile key")
-    p.add_argument("--run", type=Path, help="run folder (default: runs/<profile>)")
+    _profile_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("explain", help="LIME on a run's trained networks, standardised, cached; then the heatmaps")
@@ -181,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override a profile key, e.g. -p explain.num_samples 500")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("run", help="execute the book's chapters with papermill for a profile (skips unchanged ones)")
+    _profile_arguments(p)
+    p.add_argument("--chapters", nargs="*", help="only these chapters (names as in config.yaml), in order")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("book", help="build the HTML book (_build/html) from the executed chapters")
+    p.add_argument("--check", action="store_true",
+                   help="then open every page in headless Chromium: missing images, errors, unrendered chapters")
+    p.set_defaults(func=cmd_book)
     return parser
 
 

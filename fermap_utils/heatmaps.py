@@ -260,3 +260,25 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame") -> di
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def load_run_heatmaps(run_dir: str | os.PathLike) -> dict[tuple[str, str, str], np.ndarray]:
+    """Every heatmap a run wrote, keyed ``(grouping, network, expression)``.
+
+    grouping is ``fold k`` (H_{n,t,c}), ``all folds`` (H_{n,c}) or ``global`` (H_c, network ``all``).
+    """
+    base = _require_dir(Path(run_dir) / "heatmaps")
+    out: dict[tuple[str, str, str], np.ndarray] = {}
+    for path in sorted((base / "heatmaps_by_cv").glob("*_heatmap.png")):
+        m = _BY_CV.match(path.name)
+        if m:
+            out[(f"fold {int(m['fold'])}", m["net"], m["expr"])] = load_heatmap(path)
+    for path in sorted((base / "heatmaps_by_net").glob("*_heatmap.png")):
+        m = _BY_NET.match(path.name)
+        if m:
+            out[("all folds", m["net"], m["expr"])] = load_heatmap(path)
+    for path in sorted((base / "heatmaps_total").glob("*_heatmap.png")):
+        out[("global", "all", path.name[: -len("_heatmap.png")])] = load_heatmap(path)
+    if not out:
+        raise FermapError(f"{base}: no heatmaps (run fermap explain first)")
+    return out

@@ -181,3 +181,97 @@ def compare_tables(ours: pd.DataFrame, paper: pd.DataFrame, decimals: int = 4) -
     out["ours"] = out["ours"].round(decimals)
     out["equal"] = np.isclose(out["ours"], out["paper"].round(decimals), rtol=0, atol=0.5 * 10.0**-decimals / 10)
     return out
+
+
+def best_worst(table: pd.DataFrame, k: int = 3, metric: str = "iou") -> pd.DataFrame:
+    """The paper's Table 5: per expression, the ``k`` best and worst networks by a metric of a score table."""
+    rows = []
+    scored = table[(table.network != "Average") & (table.expression != "Average")].dropna(subset=[metric])
+    for expr, group in scored.groupby("expression", sort=False):
+        ranked = group.sort_values(metric, ascending=False)
+        fmt = lambda g: ", ".join(f"{i}. {n} ({v:.3f})" for i, (n, v) in enumerate(zip(g.network, g[metric]), 1))
+        rows.append({"expression": expr, "best": fmt(ranked.head(k)), "worst": fmt(ranked.iloc[::-1].head(k))})
+    return pd.DataFrame(rows).set_index("expression")
+
+
+# ---------------------------------------------------------------- statistics the paper lacks
+
+def iou_from_f1(f1: np.ndarray | float) -> np.ndarray | float:
+    """IoU = F1 / (2 - F1): exact for one prediction against one mask."""
+    f1 = np.asarray(f1, dtype=np.float64)
+    return f1 / (2.0 - f1)
+
+
+def threshold_free_scores(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Scores that need no threshold: ROC-AUC of the heatmap's values against the mask,
+    relevance mass (share of the heatmap's total inside the mask), the pointing game (is the
+    maximum inside the mask), and IoU at the threshold that keeps the mask's area."""
+    from sklearn.metrics import roc_auc_score
+
+    h = np.asarray(heatmap, dtype=np.float64).ravel()
+    m = np.asarray(mask, dtype=bool).ravel()
+    total = h.sum()
+    peak = h.max()
+    keep = int(m.sum())
+    order = np.argsort(-h, kind="stable")[:keep]  # the mask's area, most important pixels first
+    matched = np.zeros_like(m)
+    matched[order] = True
+    return {
+        "roc_auc": float(roc_auc_score(m, h)) if 0 < m.sum() < m.size else float("nan"),
+        "relevance_mass": float(h[m].sum() / total) if total > 0 else 0.0,
+        "pointing_game": float(m[h == peak].mean()),  # ties share the credit
+        "iou_area_matched": binary_scores(matched, m)["iou"],
+    }
+
+
+def specificity_matrix(heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+                       metric: str = "iou") -> pd.DataFrame:
+    """Heatmap of expression i (rows) against mask of expression j (columns), Otsu-thresholded.
+
+    Expression-specific heatmaps score highest on the diagonal.
+    """
+    return pd.DataFrame({j: {i: score_heatmap(h, masks[j])[metric] for i, h in heatmaps.items()} for j in masks})
+
+
+def chance_baselines(masks: dict[str, np.ndarray], n: int = 20, seed: int = 0,
+                     sigma: float = 60.0) -> pd.DataFrame:
+    """What the Otsu -> IoU path gives without any learning, per mask.
+
+    ``uniform``: white-noise heatmaps (mean over ``n``); ``smooth noise``: noise blurred to
+    the scale of face parts; ``centre``: a centred Gaussian of ``sigma`` pixels (centre bias);
+    ``other masks``: each other expression's mask used as the heatmap (mean).
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    shape = next(iter(masks.values())).shape
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    centre = np.exp(-((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2) / (2 * sigma ** 2))
+    centre = np.round(255 * centre / centre.max()).astype(np.uint8)
+
+    def stretch_u8(a):
+        a = a - a.min()
+        return np.round(255 * a / a.max()).astype(np.uint8)
+
+    rows = []
+    for e, m in masks.items():
+        noise = [score_heatmap(rng.integers(0, 256, shape, dtype=np.uint8), m)["iou"] for _ in range(n)]
+        smooth = [score_heatmap(stretch_u8(cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 15)), m)["iou"]
+                  for _ in range(n)]
+        others = [score_heatmap(masks[o].astype(np.uint8) * 255, m)["iou"] for o in masks if o != e]
+        rows.append({"expression": e, "uniform": np.mean(noise), "smooth noise": np.mean(smooth),
+                     "centre": score_heatmap(centre, m)["iou"], "other masks": np.mean(others),
+                     "mask area": float(m.mean())})
+    return pd.DataFrame(rows).set_index("expression")
+
+
+def bootstrap_ci(values: np.ndarray, n: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(n, len(values)), replace=True).mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)

@@ -79,3 +79,153 @@ def accuracy_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def face_grid(images: np.ndarray, titles: list[str], landmarks: np.ndarray | None = None, cols: int = 6,
+              title: str = "") -> plt.Figure:
+    """Faces in a grid, with their landmarks as dots when given (Fig. 1 and 3 style)."""
+    n = len(images)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 1.95 * rows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        if landmarks is not None:
+            ax.scatter(landmarks[i][:, 0], landmarks[i][:, 1], s=2, c="lime")
+        ax.set_title(titles[i], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(table: pd.DataFrame, expressions: list[str]) -> plt.Figure:
+    """One confusion matrix per network, summed over its folds (rows: true class)."""
+    nets = list(dict.fromkeys(table.network))
+    cols = min(4, len(nets))
+    rows = -(-len(nets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 3.0 * rows), squeeze=False)
+    short = [e[:3] for e in expressions]
+    for ax, net in zip(axes.ravel(), nets):
+        m = np.sum([np.asarray(c) for c in table[table.network == net].confusion], axis=0)
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="white" if v > m.max() / 2 else "black")
+        ax.set_xticks(range(len(short)), short, fontsize=7, rotation=90)
+        ax.set_yticks(range(len(short)), short, fontsize=7)
+        ax.set_title(f"{net} ({np.trace(m) / m.sum():.0%})", fontsize=9)
+    for ax in axes.ravel()[len(nets):]:
+        ax.axis("off")
+    fig.supxlabel("predicted", fontsize=8)
+    fig.supylabel("true", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def lime_steps(image: np.ndarray, explanation, samples: int = 3) -> plt.Figure:
+    """LIME on one face: superpixels, some perturbed samples, the weights, the explanation."""
+    from skimage.segmentation import mark_boundaries
+
+    from .explain import perturb
+
+    k = len(explanation.weights)
+    fig, axes = plt.subplots(1, 3 + samples, figsize=(2.4 * (3 + samples), 2.8))
+    axes[0].imshow(mark_boundaries(image / 255.0, explanation.segments, color=(1, 1, 0)))
+    axes[0].set_title(f"SLIC: {k} superpixels", fontsize=8)
+    shown = perturb(image, explanation.segments, explanation.rows[1:1 + samples])
+    for i, s in enumerate(shown):
+        axes[1 + i].imshow(s, cmap="gray", vmin=0, vmax=255)
+        axes[1 + i].set_title(f"sample {i + 2}: p = {explanation.targets[i + 1]:.2f}", fontsize=8)
+    order = np.argsort(explanation.weights)[::-1]
+    axes[1 + samples].bar(range(k), explanation.weights[order],
+                          color=["tab:red" if w > 0 else "tab:grey" for w in explanation.weights[order]])
+    axes[1 + samples].set_title("ridge weights (sorted)", fontsize=8)
+    axes[1 + samples].tick_params(labelsize=7)
+    axes[2 + samples].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[2 + samples].imshow(explanation.image, cmap="jet", alpha=0.55)
+    axes[2 + samples].set_title("explanation (positive weights)", fontsize=8)
+    for ax in axes[[0, *range(1, 1 + samples), 2 + samples]]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def standardisation_steps(image: np.ndarray, landmarks: np.ndarray, explanation: np.ndarray) -> plt.Figure:
+    """The 89 points and their triangles on a face, and the face and its explanation on the standard face."""
+    from .landmarks import standard_points, with_border_points
+    from .warping import triangulate, warp_to_standard
+
+    src = with_border_points(landmarks, image.shape[1], image.shape[0])
+    tri = triangulate(src)
+    face, expl = warp_to_standard(image, landmarks, explanation)
+    std = standard_points()
+    fig, axes = plt.subplots(1, 4, figsize=(11, 3.4))
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[0].triplot(src[:, 0], src[:, 1], tri, color="yellow", lw=0.5)
+    axes[0].scatter(src[:, 0], src[:, 1], s=4, c="red")
+    axes[0].set_title("89 points, Delaunay triangles", fontsize=8)
+    axes[1].imshow(explanation, cmap="jet")
+    axes[1].set_title("explanation (image space)", fontsize=8)
+    axes[2].imshow(face, cmap="gray", vmin=0, vmax=255)
+    axes[2].triplot(std[:, 0], std[:, 1], tri, color="yellow", lw=0.5)
+    axes[2].set_title("face on the standard face", fontsize=8)
+    axes[3].imshow(expl, cmap="jet")
+    axes[3].set_title("explanation, standardised", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_grid(maps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray] | None = None,
+                 title: str = "") -> plt.Figure:
+    """Heatmaps with one row per group (network) and one column per expression; mask outlines if given."""
+    import cv2
+
+    rows = list(dict.fromkeys(k[0] for k in maps))
+    cols = list(dict.fromkeys(k[1] for k in maps))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols) + 1.2, 2.05 * len(rows)), squeeze=False)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            hm = maps.get((r, c))
+            if hm is None:
+                ax.text(0.5, 0.5, "no images\npredicted", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+            else:
+                ax.imshow(hm, cmap="jet", vmin=0, vmax=255 if hm.dtype == np.uint8 else 1)
+                if masks is not None:
+                    contours, _ = cv2.findContours(masks[c].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                    for ct in contours:
+                        ax.plot(ct[:, 0, 0], ct[:, 0, 1], color="white", lw=0.8)
+            if i == 0:
+                ax.set_title(c, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(r, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def masks_grid(masks: dict[str, np.ndarray], title: str = "", cols: int = 6) -> plt.Figure:
+    """Binary masks drawn over the 89 standard points."""
+    from .landmarks import standard_points
+
+    pts = standard_points()
+    n = len(masks)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.3 * rows), squeeze=False)
+    for ax, (name, m) in zip(axes.ravel(), masks.items()):
+        ax.imshow(m, cmap="gray")
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, c="tab:red")
+        ax.set_title(f"{name} ({m.mean():.0%})", fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

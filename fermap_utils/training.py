@@ -23,7 +23,7 @@ from .augment import random_augment
 from .config import section
 from .data import Dataset, load_dataset, resize_images, scale_landmarks
 from .errors import FermapError
-from .models import build_network, input_size, spec
+from .models import build_network, spec
 
 
 def profile(name: str, overrides: dict | None = None) -> dict:
@@ -76,6 +76,15 @@ def epochs_for(name: str, prof: dict) -> int:
     if "epochs" in tuned:
         return int(tuned["epochs"])
     return max(1, int(round(paper * float(prof.get("epochs_scale", 1.0)))))
+
+
+def size_for(name: str, prof: dict) -> int:
+    """The input size a network trains at under a profile: its ``tune`` entry's ``input_size``,
+    else the profile's cap, else the paper's."""
+    from .models import input_size
+
+    tuned = (prof.get("tune") or {}).get(name, {})
+    return input_size(name, tuned.get("input_size", prof.get("input_size")))
 
 
 def optimizer_for(name: str, prof: dict, pretrained: bool) -> tuple[str, float]:
@@ -151,7 +160,7 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
     keras.utils.set_random_seed(seed * 1000 + fold)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        built = build_network(name, size=input_size(name, prof.get("input_size")), imagenet=prof.get("imagenet", True))
+        built = build_network(name, size=size_for(name, prof), imagenet=prof.get("imagenet", True))
     notes = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     for note in notes:
         warnings.warn(note, RuntimeWarning, stacklevel=2)
@@ -252,15 +261,21 @@ def train_run(run_dir: str | os.PathLike, prof: dict, progress: bool = True) -> 
     return accuracy_table(rows)
 
 
-def accuracy_table(rows: list[dict]) -> pd.DataFrame:
-    """One row per (network, fold) with accuracy and what produced it."""
+def accuracy_table(rows: list[dict], full: bool = False) -> pd.DataFrame:
+    """One row per (network, fold) with accuracy and what produced it (``full``: every recorded field)."""
     cols = ["network", "fold", "accuracy", "pretrained", "weights", "input_size", "epochs", "n_test", "seconds", "synthetic"]
-    return pd.DataFrame(rows)[cols]
+    table = pd.DataFrame(rows)
+    return table if full else table[cols]
 
 
-def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The accuracy table of a run, from its ``metrics.json`` files."""
+def load_results(run_dir: str | os.PathLike, full: bool = False) -> pd.DataFrame:
+    """The accuracy table of a run, from its ``metrics.json`` files, in the profile's network order."""
     rows = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("models/*/fold*/metrics.json"))]
     if not rows:
         raise FermapError(f"{run_dir}: no trained networks (run fermap train first)")
-    return accuracy_table(rows)
+    order = {}
+    run_json = Path(run_dir) / "run.json"
+    if run_json.is_file():
+        order = {n: i for i, n in enumerate(profile_networks(json.loads(run_json.read_text())))}
+    rows.sort(key=lambda r: (order.get(r["network"], len(order)), r["network"], r["fold"]))
+    return accuracy_table(rows, full)

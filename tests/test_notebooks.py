@@ -20,12 +20,14 @@ def test_committed_clean_with_a_parameters_cell(path):
     assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_executes_without_error(path, tmp_path):
-    import papermill as pm
+def test_every_notebook_is_a_chapter_of_the_book():
+    """The runner's chapter list, the notebooks and the table of contents name the same ten chapters."""
+    from fermap_utils.config import section
 
-    out = tmp_path / path.name
-    pm.execute_notebook(str(path), str(out), cwd=str(path.parent), kernel_name="python3", progress_bar=False)
-    nb = nbformat.read(out, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    book = section("book")
+    assert [p.stem for p in NOTEBOOKS] == list(book["chapters"]) and len(NOTEBOOKS) == 10
+    toc = (ROOT / "_toc.yml").read_text()
+    assert all(f"{book['executed']}/{name}" in toc for name in book["chapters"])
+
+
+# Execution of every notebook, with the smoke profile and through papermill, is tests/test_book.py.

@@ -1,0 +1,75 @@
+"""Widgets: live versions build and react; static fallbacks are never blank."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fermap_utils import masks, metrics, widgets
+from fermap_utils.config import paper
+
+EXPRESSIONS = list(paper()["expressions"])
+
+
+@pytest.fixture(scope="module")
+def maps():
+    """Heatmaps that are their masks blurred: scores are high and known to be."""
+    import cv2
+
+    ekman = masks.ekman_masks()
+    out = {}
+    for net in ("A", "B"):
+        for e in EXPRESSIONS:
+            hm = cv2.GaussianBlur(ekman[e].astype(np.float32), (0, 0), 9 if net == "A" else 25)
+            hm = np.round(255 * (hm - hm.min()) / (hm.max() - hm.min())).astype(np.uint8)
+            out[("all folds", net, e)] = hm
+            out[("fold 1", net, e)] = hm
+    for e in EXPRESSIONS:
+        out[("global", "all", e)] = out[("all folds", "A", e)]
+    return out
+
+
+def test_threshold_scores_peak_near_otsu_on_a_blurred_mask(maps):
+    hm, mask = maps[("global", "all", "Happiness")], masks.ekman_masks()["Happiness"]
+    table = widgets.threshold_scores(hm, mask, np.arange(0, 255, 5))
+    assert table.iou.max() > 0.8
+    otsu = metrics.score_heatmap(hm, mask)["iou"]
+    assert otsu > table.iou.max() - 0.1
+
+
+def test_static_players_hold_one_frame_per_item(maps):
+    ekman = masks.ekman_masks()
+    html = widgets.heatmap_explorer_static(maps, ekman).data
+    assert "<img" in html or "data:image/png;base64" in html
+    assert html.count("data:image/png;base64") >= 2 * len(EXPRESSIONS)  # networks x expressions + global
+    html = widgets.threshold_explorer_static(maps[("global", "all", "Anger")], ekman["Anger"]).data
+    assert html.count("data:image/png;base64") >= 11
+
+
+def test_live_widgets_build_and_react(maps):
+    ekman = masks.ekman_masks()
+    box = widgets.heatmap_explorer(maps, ekman)
+    grouping, network, expression = box.children[0].children
+    grouping.value = "global"
+    assert list(network.options) == ["all"]
+    slider = widgets.threshold_explorer(maps[("global", "all", "Fear")], ekman["Fear"]).children[0]
+    slider.value = 10
+    builder = widgets.au_mask_builder({e: maps[("global", "all", e)] for e in EXPRESSIONS})
+    controls = builder.children[0].children
+    controls[1].click()  # "Table 2 AUs" ticks the expression's AUs
+    ticked = [c.description.split()[0] for c in controls[2:] if c.value]
+    assert ticked == [f"AU{a}" for a in masks.expression_aus()[controls[0].value]]
+
+
+def test_au_builder_fallback_is_a_figure(maps):
+    fig = widgets.au_mask_builder_static({e: maps[("global", "all", e)] for e in EXPRESSIONS})
+    assert len(fig.axes) == 2 * len(EXPRESSIONS)
+
+
+def test_best_worst_ranks_by_iou():
+    table = pd.DataFrame({"network": ["A", "B", "C", "Average"], "expression": ["Fear"] * 4,
+                          "iou": [0.2, 0.5, 0.1, 0.27]})
+    row = metrics.best_worst(table, k=2).loc["Fear"]
+    assert row.best.startswith("1. B (0.500), 2. A") and row.worst.startswith("1. C (0.100)")
