@@ -117,12 +117,19 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from .explain import explain_run
     from .run import parse_overrides, read_profile
 
+    from .explain import method_folders
+
     prof = read_profile(args.run, parse_overrides(args.param))
-    table = explain_run(args.run, prof)
-    wide = table.pivot_table(index=["network", "fold"], columns="expression", values="images", sort=False)
-    print(wide.to_string())
-    summary = json.loads((Path(args.run) / "heatmaps" / "summary.json").read_text())
-    print(f"{summary['explanations']} explanations -> {Path(args.run) / 'heatmaps'}")
+    table = explain_run(args.run, prof, method=args.method)
+    for row in table[table.note.astype(bool)].itertuples():
+        print(f"{row.network} fold {row.fold}: not explained by {args.method}: {row.note}")
+    explained = table[table.expression.notna()]
+    if len(explained):
+        print(explained.pivot_table(index=["network", "fold"], columns="expression", values="images",
+                                    sort=False).to_string())
+    out = Path(args.run) / method_folders(args.method)[1]
+    summary = json.loads((out / "summary.json").read_text())
+    print(f"{summary['explanations']} explanations ({args.method}) -> {out}")
     if summary["missing"]:
         print(f"no heatmap (no image predicted as that class, or all weights <= 0): {len(summary['missing'])}: "
               + ", ".join(summary["missing"][:6]) + (" ..." if len(summary["missing"]) > 6 else ""))
@@ -207,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="LIME on a run's trained networks, standardised, cached; then the heatmaps")
     p.add_argument("--run", required=True, type=Path, help="the run folder fermap train wrote")
+    p.add_argument("--method", default="lime", choices=["lime", "cam", "gradcam", "extremal"],
+                   help="the explainer (default lime, the paper's); others write RUN/heatmaps_<method>")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override a profile key, e.g. -p explain.num_samples 500")
     p.set_defaults(func=cmd_explain)

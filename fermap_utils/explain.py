@@ -25,6 +25,7 @@ import pandas as pd
 
 from ._io import atomic_path
 from .config import section
+from .errors import FermapError
 from .heatmaps import CANVAS_SHAPE
 
 
@@ -202,14 +203,26 @@ def choose_images(predicted: np.ndarray, per_class: int, seed: int, n_classes: i
 
 # ---------------------------------------------------------------- the run's explain stage
 
-def _class_file(run_dir: Path, network: str, fold: int, expression: str) -> Path:
-    return Path(run_dir) / "explanations" / network / f"fold{fold}" / f"{expression}.npz"
+def method_folders(method: str = "lime") -> tuple[str, str]:
+    """Where a method's explanations and heatmaps live in a run: LIME (the paper's) in
+    ``explanations`` and ``heatmaps``; another method in ``explanations_<method>`` and ``heatmaps_<method>``."""
+    from .attribution import METHODS
+
+    if method not in METHODS:
+        raise FermapError(f"unknown explanation method {method!r}; one of {', '.join(METHODS)}")
+    return ("explanations", "heatmaps") if method == "lime" else (f"explanations_{method}", f"heatmaps_{method}")
 
 
-def _explain_key(metrics: dict, settings: LimeSettings, per_class: int, seed: int) -> str:
-    """What a (network, fold)'s explanations depend on: the trained model, LIME's settings, the sample."""
-    blob = json.dumps({"model": metrics.get("settings"), "accuracy": metrics["accuracy"],
-                       "lime": asdict(settings), "per_class": per_class, "seed": seed}, sort_keys=True)
+def _class_file(run_dir: Path, network: str, fold: int, expression: str, method: str = "lime") -> Path:
+    return Path(run_dir) / method_folders(method)[0] / network / f"fold{fold}" / f"{expression}.npz"
+
+
+def _explain_key(metrics: dict, settings: LimeSettings, per_class: int, seed: int, method: str = "lime") -> str:
+    """What a (network, fold)'s explanations depend on: the trained model, the method and its
+    settings, the sample."""
+    params = asdict(settings) if method == "lime" else (section("extremal") if method == "extremal" else {})
+    blob = json.dumps({"model": metrics.get("settings"), "accuracy": metrics["accuracy"], "method": method,
+                       "params": params, "per_class": per_class, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -220,28 +233,30 @@ def _cached(path: Path, key: str) -> bool:
         return str(f["key"]) == key
 
 
-def save_class_explanations(path: Path, key: str, ids: np.ndarray, explanations: list[Explanation],
-                            standardised: np.ndarray) -> None:
-    """One (network, fold, class): per image its id, weights and superpixels; the sum of the
-    standardised explanations (Eq. 1's numerator) and their count. Written atomically."""
+def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised: np.ndarray,
+                            explanations: list[Explanation] | None = None) -> None:
+    """One (network, fold, class): per image its id (and for LIME its weights and superpixels);
+    the sum of the standardised explanations (Eq. 1's numerator) and their count. Written atomically."""
+    explanations = explanations or []
     k = max([len(e.weights) for e in explanations], default=0)
     weights = np.full((len(explanations), k), np.nan)
     for i, e in enumerate(explanations):
         weights[i, :len(e.weights)] = e.weights
-    size = explanations[0].segments.shape if explanations else (0, 0)
     segments = np.stack([e.segments for e in explanations]).astype(np.uint8) if explanations \
-        else np.zeros((0, *size), np.uint8)
+        else np.zeros((0, 0, 0), np.uint8)
     total = standardised.sum(axis=0, dtype=np.float64) if len(standardised) else np.zeros(CANVAS_SHAPE)
     with atomic_path(path) as tmp:
         np.savez_compressed(tmp, key=key, ids=np.asarray(ids, dtype=str), weights=weights, segments=segments,
-                            sum=total, count=len(explanations))
+                            sum=total, count=len(standardised))
 
 
-def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progress=None) -> dict:
+def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progress=None,
+                 method: str = "lime") -> dict:
     """Explain the sampled test images of one trained (network, fold), class by class, resuming.
 
     Returns ``{expression: number of images explained}``.
     """
+    from .attribution import attribute
     from .data import resize_images, scale_landmarks
     from .models import load_trained
     from .warping import apply_map, standardisation_map
@@ -252,11 +267,13 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     options = dict(prof.get("explain") or {})
     settings = LimeSettings.from_profile(options)
     per_class, seed = int(options.get("images_per_class", 100)), int(options.get("seed", 0))
-    key = _explain_key(metrics, settings, per_class, seed)
+    if method == "extremal":  # an optimisation per image: a profile may explain fewer
+        per_class = int(options.get("extremal_images_per_class", per_class))
+    key = _explain_key(metrics, settings, per_class, seed, method)
     predictions = pd.read_csv(model_dir / "predictions.csv", dtype={"id": str})
     chosen = choose_images(predictions.pred.to_numpy(), per_class, seed * 1000 + fold, len(expressions))
     todo = {c: rows for c, rows in chosen.items()
-            if not _cached(_class_file(run_dir, network, fold, expressions[c]), key)}
+            if not _cached(_class_file(run_dir, network, fold, expressions[c], method), key)}
     counts = {expressions[c]: len(rows) for c, rows in chosen.items()}
     if progress:
         progress(sum(len(r) for c, r in chosen.items() if c not in todo))
@@ -270,25 +287,46 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     images = resize_images(data.images[positions], size).astype(np.float32)
     marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
     labels = predictions.pred.to_numpy()[rows_all]
-    seeds = [seed * 1_000_003 + p for p in positions]  # one stream per image, independent of the batch
     model = load_trained(run_dir, network, fold)
-    found = explain_images(keras_predictor(model), images, labels, seeds, settings,
-                           batch_size=int(options.get("batch_size", 1000)), progress=progress)
-    standard = np.stack([apply_map(e.image, standardisation_map(m, e.image.shape)) for e, m in zip(found, marks)])
+    found = None
+    if method == "lime":
+        seeds = [seed * 1_000_003 + p for p in positions]  # one stream per image, independent of the batch
+        found = explain_images(keras_predictor(model), images, labels, seeds, settings,
+                               batch_size=int(options.get("batch_size", 1000)), progress=progress)
+        pictures = [e.image for e in found]
+    else:
+        pictures = attribute(method, model, images, labels, seed=seed)
+        if progress:
+            progress(len(pictures))
+    standard = np.stack([apply_map(pic, standardisation_map(m, pic.shape)) for pic, m in zip(pictures, marks)])
     at = 0
     for c, rows in todo.items():
         n = len(rows)
-        save_class_explanations(_class_file(run_dir, network, fold, expressions[c]), key, ids[at:at + n],
-                                found[at:at + n], standard[at:at + n])
+        save_class_explanations(_class_file(run_dir, network, fold, expressions[c], method), key, ids[at:at + n],
+                                standard[at:at + n], found[at:at + n] if found else None)
         at += n
     return counts
 
 
-def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: bool = True) -> pd.DataFrame:
-    """``fermap explain``: LIME on every trained (network, fold) of a run, standardised and cached,
-    then the heatmaps of Eq. 1 and 2 under ``RUN/heatmaps``.
+def applicable(method: str, network: str) -> str | None:
+    """Why a method cannot explain a network (CAM needs a GAP head), or None."""
+    if method != "cam":
+        return None
+    from .models import spec
 
-    Returns how many images were explained per (network, fold, expression).
+    s = spec(network)
+    return None if ("application" in s or s.get("lite") or s.get("fixed")) else \
+        "CAM needs a global-average-pooling head; this network flattens its features"
+
+
+def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: bool = True,
+                method: str = "lime") -> pd.DataFrame:
+    """``fermap explain``: explain every trained (network, fold) of a run (LIME by default, or
+    ``cam``, ``gradcam``, ``extremal``), standardised and cached; then the heatmaps of Eq. 1 and 2
+    under ``RUN/heatmaps`` (``RUN/heatmaps_<method>`` for another method).
+
+    Returns how many images were explained per (network, fold, expression); a network the
+    method cannot explain is listed with 0 images and the reason.
     """
     from tqdm.auto import tqdm
 
@@ -298,19 +336,31 @@ def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: 
     from .training import load_results
 
     run_dir = Path(run_dir)
+    folders = method_folders(method)
     prof = prof or read_profile(run_dir)
     trained = load_results(run_dir)
     data = load_dataset(run_dir / "data")
-    per_class = int((prof.get("explain") or {}).get("images_per_class", 100))
+    options = prof.get("explain") or {}
+    per_class = int(options.get("images_per_class", 100))
+    if method == "extremal":
+        per_class = int(options.get("extremal_images_per_class", per_class))
     jobs = list(zip(trained.network, trained.fold.astype(int)))
     rows = []
-    with tqdm(total=len(jobs) * per_class * 6, desc="images explained", unit="image", disable=not progress) as bar:
+    with tqdm(total=len(jobs) * per_class * 6, desc=f"images explained ({method})", unit="image",
+              disable=not progress) as bar:
         for network, fold in jobs:
             bar.set_postfix_str(f"{network} fold {fold}")
-            counts = explain_fold(run_dir, network, fold, data, prof, progress=bar.update)
+            why = applicable(method, network)
+            if why:
+                counts = {}
+                rows.append({"network": network, "fold": fold, "expression": None, "images": 0, "note": why})
+            else:
+                counts = explain_fold(run_dir, network, fold, data, prof, progress=bar.update, method=method)
             bar.total -= per_class * 6 - sum(counts.values())  # classes predicted fewer times than asked
             bar.refresh()
-            rows += [{"network": network, "fold": fold, "expression": e, "images": n} for e, n in counts.items()]
+            rows += [{"network": network, "fold": fold, "expression": e, "images": n, "note": ""}
+                     for e, n in counts.items()]
     table = pd.DataFrame(rows)
-    write_run_heatmaps(run_dir, table)
+    explained = table[table.expression.notna()]
+    write_run_heatmaps(run_dir, explained, folders=folders)
     return table

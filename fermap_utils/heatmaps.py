@@ -212,7 +212,8 @@ def similarity_folder(directory: str | os.PathLike) -> tuple["pd.DataFrame", dic
     return pd.DataFrame(rows), matrices
 
 
-def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame") -> dict:
+def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame",
+                       folders: tuple[str, str] = ("explanations", "heatmaps")) -> dict:
     """The heatmaps of a run from its cached explanation sums, with the authors' folder layout.
 
     ``RUN/heatmaps/heatmaps_by_cv`` holds H_{n,t,c} (Eq. 1), ``heatmaps_by_net``
@@ -227,12 +228,12 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame") -> di
 
     import shutil
 
-    out = Path(run_dir) / "heatmaps"
+    out = Path(run_dir) / folders[1]
     for folder in ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total"):
         shutil.rmtree(out / folder, ignore_errors=True)  # cheap to redo; no stale map may survive
     sums: dict[tuple[str, int, str], tuple[np.ndarray, int]] = {}
     for row in counts.itertuples():
-        path = Path(run_dir) / "explanations" / row.network / f"fold{row.fold}" / f"{row.expression}.npz"
+        path = Path(run_dir) / folders[0] / row.network / f"fold{row.fold}" / f"{row.expression}.npz"
         with np.load(path) as f:
             sums[(row.network, int(row.fold), row.expression)] = (f["sum"], int(f["count"]))
     missing = []
@@ -262,12 +263,13 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame") -> di
     return summary
 
 
-def load_run_heatmaps(run_dir: str | os.PathLike) -> dict[tuple[str, str, str], np.ndarray]:
-    """Every heatmap a run wrote, keyed ``(grouping, network, expression)``.
+def load_run_heatmaps(run_dir: str | os.PathLike, folder: str = "heatmaps") -> dict[tuple[str, str, str], np.ndarray]:
+    """Every heatmap a run wrote (``folder``: ``heatmaps``, or ``heatmaps_<method>``), keyed
+    ``(grouping, network, expression)``.
 
     grouping is ``fold k`` (H_{n,t,c}), ``all folds`` (H_{n,c}) or ``global`` (H_c, network ``all``).
     """
-    base = _require_dir(Path(run_dir) / "heatmaps")
+    base = _require_dir(Path(run_dir) / folder)
     out: dict[tuple[str, str, str], np.ndarray] = {}
     for path in sorted((base / "heatmaps_by_cv").glob("*_heatmap.png")):
         m = _BY_CV.match(path.name)

@@ -124,6 +124,19 @@ def average_linkage(distances: pd.DataFrame) -> np.ndarray:
     return linkage(squareform(d, checks=False), method="average")
 
 
+def per_fold_scores(heatmaps: dict[tuple[str, int, str], np.ndarray], masks: dict[str, np.ndarray],
+                    score=None) -> pd.DataFrame:
+    """One row per (network, fold, expression) heatmap with its scores against the expression's mask
+    (``score(heatmap, mask) -> dict``; Otsu then IoU, F1, precision, recall by default)."""
+    score = score or score_heatmap
+    rows = []
+    for (net, fold, expr), hm in heatmaps.items():
+        if expr not in masks:
+            raise KeyError(f"no mask for expression {expr!r}")
+        rows.append({"network": net, "fold": fold, "expression": expr, **score(hm, masks[expr])})
+    return pd.DataFrame(rows)
+
+
 def score_table(
     heatmaps: dict[tuple[str, int, str], np.ndarray],
     masks: dict[str, np.ndarray],
@@ -146,12 +159,7 @@ def score_table(
     -------
     DataFrame with columns ``network, expression, iou, f1, precision, recall``.
     """
-    rows = []
-    for (net, fold, expr), hm in heatmaps.items():
-        if expr not in masks:
-            raise KeyError(f"no mask for expression {expr!r}")
-        rows.append({"network": net, "fold": fold, "expression": expr, **score_heatmap(hm, masks[expr])})
-    per_fold = pd.DataFrame(rows)
+    per_fold = per_fold_scores(heatmaps, masks)
     table = per_fold.groupby(["network", "expression"], sort=False)[list(METRICS)].mean()
     wide = {m: table[m].unstack("expression") for m in METRICS}
     nets = list(wide["iou"].index)

@@ -84,6 +84,7 @@ RUN_PARTS = {
     "data": ["data/summary.json", "data/records.csv"],
     "models": ["models/*/fold*/metrics.json"],
     "explanations": ["heatmaps/summary.json", "heatmaps/*/*.png"],  # derived from every explanation
+    "methods": ["heatmaps_*/summary.json", "heatmaps_*/*/*.png"],
 }
 
 

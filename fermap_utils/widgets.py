@@ -234,3 +234,155 @@ def show(live: bool, make_live, make_static):
         return None
     display(shown)
     return None
+
+
+# ---------------------------------------------------------------- a reader's own attention
+
+def attention_from_clicks(clicks: list[tuple[int, int]], tiles: int, shape: tuple[int, int]) -> np.ndarray:
+    """An attention map from the order in which tiles were uncovered (Park & Wallraven's game).
+
+    The first tile uncovered weighs most: with T clicks, the k-th (from 0) weighs (T - k) / T;
+    tiles never uncovered weigh 0. Returns a float map of ``shape``.
+    """
+    h, w = shape
+    grid = np.zeros((tiles, tiles), np.float32)
+    total = len(clicks)
+    for k, (row, col) in enumerate(clicks):
+        if grid[row, col] == 0:
+            grid[row, col] = (total - k) / total
+    ys = np.minimum(np.arange(h) * tiles // h, tiles - 1)
+    xs = np.minimum(np.arange(w) * tiles // w, tiles - 1)
+    return grid[np.ix_(ys, xs)]
+
+
+def score_attention(standard_map: np.ndarray, mask: np.ndarray, heatmaps: dict[str, np.ndarray]) -> dict:
+    """A standardised attention map against the Ekman mask (Otsu, IoU...; ROC-AUC) and each
+    network's heatmap (NCC)."""
+    from .heatmaps import stretch, to_uint8
+    from .metrics import ncc, threshold_free_scores
+
+    u8 = to_uint8(stretch(standard_map))
+    scores = {"mask": {**score_heatmap(u8, mask), "roc_auc": threshold_free_scores(u8, mask)["roc_auc"]}}
+    scores["ncc"] = {name: ncc(u8, h) for name, h in heatmaps.items()}
+    return scores
+
+
+def covered_face(image: np.ndarray, clicks: list[tuple[int, int]], tiles: int) -> np.ndarray:
+    """A face with every tile grey except those uncovered."""
+    shown = np.full(image.shape, 128, np.uint8)
+    h, w = image.shape
+    for r, c in clicks:
+        ys, xs = slice(r * h // tiles, (r + 1) * h // tiles), slice(c * w // tiles, (c + 1) * w // tiles)
+        shown[ys, xs] = image[ys, xs]
+    return shown
+
+
+class ClickToReveal:
+    """The click-to-reveal game: a covered face, tiles uncovered one by one, then a guess.
+
+    When the reader names the expression, the click order becomes an attention map, which is
+    warped to the standard face with the image's landmarks and scored against the Ekman mask
+    and against each network's heatmap. The session is saved to ``out`` as JSON (clicks,
+    answer, scores, the standardised map), so a class can pool its maps.
+    """
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, expression: str,
+                 heatmaps: dict[str, np.ndarray] | None = None, tiles: int = 8, out: str | None = None,
+                 session: str = "reader"):
+        import ipywidgets as W
+
+        from .config import paper
+
+        self.image, self.landmarks, self.expression = np.asarray(image), np.asarray(landmarks), expression
+        self.heatmaps, self.tiles, self.out, self.session = heatmaps or {}, tiles, out, session
+        self.clicks: list[tuple[int, int]] = []
+        self.result: dict | None = None
+        self.picture = W.Output()
+        self.buttons = [[W.Button(description="", layout=W.Layout(width="34px", height="34px"))
+                         for _ in range(tiles)] for _ in range(tiles)]
+        for r, row in enumerate(self.buttons):
+            for c, b in enumerate(row):
+                b.on_click(lambda _b, r=r, c=c: self.reveal(r, c))
+        self.answer = W.Dropdown(options=list(paper()["expressions"]), description="It is")
+        self.done = W.Button(description="I know it", button_style="success")
+        self.done.on_click(lambda _b: self.finish(self.answer.value))
+        self.report = W.Output()
+        grid = W.GridBox([b for row in self.buttons for b in row],
+                         layout=W.Layout(grid_template_columns=f"repeat({tiles}, 36px)"))
+        self.widget = W.VBox([W.HBox([self.picture, grid]), W.HBox([self.answer, self.done]), self.report])
+        self._draw()
+
+    def covered(self) -> np.ndarray:
+        """The face as the reader sees it now."""
+        return covered_face(self.image, self.clicks, self.tiles)
+
+    def _draw(self) -> None:
+        self.picture.clear_output(wait=True)
+        with self.picture:
+            fig, ax = plt.subplots(figsize=(3, 3))
+            ax.imshow(self.covered(), cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"{len(self.clicks)} tiles uncovered", fontsize=8)
+            ax.axis("off")
+            plt.show()
+
+    def reveal(self, row: int, col: int) -> None:
+        """Uncover one tile (a click)."""
+        if self.result is None and (row, col) not in self.clicks:
+            self.clicks.append((row, col))
+            self.buttons[row][col].button_style = "info"
+            self._draw()
+
+    def finish(self, answer: str) -> dict:
+        """Name the expression: build, standardise, score and save the attention map."""
+        import json
+        from pathlib import Path
+
+        from .masks import ekman_masks
+        from .warping import warp_to_standard
+
+        if not self.clicks:
+            raise ValueError("uncover at least one tile first")
+        attention = attention_from_clicks(self.clicks, self.tiles, self.image.shape)
+        standard = warp_to_standard(attention, self.landmarks)[0]
+        scores = score_attention(standard, ekman_masks()[self.expression], self.heatmaps)
+        self.result = {"session": self.session, "expression": self.expression, "answer": answer,
+                       "correct": answer == self.expression, "tiles": self.tiles, "clicks": self.clicks,
+                       "scores": scores, "standard_map": np.round(standard, 4).tolist()}
+        if self.out:
+            from ._io import atomic_path
+
+            path = Path(self.out) / f"{self.session}_{self.expression}.json"
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(self.result))
+            self.result["path"] = str(path)
+        self.report.clear_output()
+        with self.report:
+            m = scores["mask"]
+            print(f"{'right' if self.result['correct'] else 'wrong'} ({self.expression}); {len(self.clicks)} tiles; "
+                  f"IoU with the Ekman mask {m['iou']:.3f}, ROC-AUC {m['roc_auc']:.3f}")
+            for name, v in sorted(scores["ncc"].items(), key=lambda kv: -kv[1]):
+                print(f"  NCC with {name}: {v:.3f}")
+        return self.result
+
+
+def attention_static(image: np.ndarray, landmarks: np.ndarray, expression: str, clicks: list[tuple[int, int]],
+                     tiles: int = 8) -> plt.Figure:
+    """Static: how a session turns into a map (for the book): the covered face after the clicks,
+    the attention map, and the map on the standard face over the Ekman mask."""
+    from .masks import ekman_masks
+    from .warping import warp_to_standard
+
+    attention = attention_from_clicks(clicks, tiles, image.shape)
+    standard = warp_to_standard(attention, landmarks)[0]
+    fig, axes = plt.subplots(1, 3, figsize=(8, 3.2))
+    axes[0].imshow(covered_face(np.asarray(image), clicks, tiles), cmap="gray", vmin=0, vmax=255)
+    axes[0].set_title(f"{len(clicks)} tiles uncovered", fontsize=8)
+    axes[1].imshow(attention, cmap="jet")
+    axes[1].set_title("click order (first = hottest)", fontsize=8)
+    axes[2].imshow(standard, cmap="jet")
+    axes[2].contour(ekman_masks()[expression], levels=[0.5], colors="white", linewidths=1)
+    axes[2].set_title(f"standardised, {expression} mask", fontsize=8)
+    for a in axes:
+        a.axis("off")
+    fig.tight_layout()
+    return fig

@@ -178,3 +178,18 @@ def test_explain_run_caches_resumes_and_recomputes_what_changed(explained_run):
     E.explain_run(run, apply_overrides(prof, {"explain.num_samples": 40}), progress=False)
     changed = _stamps(run)
     assert all(changed[k] != after[k] for k in after)  # a LIME setting changed: everything redone
+
+
+def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
+    from fermap_utils.heatmaps import load_run_heatmaps
+
+    run, prof, _ = explained_run
+    table = E.explain_run(run, prof, progress=False, method="cam")
+    wei = table[table.network == "WeiNet"]
+    assert (wei.images == 0).all() and "global-average-pooling" in wei.note.iloc[0]  # said, not skipped silently
+    maps = load_run_heatmaps(run, "heatmaps_cam")
+    assert {k[1] for k in maps if k[0] == "all folds"} == {"FER2013"}
+    grad = E.explain_run(run, prof, progress=False, method="gradcam")
+    assert set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"} or set(grad[grad.images > 0].network) == {"FER2013"}
+    with pytest.raises(Exception, match="unknown explanation method"):
+        E.method_folders("shap")

@@ -21,11 +21,11 @@ def test_committed_clean_with_a_parameters_cell(path):
 
 
 def test_every_notebook_is_a_chapter_of_the_book():
-    """The runner's chapter list, the notebooks and the table of contents name the same ten chapters."""
+    """The runner's chapter list, the notebooks and the table of contents name the same chapters."""
     from fermap_utils.config import section
 
     book = section("book")
-    assert [p.stem for p in NOTEBOOKS] == list(book["chapters"]) and len(NOTEBOOKS) == 10
+    assert [p.stem for p in NOTEBOOKS] == list(book["chapters"]) and len(NOTEBOOKS) == 12
     toc = (ROOT / "_toc.yml").read_text()
     assert all(f"{book['executed']}/{name}" in toc for name in book["chapters"])
 

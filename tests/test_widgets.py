@@ -73,3 +73,32 @@ def test_best_worst_ranks_by_iou():
                           "iou": [0.2, 0.5, 0.1, 0.27]})
     row = metrics.best_worst(table, k=2).loc["Fear"]
     assert row.best.startswith("1. B (0.500), 2. A") and row.worst.startswith("1. C (0.100)")
+
+
+def test_attention_map_follows_the_click_order():
+    att = widgets.attention_from_clicks([(0, 0), (1, 1), (0, 0)], tiles=2, shape=(4, 4))
+    assert att[0, 0] == 1.0 and att[3, 3] == pytest.approx(2 / 3) and att[0, 3] == 0 and att[3, 0] == 0
+
+
+def test_click_to_reveal_driven_by_simulated_clicks(astronaut_face, tmp_path):
+    import json
+
+    from fermap_utils.data import align_face
+
+    face, marks = align_face(*astronaut_face, size=128)
+    hm = {"A": np.full((275, 224), 7, np.uint8)}
+    hm["A"][150:220, 60:170] = 250  # a mouth-region heatmap
+    game = widgets.ClickToReveal(face, marks, "Happiness", heatmaps=hm, tiles=8, out=str(tmp_path), session="t1")
+    grid = game.widget.children[0].children[1]
+    for index in (6 * 8 + 3, 6 * 8 + 4, 5 * 8 + 3, 2 * 8 + 2):  # mouth tiles first, then an eye
+        grid.children[index].click()
+    assert game.clicks == [(6, 3), (6, 4), (5, 3), (2, 2)]
+    assert (game.covered() == 128).mean() > 0.8
+    game.answer.value = "Happiness"
+    game.done.click()
+    saved = json.loads((tmp_path / "t1_Happiness.json").read_text())
+    assert saved["correct"] and saved["clicks"] == [[6, 3], [6, 4], [5, 3], [2, 2]]
+    std = np.asarray(saved["standard_map"])
+    assert std.shape == (275, 224) and std.max() == pytest.approx(1.0, abs=1e-3)
+    assert saved["scores"]["ncc"]["A"] > 0.2  # mouth clicks resemble a mouth heatmap
+    assert 0 <= saved["scores"]["mask"]["iou"] <= 1
