@@ -156,12 +156,14 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
     return total / len(areas)
 
 
-def attribute(method: str, model, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Explanation images for a batch, by a gradient or optimisation method (not LIME)."""
+def attribute(method: str, model, images: np.ndarray, labels: np.ndarray, seed: int = 0,
+              steps: int | None = None) -> np.ndarray:
+    """Explanation images for a batch, by a gradient or optimisation method (not LIME);
+    ``steps`` overrides Extremal Perturbation's configured number of steps."""
     if method == "cam":
         return cam(model, images, labels)
     if method == "gradcam":
         return gradcam(model, images, labels)
     if method == "extremal":
-        return extremal_perturbation(model, images, labels, seed=seed)
+        return extremal_perturbation(model, images, labels, steps=steps, seed=seed)
     raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")

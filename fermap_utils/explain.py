@@ -217,10 +217,13 @@ def _class_file(run_dir: Path, network: str, fold: int, expression: str, method:
     return Path(run_dir) / method_folders(method)[0] / network / f"fold{fold}" / f"{expression}.npz"
 
 
-def _explain_key(metrics: dict, settings: LimeSettings, per_class: int, seed: int, method: str = "lime") -> str:
+def _explain_key(metrics: dict, settings: LimeSettings, per_class: int, seed: int, method: str = "lime",
+                 extremal_steps: int | None = None) -> str:
     """What a (network, fold)'s explanations depend on: the trained model, the method and its
     settings, the sample."""
     params = asdict(settings) if method == "lime" else (section("extremal") if method == "extremal" else {})
+    if method == "extremal" and extremal_steps:
+        params = {**params, "steps": int(extremal_steps)}
     blob = json.dumps({"model": metrics.get("settings"), "accuracy": metrics["accuracy"], "method": method,
                        "params": params, "per_class": per_class, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -250,16 +253,38 @@ def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised:
                             sum=total, count=len(standardised))
 
 
+def standardised_explanations(model, images: np.ndarray, landmarks: np.ndarray, labels: np.ndarray,
+                              method: str = "lime", settings: LimeSettings = LimeSettings(),
+                              seeds: list[int] | None = None, batch_size: int = 1000, progress=None,
+                              extremal_steps: int | None = None) -> tuple[np.ndarray, list[Explanation] | None]:
+    """Explain images of one model by a method and warp each explanation to the standard face with
+    its image's landmarks. Returns the (N, 275, 224) stack, and LIME's per-image results (else None)."""
+    from .attribution import attribute
+    from .warping import apply_map, standardisation_map
+
+    seeds = list(range(len(images))) if seeds is None else seeds
+    found = None
+    if method == "lime":
+        found = explain_images(keras_predictor(model), images, labels, seeds, settings,
+                               batch_size=batch_size, progress=progress)
+        pictures = [e.image for e in found]
+    else:
+        pictures = attribute(method, model, images, labels, seed=int(seeds[0]) if len(seeds) else 0,
+                             steps=extremal_steps)
+        if progress:
+            progress(len(pictures))
+    standard = np.stack([apply_map(pic, standardisation_map(m, pic.shape)) for pic, m in zip(pictures, landmarks)])
+    return standard, found
+
+
 def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progress=None,
                  method: str = "lime") -> dict:
     """Explain the sampled test images of one trained (network, fold), class by class, resuming.
 
     Returns ``{expression: number of images explained}``.
     """
-    from .attribution import attribute
     from .data import resize_images, scale_landmarks
     from .models import load_trained
-    from .warping import apply_map, standardisation_map
 
     expressions = list(section("paper")["expressions"])
     model_dir = Path(run_dir) / "models" / network / f"fold{fold}"
@@ -269,7 +294,7 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     per_class, seed = int(options.get("images_per_class", 100)), int(options.get("seed", 0))
     if method == "extremal":  # an optimisation per image: a profile may explain fewer
         per_class = int(options.get("extremal_images_per_class", per_class))
-    key = _explain_key(metrics, settings, per_class, seed, method)
+    key = _explain_key(metrics, settings, per_class, seed, method, options.get("extremal_steps"))
     predictions = pd.read_csv(model_dir / "predictions.csv", dtype={"id": str})
     chosen = choose_images(predictions.pred.to_numpy(), per_class, seed * 1000 + fold, len(expressions))
     todo = {c: rows for c, rows in chosen.items()
@@ -288,17 +313,10 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
     labels = predictions.pred.to_numpy()[rows_all]
     model = load_trained(run_dir, network, fold)
-    found = None
-    if method == "lime":
-        seeds = [seed * 1_000_003 + p for p in positions]  # one stream per image, independent of the batch
-        found = explain_images(keras_predictor(model), images, labels, seeds, settings,
-                               batch_size=int(options.get("batch_size", 1000)), progress=progress)
-        pictures = [e.image for e in found]
-    else:
-        pictures = attribute(method, model, images, labels, seed=seed)
-        if progress:
-            progress(len(pictures))
-    standard = np.stack([apply_map(pic, standardisation_map(m, pic.shape)) for pic, m in zip(pictures, marks)])
+    seeds = [seed * 1_000_003 + p for p in positions]  # one stream per image, independent of the batch
+    standard, found = standardised_explanations(model, images, marks, labels, method, settings, seeds,
+                                                int(options.get("batch_size", 1000)), progress,
+                                                extremal_steps=options.get("extremal_steps"))
     at = 0
     for c, rows in todo.items():
         n = len(rows)
@@ -364,3 +382,52 @@ def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: 
     explained = table[table.expression.notna()]
     write_run_heatmaps(run_dir, explained, folders=folders)
     return table
+
+
+def sanity_check(run_dir: str | os.PathLike, network: str, fold: int, prof: dict, method: str = "lime",
+                 per_class: int = 3) -> pd.DataFrame:
+    """Adebayo et al.'s model-randomisation test: the same images explained by the trained network
+    and by the same architecture with fresh random weights, each pooled per class into a heatmap
+    and scored against the Ekman masks. If both score alike, the metric does not measure learning.
+    """
+    from .data import load_dataset, resize_images, scale_landmarks
+    from .heatmaps import heatmap, to_uint8
+    from .masks import ekman_masks
+    from .metrics import score_heatmap, threshold_free_scores
+    from .models import load_trained
+
+    run_dir = Path(run_dir)
+    expressions = list(section("paper")["expressions"])
+    metrics = json.loads((run_dir / "models" / network / f"fold{fold}" / "metrics.json").read_text())
+    predictions = pd.read_csv(run_dir / "models" / network / f"fold{fold}" / "predictions.csv", dtype={"id": str})
+    options = dict(prof.get("explain") or {})
+    seed = int(options.get("seed", 0))
+    chosen = choose_images(predictions.pred.to_numpy(), per_class, seed + 17, len(expressions))
+    data = load_dataset(run_dir / "data")
+    index = {i: n for n, i in enumerate(data.table.id.astype(str))}
+    size = int(metrics["input_size"])
+    trained = load_trained(run_dir, network, fold)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    random = keras.models.clone_model(trained)  # same layers, every weight drawn afresh from its initialiser
+    masks = ekman_masks()
+    rows = []
+    for c, picked in chosen.items():
+        if not len(picked):
+            continue
+        ids = predictions.id.to_numpy()[picked]
+        positions = np.array([index[i] for i in ids])
+        images = resize_images(data.images[positions], size).astype(np.float32)
+        marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
+        labels = np.full(len(ids), c)
+        for label, model in (("trained", trained), ("random weights", random)):
+            stack, _ = standardised_explanations(model, images, marks, labels, method, LimeSettings.from_profile(options),
+                                                 list(positions), int(options.get("batch_size", 1000)))
+            h = to_uint8(heatmap(stack))
+            if h.min() == h.max():
+                continue
+            e = expressions[c]
+            rows.append({"expression": e, "model": label, "images": len(ids), **score_heatmap(h, masks[e]),
+                         "roc_auc": threshold_free_scores(h, masks[e])["roc_auc"]})
+    return pd.DataFrame(rows)

@@ -235,8 +235,18 @@ def summary(check_weights: bool = False) -> "pd.DataFrame":
     With ``check_weights`` the ImageNet weights are requested, to report whether
     this machine can get them.
     """
+    import hashlib
+    import json
+
+    import keras
     import pandas as pd
 
+    # Building every network at the paper's size takes a minute or two on a CPU: keep the table,
+    # keyed by the registry and the Keras version (never for --check-weights, which asks the network).
+    key = hashlib.sha256(json.dumps([registry(), keras.__version__], sort_keys=True).encode()).hexdigest()[:16]
+    cached = cache_dir() / f"models_summary_{key}.csv"
+    if not check_weights and cached.is_file():
+        return pd.read_csv(cached)
     rows = []
     for name, s in registry().items():
         with warnings.catch_warnings():
@@ -259,4 +269,10 @@ def summary(check_weights: bool = False) -> "pd.DataFrame":
             "pretraining": status,
         })
         del built
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not check_weights:
+        from ._io import atomic_path
+
+        with atomic_path(cached) as tmp:
+            table.to_csv(tmp, index=False)
+    return table

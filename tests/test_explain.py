@@ -193,3 +193,10 @@ def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
     assert set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"} or set(grad[grad.images > 0].network) == {"FER2013"}
     with pytest.raises(Exception, match="unknown explanation method"):
         E.method_folders("shap")
+
+
+def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
+    run, prof, _ = explained_run
+    table = E.sanity_check(run, "FER2013", 1, prof, method="gradcam", per_class=2)
+    assert set(table.model) == {"trained", "random weights"}
+    assert table[["iou", "roc_auc"]].notna().all().all()
