@@ -144,7 +144,9 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
     if unknown:
         raise FermapError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(book['chapters'])}")
     params = chapter_parameters(prof, run_dir)
-    stamps_file = run_dir / "chapters.json"
+    # The stamps live beside the executed notebooks: another profile writing there changes the
+    # parameters in the key, so its chapters never pass for this one's.
+    stamps_file = out_dir / ".fermap_stamps.json"
     stamps = json.loads(stamps_file.read_text()) if stamps_file.is_file() else {}
     rows = []
     for name in tqdm(names, desc=f"book ({prof['name']})", unit="chapter", disable=not progress):

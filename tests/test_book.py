@@ -39,6 +39,15 @@ def test_every_chapter_executes_with_the_smoke_profile(smoke_book):
     assert (again.status == "unchanged").all()
 
 
+def test_another_profile_in_the_same_book_reruns_every_chapter(smoke_book, tmp_path):
+    """Executed chapters of one profile never pass for another's (the stamps key holds the parameters)."""
+    site, *_ = smoke_book
+    stamps = json.loads((site / section("book")["executed"] / ".fermap_stamps.json").read_text())
+    prof = R.load_profile("smoke")
+    other = R.chapter_parameters({**prof, "name": "other"}, site / "run")
+    assert other != R.chapter_parameters(prof, site / "run") and len(stamps) == len(section("book")["chapters"])
+
+
 def test_chapter_reruns_only_when_its_inputs_change(smoke_book, tmp_path):
     site, *_ = smoke_book
     run_dir = site / "run"
