@@ -431,3 +431,46 @@ def sanity_check(run_dir: str | os.PathLike, network: str, fold: int, prof: dict
             rows.append({"expression": e, "model": label, "images": len(ids), **score_heatmap(h, masks[e]),
                          "roc_auc": threshold_free_scores(h, masks[e])["roc_auc"]})
     return pd.DataFrame(rows)
+
+
+def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expression: str,
+                      data=None) -> np.ndarray:
+    """The per-image standardised LIME explanations of one (network, fold, class), rebuilt from the
+    cache (weights, superpixels, the images' landmarks), (N, 275, 224)."""
+    from .data import load_dataset, scale_landmarks
+    from .warping import apply_map, standardisation_map
+
+    run_dir = Path(run_dir)
+    data = data or load_dataset(run_dir / "data")
+    with np.load(_class_file(run_dir, network, fold, expression)) as f:
+        ids, weights, segments = f["ids"], f["weights"], f["segments"]
+    if not len(ids):
+        return np.zeros((0, *CANVAS_SHAPE), np.float32)
+    index = {i: n for n, i in enumerate(data.table.id.astype(str))}
+    positions = np.array([index[str(i)] for i in ids])
+    size = segments.shape[1]
+    marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
+    out = []
+    for w, seg, m in zip(weights, segments, marks):
+        picture = explanation_image(seg, np.nan_to_num(w[: int(seg.max()) + 1]))
+        out.append(apply_map(picture, standardisation_map(m, picture.shape)))
+    return np.stack(out)
+
+
+def bootstrap_image_scores(stack: np.ndarray, mask: np.ndarray, n: int = 200, seed: int = 0,
+                           level: float = 0.95) -> pd.DataFrame:
+    """Confidence intervals of a heatmap's scores when its images are resampled with replacement:
+    one row per metric with the value on all images and the interval's bounds."""
+    from .heatmaps import heatmap, to_uint8
+    from .metrics import METRICS, score_heatmap
+
+    rng = np.random.default_rng(seed)
+    full = score_heatmap(to_uint8(heatmap(stack)), mask)
+    draws = []
+    for _ in range(n):
+        h = to_uint8(heatmap(stack[rng.integers(0, len(stack), len(stack))]))
+        if h.min() < h.max():
+            draws.append(score_heatmap(h, mask))
+    table = pd.DataFrame(draws)
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return pd.DataFrame({"value": full, "low": table.quantile(lo), "high": table.quantile(hi)}).loc[list(METRICS)]

@@ -200,3 +200,17 @@ def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     table = E.sanity_check(run, "FER2013", 1, prof, method="gradcam", per_class=2)
     assert set(table.model) == {"trained", "random weights"}
     assert table[["iou", "roc_auc"]].notna().all().all()
+
+
+def test_per_image_explanations_rebuild_the_cached_heatmap(explained_run):
+    from fermap_utils.heatmaps import heatmap, load_heatmap, to_uint8
+    from fermap_utils.masks import ekman_masks
+
+    run, _, table = explained_run
+    row = table[(table.images >= 2) & (table.network == "FER2013")].iloc[0]
+    stack = E.load_standardised(run, row.network, int(row.fold), row.expression)
+    assert len(stack) == row.images
+    cached = load_heatmap(run / "heatmaps" / "heatmaps_by_cv" / f"{row.network}_CV{row.fold}_{row.expression}_heatmap.png")
+    assert np.abs(to_uint8(heatmap(stack)).astype(int) - cached.astype(int)).max() <= 1
+    ci = E.bootstrap_image_scores(stack, ekman_masks()[row.expression], n=30)
+    assert (ci["low"] <= ci["high"]).all() and list(ci.index) == ["iou", "f1", "precision", "recall"]
