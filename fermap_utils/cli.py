@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .attribution import METHODS
 from .errors import FermapError
 
 
@@ -114,10 +115,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     """LIME on every trained (network, fold) of a run, standardised, cached, and the heatmaps."""
-    from .explain import explain_run
+    from .explain import explain_run, method_folders
     from .run import parse_overrides, read_profile
-
-    from .explain import method_folders
 
     prof = read_profile(args.run, parse_overrides(args.param))
     table = explain_run(args.run, prof, method=args.method)
@@ -214,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="LIME on a run's trained networks, standardised, cached; then the heatmaps")
     p.add_argument("--run", required=True, type=Path, help="the run folder fermap train wrote")
-    p.add_argument("--method", default="lime", choices=["lime", "cam", "gradcam", "extremal"],
+    p.add_argument("--method", default="lime", choices=METHODS,
                    help="the explainer (default lime, the paper's); others write RUN/heatmaps_<method>")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override a profile key, e.g. -p explain.num_samples 500")

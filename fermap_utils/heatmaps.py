@@ -223,10 +223,9 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame",
     them beside the counts.
     """
     import json
+    import shutil
 
     from ._io import atomic_path
-
-    import shutil
 
     out = Path(run_dir) / folders[1]
     for folder in ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total"):

@@ -148,11 +148,12 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
     # parameters in the key, so its chapters never pass for this one's.
     stamps_file = out_dir / ".fermap_stamps.json"
     stamps = json.loads(stamps_file.read_text()) if stamps_file.is_file() else {}
+    code = _package_fingerprint()  # fermap's own code does not change during a run
     rows = []
     for name in tqdm(names, desc=f"book ({prof['name']})", unit="chapter", disable=not progress):
         source = root / "notebooks" / f"{name}.ipynb"
         target = out_dir / f"{name}.ipynb"
-        key = hashlib.sha256(json.dumps([source.read_text(), params, _package_fingerprint(),
+        key = hashlib.sha256(json.dumps([source.read_text(), params, code,
                                          run_fingerprint(run_dir, book["chapters"][name])]).encode()).hexdigest()[:16]
         if target.is_file() and stamps.get(name) == key:
             rows.append({"chapter": name, "status": "unchanged", "seconds": 0.0})

@@ -250,8 +250,9 @@ def train_run(run_dir: str | os.PathLike, prof: dict, progress: bool = True) -> 
             out = run_dir / "models" / name / f"fold{fold}"
             settings = _settings_key(name, fold, prof, key)
             done = out / "metrics.json"
-            if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
-                rows.append(json.loads(done.read_text()))
+            finished = json.loads(done.read_text()) if done.is_file() else {}
+            if finished.get("settings") == settings:
+                rows.append(finished)
                 continue
             result = train_fold(name, data, fold, prof, out, progress)
             result["settings"] = settings
