@@ -291,9 +291,17 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.
     return crop, marks
 
 
-def preprocess_record(record: Record, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read, find the landmarks (given, or detected with dlib) and align one record."""
+def preprocess_record(record: Record, size: int, align: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Read, find the landmarks (given, or detected with dlib) and align one record.
+
+    With ``align=False`` the image is taken as an already aligned ``size`` x ``size``
+    crop with its given landmarks (the synthetic default, cropped from its neutral face).
+    """
     image = read_gray(record.path)
+    if not align:
+        if record.landmarks is None or image.shape != (size, size):
+            raise FermapError(f"{record.path}: an aligned record needs landmarks and a {size}x{size} image")
+        return image, np.asarray(record.landmarks, np.float64)
     marks = record.landmarks if record.landmarks is not None else detect_landmarks(image, name=record.path)
     return align_face(image, marks, size)
 
@@ -335,6 +343,7 @@ def build_dataset(
     synthetic: bool = False,
     description: str = "",
     progress: bool = True,
+    align: bool = True,
 ) -> dict:
     """Preprocess records into ``out``: crops, landmarks, folds and a report.
 
@@ -356,7 +365,7 @@ def build_dataset(
     skipped = [{"path": d.path, "reason": d.reason} for d in dropped]
     for record in tqdm(records, desc="preprocessing", unit="img", disable=not progress):
         try:
-            crop, lm = preprocess_record(record, size)
+            crop, lm = preprocess_record(record, size, align)
         except NoFaceError:
             skipped.append({"path": record.path, "reason": "no face detected"})
             continue

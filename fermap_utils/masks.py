@@ -121,21 +121,31 @@ def ekman_masks(points: np.ndarray | None = None) -> dict[str, np.ndarray]:
     return {e: ekman_mask(e, points) for e in EXPRESSIONS}
 
 
-def au_region(au: int, points: np.ndarray | None = None) -> np.ndarray:
-    """The face region moved by one action unit, boolean (275, 224)."""
+def au_region(au: int, points: np.ndarray | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The face region moved by one action unit, boolean.
+
+    Parameters
+    ----------
+    au : int
+        An action unit of ``action_units.yaml``.
+    points : (89, 2) array, optional
+        The points to draw over; the standard face's by default.
+    shape : (height, width), optional
+        The canvas; the standard face's (275, 224) by default.
+    """
     table = action_units()
     if au not in table:
         raise KeyError(f"no region defined for AU{au}; defined: {sorted(table)}")
     pts = standard_points() if points is None else np.asarray(points, dtype=np.float64)
-    return polygons_to_mask(resolve_polygons(expand_items(table[au]["region"]), pts))
+    return polygons_to_mask(resolve_polygons(expand_items(table[au]["region"]), pts), shape)
 
 
-def au_mask(aus: list[int] | tuple[int, ...], points: np.ndarray | None = None) -> np.ndarray:
-    """The union of the regions of a set of action units."""
-    shape = (STANDARD_SIZE[1], STANDARD_SIZE[0])
-    out = np.zeros(shape, bool)
+def au_mask(aus: list[int] | tuple[int, ...], points: np.ndarray | None = None,
+            shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The union of the regions of a set of action units (see :func:`au_region`)."""
+    out = np.zeros(shape or (STANDARD_SIZE[1], STANDARD_SIZE[0]), bool)
     for au in aus:
-        out |= au_region(int(au), points)
+        out |= au_region(int(au), points, shape)
     return out
 
 

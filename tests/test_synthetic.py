@@ -1,58 +1,143 @@
-"""The embedded default dataset: real faces, FACS-driven expressions, deterministic, subject-grouped."""
+"""The embedded default dataset as a ground-truth benchmark: the class signal lies where it was planted."""
 import json
 
+import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
 from fermap_utils import synthetic as S
+from fermap_utils.config import section
 from fermap_utils.data import describe_dataset, load_dataset
+
+EXPRESSIONS = list(section("paper")["expressions"])
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return S.neutral_faces()
+
+
+def _render(faces, i, j, k=0, **overrides):
+    params = {**section("synthetic"), **overrides}
+    name, image, marks = faces[i]
+    nuisance_rng, au_rng = S.sample_rngs(params["seed"], i, j, k)
+    nuisance = S.draw_nuisance(nuisance_rng, params, params["size"])
+    return S.render(image, marks, EXPRESSIONS[j], S.draw_intensities(EXPRESSIONS[j], au_rng, params), nuisance, params)
 
 
 def test_default_dataset_counts(default_dataset):
     ds = load_dataset(default_dataset)
     t = ds.table
-    assert set(t.expression) == {"Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"}
-    assert t.subject.nunique() >= 50 and len(t) >= 1000
-    assert ds.images.shape[1] >= 64
+    assert set(t.expression) == set(EXPRESSIONS)
+    assert t.subject.nunique() == 102 and len(t) == 1224
+    assert ds.images.shape[1:] == (128, 128)
     assert (t.groupby("subject").fold.nunique() == 1).all()
     summary = json.loads((default_dataset / "summary.json").read_text())
     assert summary["synthetic"] is True and summary["skipped"] == {}
     assert "SYNTHETIC" in describe_dataset(default_dataset)
 
 
-def test_deterministic_for_a_seed(default_dataset, tmp_path):
-    first = S.generate(tmp_path / "a", progress=False, samples_per_expression=1)
-    second = S.generate(tmp_path / "b", progress=False, samples_per_expression=1)
-    a, b = pd.read_csv(first), pd.read_csv(second)
-    pd.testing.assert_frame_equal(a, b)
-    for rel in a.path[::97]:
-        assert (first.parent / rel).read_bytes() == (second.parent / rel).read_bytes()
+@pytest.mark.parametrize("i", [0, 1, 7, 42])
+def test_changes_lie_inside_the_expressions_au_regions(faces, i):
+    """Every pixel that differs from the neutral twin (same pose, light, noise) is inside the AU union + 3 px."""
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    for j in range(6):
+        out = _render(faces, i, j)
+        changed = out.image != out.neutral
+        allowed = cv2.dilate(out.union.astype(np.uint8), disc).astype(bool)
+        assert changed.sum() > 150, EXPRESSIONS[j]  # the expression did something
+        assert not (changed & ~allowed).any(), f"{EXPRESSIONS[j]}: {(changed & ~allowed).sum()} px outside"
 
 
-def test_expression_moves_only_its_aus_landmarks():
-    face, marks = np.zeros((128, 128), np.uint8), None
-    disp = S.expression_displacement("Happiness", {6: 1.0, 12: 1.0})
-    moved = set(np.flatnonzero(np.abs(disp).sum(1)) + 1)
-    from fermap_utils.masks import action_units
+def test_neutral_twin_does_not_depend_on_the_class(faces):
+    """Pose, light and noise come from a stream of their own: the neutral twins of two classes may differ
+    only through that stream, and rendering the neutral twin never looks at the expression."""
+    a, b = _render(faces, 3, 0), _render(faces, 3, 5)
+    params = section("synthetic")
+    rng, _ = S.sample_rngs(params["seed"], 3, 0, 0)
+    nuisance = S.draw_nuisance(rng, params, params["size"])
+    face, _ = S.posed_face(faces[3][1], faces[3][2], params["size"], nuisance)
+    np.testing.assert_array_equal(a.neutral, S.light_and_noise(face, nuisance))
+    assert not np.array_equal(a.image, b.image)
 
-    aus = action_units()
-    assert moved == {int(k) for au in (6, 12) for k in aus[au]["displacement"]}
-    assert S.expression_displacement("Surprise", {1: 1, 2: 1, 5: 1, 26: 1})[8, 1] > 0  # the chin drops
+
+def test_pixels_outside_the_au_regions_carry_no_class(default_dataset):
+    """A classifier given only the pixels outside every AU region of the face (drawn over its neutral landmarks,
+    so the mask does not depend on the class) scores within 3 points of chance; the same classifier given the
+    pixels inside is far above it (so the test can tell)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from fermap_utils.landmarks import with_border_points
+    from fermap_utils.masks import action_units, au_mask
+
+    ds = load_dataset(default_dataset)
+    neutral = np.load(default_dataset / "truth" / "neutral_landmarks.npy")
+    every_au = sorted(action_units())
+    outside = np.stack([~au_mask(every_au, with_border_points(lm, 128, 128), (128, 128)) for lm in neutral])
+    assert 0.2 < outside.mean() < 0.8
+
+    def accuracy(masks):
+        x = np.stack([cv2.resize(np.where(m, im, 0).astype(np.float32), (24, 24), interpolation=cv2.INTER_AREA)
+                      for m, im in zip(masks, ds.images)]).reshape(len(ds.images), -1)
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=400))
+        return cross_val_score(model, x, ds.table.expression, groups=ds.table.subject, cv=GroupKFold(5)).mean()
+
+    assert abs(accuracy(outside) - 1 / 6) <= 0.03
+    assert accuracy(~outside) > 0.5
 
 
-def test_class_signal_lies_in_the_au_regions():
-    """Two renders of one face differing only in expression differ inside that expression's AU regions."""
-    from fermap_utils.config import section
+def test_deterministic_for_a_seed(tmp_path):
+    first = S.generate(tmp_path / "a", progress=False, identities=3, samples_per_expression=1)
+    second = S.generate(tmp_path / "b", progress=False, identities=3, samples_per_expression=1)
+    files = sorted(p.relative_to(first.parent) for p in first.parent.rglob("*") if p.is_file())
+    assert len(files) == 3 + 3 * 6 * 4  # manifest, aus, params; image, change map, two landmark files per image
+    for rel in files:
+        assert (first.parent / rel).read_bytes() == (second.parent / rel).read_bytes(), rel
 
-    faces = S.neutral_faces(128)[:3]
-    params = dict(section("synthetic"), rotation_deg=0.0, scale=[1.0, 1.0], shift=0.0, gamma_sigma=0.0,
-                  gradient=0.0, noise=[0.0, 0.0])
-    for _, face, lm in faces:
-        img, target, _ = S.make_expression(face, lm, "Surprise", np.random.default_rng(0), params)
-        moved = np.abs(target - lm).max(axis=1) > 0.5
-        diff = np.abs(img.astype(float) - face)
-        assert moved.any() and diff.max() > 20
-        # the largest changes sit next to the landmarks that moved
-        ys, xs = np.unravel_index(np.argsort(diff.ravel())[-50:], diff.shape)
-        near = np.min(np.hypot(xs[:, None] - target[moved, 0], ys[:, None] - target[moved, 1]), axis=1)
-        assert np.median(near) < 12
+
+def test_stored_truth_matches_a_rerender(default_dataset, faces):
+    """The dataset's change map of an image is |image - neutral twin| of that image, re-rendered here."""
+    t = pd.read_csv(default_dataset / "records.csv", dtype={"subject": str})
+    row = t[(t.subject == faces[7][0]) & (t.expression == "Fear") & t.source.str.endswith("Fear_1.png")].iloc[0]
+    out = _render(faces, 7, EXPRESSIONS.index("Fear"), k=1)
+    stored = cv2.imread(str(default_dataset / "truth" / row.image.split("/")[-1]), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(stored, out.change)
+    np.testing.assert_array_equal(cv2.imread(str(default_dataset / row.image), cv2.IMREAD_UNCHANGED), out.image)
+
+
+def test_planted_maps_are_the_class_mean_of_warped_changes(default_dataset):
+    from fermap_utils.warping import warp_to_standard
+
+    ds = load_dataset(default_dataset)
+    maps = S.load_planted_maps(default_dataset)
+    assert set(maps) == set(EXPRESSIONS)
+    idx = np.flatnonzero(ds.table.expression == "Happiness")[:5]
+    changes = [cv2.imread(str(default_dataset / "truth" / ds.table.image[i].split("/")[-1]), cv2.IMREAD_UNCHANGED)
+               for i in idx]
+    mine = S.planted_maps(np.stack(changes), ds.landmarks[idx], np.array(["Happiness"] * 5))["Happiness"]
+    expected = np.mean([warp_to_standard(c.astype(np.float32), ds.landmarks[i])[0] for c, i in zip(changes, idx)],
+                       axis=0)
+    np.testing.assert_allclose(mine, expected, atol=1e-4)
+    # the jaw drops in Surprise, not in Anger; the forehead lines rise in Surprise, never in Happiness
+    from fermap_utils.masks import au_mask
+
+    assert maps["Surprise"][au_mask([26])].mean() > 2 * maps["Anger"][au_mask([26])].mean()
+    regions = S.planted_regions(maps)
+    assert (regions["Surprise"] & au_mask([1])).sum() > 1000 and not (regions["Happiness"] & au_mask([1])).any()
+
+
+def test_mouth_opening_is_confined_between_the_lips_and_the_floor():
+    face = np.tile(np.linspace(0, 255, 64, dtype=np.float32)[:, None], (1, 64))
+    lm = np.zeros((68, 2))
+    lm[60:68] = [[20, 30], [26, 30], [32, 30], [38, 30], [44, 30], [38, 30], [32, 30], [26, 30]]
+    floor = np.array([[18, 45], [32, 46], [46, 45]], float)
+    out, marks, inside = S.open_mouth(face, lm, 6.0, floor)
+    changed = out != face
+    assert inside[31:36, 32].all() and not inside[:, :20].any() and not inside[:, 45:].any()
+    rows = np.flatnonzero(changed.any(axis=1))
+    assert rows.min() >= 30 and rows.max() <= 46  # between the line and the floor
+    assert marks[66, 1] > lm[66, 1] + 3 and marks[62, 1] == lm[62, 1]  # the lower lip drops, the upper stays

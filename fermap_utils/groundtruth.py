@@ -1,0 +1,116 @@
+"""Grading explanations against the planted truth of the synthetic default dataset.
+
+On the synthetic set (:mod:`fermap_utils.synthetic`) the pixels that carry each
+class are known: the planted-signal map of a class is the mean change its
+expression made, on the standard face. Here every explainer's heatmaps are
+scored against it with the paper's own path (Otsu, then IoU, F1, precision,
+recall against the planted region) and without a threshold (ROC-AUC, relevance
+mass, pointing game, and the correlation with the planted map itself), beside
+the same scores against the Ekman masks.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .metrics import binary_scores, ncc, score_heatmap, threshold_free_scores
+
+_BINARY = ("iou", "f1", "precision", "recall")
+
+
+def grade_heatmap(heatmap: np.ndarray, region: np.ndarray, planted: np.ndarray) -> dict[str, float]:
+    """All the scores of one heatmap against one class's planted truth.
+
+    Parameters
+    ----------
+    heatmap : (275, 224) float in [0, 1]
+        A heatmap on the standard face.
+    region : (275, 224) bool
+        The planted region (:func:`fermap_utils.synthetic.planted_regions`).
+    planted : (275, 224) float
+        The planted-signal map (mean change, grey levels).
+
+    Returns
+    -------
+    dict
+        ``iou``, ``f1``, ``precision``, ``recall`` after Otsu (the paper's path),
+        ``roc_auc``, ``relevance_mass``, ``pointing_game``, ``iou_area_matched``
+        (see :func:`fermap_utils.metrics.threshold_free_scores`) and ``ncc``, the
+        normalised correlation with the planted map.
+    """
+    otsu = score_heatmap(np.round(heatmap * 255).astype(np.uint8), region)
+    return {**{k: otsu[k] for k in _BINARY}, **threshold_free_scores(heatmap, region), "ncc": ncc(heatmap, planted)}
+
+
+def grade_heatmaps(heatmaps: dict[tuple[str, str], np.ndarray], regions: dict[str, np.ndarray],
+                   planted: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Grade many heatmaps, keyed ``(network, expression)``, against the planted truth (and the Ekman masks).
+
+    Returns one row per heatmap: network, expression, ``truth`` (``planted`` or
+    ``Ekman``) and the scores of :func:`grade_heatmap` (``ncc`` against the
+    planted map in both rows).
+    """
+    rows = []
+    for (network, expression), h in sorted(heatmaps.items()):
+        if expression not in regions:
+            continue
+        rows.append({"network": network, "expression": expression, "truth": "planted",
+                     **grade_heatmap(h, regions[expression], planted[expression])})
+        if masks is not None:
+            rows.append({"network": network, "expression": expression, "truth": "Ekman",
+                         **grade_heatmap(h, masks[expression], planted[expression])})
+    return pd.DataFrame(rows)
+
+
+def masks_against_truth(masks: dict[str, np.ndarray], regions: dict[str, np.ndarray]) -> pd.DataFrame:
+    """How far a set of masks (the Ekman masks, say) is from the planted regions: one row per expression.
+
+    The planted region is the ground truth (the paper's convention for the masks).
+    """
+    return pd.DataFrame({e: binary_scores(masks[e], regions[e]) for e in regions if e in masks}).T
+
+
+def run_heatmaps_by_network(run_dir: str | os.PathLike, method: str) -> dict[tuple[str, str], np.ndarray]:
+    """A run's by-network heatmaps H_{n,c} of one explainer, keyed ``(network, expression)``."""
+    from .explain import method_folders
+    from .heatmaps import load_run_heatmaps
+
+    maps = load_run_heatmaps(run_dir, method_folders(method)[1])
+    return {(net, expr): h for (group, net, expr), h in maps.items() if group == "all folds"}
+
+
+def grade_run(run_dir: str | os.PathLike, methods: list[str], masks: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Grade every explainer's by-network heatmaps of a run on the synthetic set.
+
+    Explainers with no heatmaps in the run are left out and named in the
+    returned frame's ``attrs["missing"]``, with the reason.
+    """
+    from .errors import FermapError
+    from .synthetic import load_planted_maps, planted_regions
+
+    planted = load_planted_maps(Path(run_dir) / "data")
+    regions = planted_regions(planted)
+    frames, missing = [], {}
+    for method in methods:
+        try:
+            maps = run_heatmaps_by_network(run_dir, method)
+        except FermapError as exc:
+            missing[method] = str(exc)
+            continue
+        frame = grade_heatmaps(maps, regions, planted, masks)
+        frame.insert(0, "method", method)
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs["missing"] = missing
+    return out
+
+
+def summarise_grades(grades: pd.DataFrame, by: list[str], metrics: tuple[str, ...] = ("iou", "f1", "roc_auc", "ncc")
+                     ) -> pd.DataFrame:
+    """Mean scores grouped by ``by`` (e.g. ``["method", "truth"]``), with the number of heatmaps."""
+    table = grades.groupby(by)[list(metrics)].mean()
+    table["n"] = grades.groupby(by).size()
+    return table
