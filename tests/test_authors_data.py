@@ -2,6 +2,9 @@
 import hashlib
 import shutil
 import subprocess
+import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,43 @@ def test_shipped_copy_equals_the_shared_reference_file_by_file():
     assert set(theirs) == _files(ours) - NOT_DATA - {"LICENSE"}
     different = [n for n, path in sorted(theirs.items()) if path.read_bytes() != (ours / n).read_bytes()]
     assert different == []
+
+
+def test_the_wheel_and_sdist_carry_the_licence_but_not_the_authors_data(tmp_path):
+    """The 12 MB of authors' data live beside the book: packaging must not pick them up."""
+    root = project_root()
+    src = tmp_path / "src"
+    shutil.copytree(root / "fermap_utils", src / "fermap_utils", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "setup.py", "setup.cfg"):
+        if (root / name).is_file():  # everything that tells setuptools what to pack
+            shutil.copy(root / name, src / name)
+    shutil.copytree(authors_data_dir(), src / authors_data_dir().relative_to(root))
+    out = tmp_path / "dist"
+    build = "from setuptools import build_meta as b; import sys; out = sys.argv[1]; b.build_wheel(out); b.build_sdist(out)"
+    done = subprocess.run([sys.executable, "-c", build, str(out)], cwd=src, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wheel, = out.glob("*.whl")
+    sdist, = out.glob("*.tar.gz")
+    wheel_names = zipfile.ZipFile(wheel).namelist()
+    sdist_names = tarfile.open(sdist).getnames()
+    for names in (wheel_names, sdist_names):
+        assert not [n for n in names if n.endswith(".png") or "/book/" in f"/{n}"]
+        assert any(n.endswith("LICENSE") for n in names)
+    assert wheel.stat().st_size < 1_000_000 and sdist.stat().st_size < 1_000_000
+
+
+def test_citation_file_cites_this_version_and_the_paper():
+    import tomllib
+
+    import yaml
+
+    root = project_root()
+    cff = yaml.safe_load((root / "CITATION.cff").read_text())
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert (cff["version"], cff["license"]) == (project["version"], project["license"])
+    paper, = cff["references"]
+    assert [a["family-names"] for a in paper["authors"]] == ["Gaya-Morey", "Ramis-Guarinos", "Manresa-Yee", "Buades-Rubio"]
+    assert (paper["journal"], paper["year"]) == ("Multimedia Tools and Applications", 2024)
+    assert "arXiv:2401.11835" in [i["value"] for i in paper["identifiers"]]
+    assert "Copyright (c) 2026 fermap contributors" in (root / "LICENSE").read_text()
