@@ -168,13 +168,20 @@ def _profile_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import section
+
     parser = argparse.ArgumentParser(prog="fermap", description=__doc__)
     parser.add_argument("--version", action="version", version=f"fermap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("score", help="score per-fold heatmaps against Ekman masks (Tables 3 and 4)")
-    p.add_argument("--heatmaps", required=True, type=Path, help="folder of {Net}_CV{k}_{Expression}_heatmap.png")
-    p.add_argument("--masks", type=Path, help="folder of {Expression}_gt.png (default: fermap's own masks)")
+    authors = section("book")["authors"]  # the authors' published data, shipped beside the book
+    p = sub.add_parser("score", help="score per-fold heatmaps against Ekman masks (Tables 3 and 4)",
+                       epilog=f"The paper's own heatmaps ship with fermap; from the project folder: fermap score "
+                              f"--heatmaps {authors}/gray/heatmaps_by_cv --out t34.csv")
+    p.add_argument("--heatmaps", required=True, type=Path,
+                   help=f"folder of {{Net}}_CV{{k}}_{{Expression}}_heatmap.png (the authors': {authors}/gray/heatmaps_by_cv)")
+    p.add_argument("--masks", type=Path, help=f"folder of {{Expression}}_gt.png (default: fermap's own masks; "
+                                              f"the authors': {authors}/ekman_masks)")
     p.add_argument("--out", required=True, type=Path, help="output CSV")
     p.add_argument("--decimals", type=int, default=4, help="decimals in the CSV (default 4, as the paper)")
     p.add_argument("--allow-missing", action="store_true",
@@ -187,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_masks)
 
     p = sub.add_parser("similarity", help="1 - NCC distances between by-network heatmaps, with dendrograms")
-    p.add_argument("--heatmaps", required=True, type=Path, help="folder of {Net}_{Expression}_heatmap.png")
+    p.add_argument("--heatmaps", required=True, type=Path,
+                   help=f"folder of {{Net}}_{{Expression}}_heatmap.png (the authors': {authors}/gray/heatmaps_by_net)")
     p.add_argument("--out", required=True, type=Path, help="output CSV; the dendrograms go beside it as .png")
     p.set_defaults(func=cmd_similarity)
     data = sub.add_parser("data", help="build or inspect a preprocessed dataset")

@@ -78,6 +78,23 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def authors_data_dir() -> Path:
+    """The authors' published data shipped with the book: heatmaps, masks, Tables 3 and 4.
+
+    Returns
+    -------
+    Path
+        ``book/data/authors`` of this checkout (``book.authors`` in the configuration):
+        ``gray/heatmaps_by_cv``, ``gray/heatmaps_by_net``, ``gray/heatmaps_total``,
+        ``ekman_masks/{Expression}_gt.png``, ``ekman_masks_figure.png``,
+        ``table3_iou_f1.csv`` and ``table4_precision_recall.csv``. It lives beside the
+        book, not in the package, so an installed wheel does not carry it.
+    """
+    from .config import section
+
+    return project_root() / section("book")["authors"]
+
+
 # What each part of a run folder is, for deciding which chapters must rerun.
 RUN_PARTS = {
     "profile": ["run.json"],
@@ -111,7 +128,7 @@ def _package_fingerprint() -> str:
 def chapter_parameters(prof: dict, run_dir: Path) -> dict:
     """What papermill injects into every chapter: the run, its profile, and static widget fallbacks."""
     return {"run_dir": str(Path(run_dir).resolve()), "profile": prof["name"],
-            "reference": str(project_root().parent / "shared" / "reference"), "live_widgets": False}
+            "reference": str(authors_data_dir()), "live_widgets": False}
 
 
 def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: list[str] | None = None,

@@ -1,4 +1,4 @@
-"""Shared fixtures: real faces that ship in packages, and the reference folder beside the project."""
+"""Shared fixtures: real faces that ship in packages, and the authors' data shipped with the book."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
-AUTHORS = REFERENCE / "authors_heatmaps"
 
 
 @pytest.fixture(scope="session")
 def reference() -> Path:
-    """``../shared/reference``; tests that need it skip, saying why, when it is absent."""
-    if not (AUTHORS / "ekman_masks").is_dir():
-        pytest.skip(f"reference data not found at {REFERENCE} (the authors' published heatmaps and masks)")
-    return REFERENCE
+    """``book/data/authors``: the authors' heatmaps (``gray/``), masks (``ekman_masks/``) and the
+    paper's Tables 3 and 4, shipped with the project, so no test skips for want of them."""
+    from fermap_utils.run import authors_data_dir
+
+    return authors_data_dir()
 
 
 @pytest.fixture(scope="session")

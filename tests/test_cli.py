@@ -10,15 +10,17 @@ import pytest
 from fermap_utils import metrics as Mt
 from fermap_utils._io import write_gray
 from fermap_utils.cli import main
+from fermap_utils.run import project_root
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "fermap_utils.cli", *args], capture_output=True, text=True)
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fermap_utils.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_score_reproduces_tables_3_and_4(reference, tmp_path):
+    """The README's command, from the project folder, on the heatmaps shipped in book/data/authors."""
     out = tmp_path / "scores.csv"
-    r = run("score", "--heatmaps", str(reference / "authors_heatmaps/gray/heatmaps_by_cv"), "--out", str(out))
+    r = run("score", "--heatmaps", "book/data/authors/gray/heatmaps_by_cv", "--out", str(out), cwd=project_root())
     assert r.returncode == 0, r.stderr
     ours = pd.read_csv(out)
     assert list(ours.columns) == ["network", "expression", "iou", "f1", "precision", "recall"]
@@ -34,14 +36,14 @@ def test_masks_command_writes_the_six_masks(tmp_path, reference):
     assert main(["masks", "--out", str(tmp_path)]) == 0
     for expr in ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"):
         ours = cv2.imread(str(tmp_path / f"{expr}_gt.png"), 0)
-        theirs = cv2.imread(str(reference / "authors_heatmaps/ekman_masks" / f"{expr}_gt.png"), 0)
+        theirs = cv2.imread(str(reference / "ekman_masks" / f"{expr}_gt.png"), 0)
         assert set(np.unique(ours)) == {0, 255}
         np.testing.assert_array_equal(ours > 127, theirs > 127)
 
 
 def test_similarity_writes_distances_and_dendrograms(reference, tmp_path):
     out = tmp_path / "sim.csv"
-    folder = reference / "authors_heatmaps/gray/heatmaps_by_net"
+    folder = reference / "gray/heatmaps_by_net"
     assert main(["similarity", "--heatmaps", str(folder), "--out", str(out)]) == 0
     d = pd.read_csv(out)
     assert list(d.columns) == ["expression", "net_a", "net_b", "distance"]

@@ -15,7 +15,7 @@ def _images(reference=None):
             np.clip(rng.normal(80, 30, (50, 60)), 0, 255).astype(np.uint8),
             np.r_[np.full(100, 10), np.full(50, 200)].astype(np.uint8).reshape(10, 15)]
     if reference is not None:
-        folder = reference / "authors_heatmaps" / "gray" / "heatmaps_by_cv"
+        folder = reference / "gray" / "heatmaps_by_cv"
         imgs += [cv2.imread(str(p), 0) for p in sorted(folder.glob("*.png"))[::7]]
     return imgs
 
