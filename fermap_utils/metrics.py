@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -606,3 +607,84 @@ def crossings(x: np.ndarray, y: np.ndarray, level: float) -> list[float]:
     for i in np.flatnonzero(y[:-1] * y[1:] < 0):
         out.append(float(x[i] - y[i] * (x[i + 1] - x[i]) / (y[i + 1] - y[i])))
     return sorted(out)
+
+
+# ---------------------------------------------------------------- model-randomisation sanity check
+
+@dataclass
+class SanityCheck:
+    """Trained against randomised-weights heatmaps (Adebayo et al. 2018), on the same expressions.
+
+    Attributes
+    ----------
+    scores : DataFrame
+        One row per (expression, model) with the scores against the expression's mask.
+    similarity : DataFrame
+        Per expression, how alike the two heatmaps are: Spearman rank correlation and SSIM
+        (Adebayo et al.'s measures); 1 means identical, i.e. the explanation ignores the weights.
+    dropped : dict
+        Expression -> why it was left out of the comparison (for both models).
+    """
+
+    scores: pd.DataFrame
+    similarity: pd.DataFrame
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    def comparison(self, metrics: tuple[str, ...] = ("iou", "f1", "roc_auc")) -> pd.DataFrame:
+        """Per metric: the trained and randomised means over the compared expressions, their
+        difference and its exact sign-flip p-value (:func:`paired_test`)."""
+        rows = []
+        for m in metrics:
+            wide = self.scores.pivot(index="expression", columns="model", values=m)
+            t = paired_test(wide["trained"].to_numpy(), wide["random weights"].to_numpy())
+            rows.append({"metric": m, "trained": wide["trained"].mean(), "random weights": wide["random weights"].mean(),
+                         "difference": t["mean_difference"], "p_value": t["p_value"], "expressions": t["n"]})
+        return pd.DataFrame(rows).set_index("metric")
+
+
+def randomisation_comparison(trained: dict[str, np.ndarray], randomised: dict[str, np.ndarray],
+                             masks: dict[str, np.ndarray], images: dict[str, int] | None = None,
+                             dropped: dict[str, str] | None = None) -> SanityCheck:
+    """Score trained and randomised-weights heatmaps on the expressions both can be scored on.
+
+    Parameters
+    ----------
+    trained, randomised : dict
+        ``expression -> uint8 heatmap`` of the trained network and of the same architecture
+        with fresh random weights, from the same images.
+    masks : dict
+        ``expression -> boolean mask``.
+    images : dict, optional
+        ``expression -> number of images`` behind each heatmap.
+    dropped : dict, optional
+        Expressions already left out, with the reason (e.g. no image predicted as it).
+
+    Returns
+    -------
+    SanityCheck. An expression whose heatmap is constant for either model, or missing for
+    one, is dropped for both, with the reason, so both are compared on the same set.
+    """
+    from scipy.stats import spearmanr
+    from skimage.metrics import structural_similarity
+
+    dropped = dict(dropped or {})
+    images = images or {}
+    rows, similar = [], []
+    for e in dict.fromkeys([*trained, *randomised]):
+        pair = {"trained": trained.get(e), "random weights": randomised.get(e)}
+        missing = [k for k, h in pair.items() if h is None]
+        constant = [k for k, h in pair.items() if h is not None and h.min() == h.max()]
+        if missing or constant:
+            dropped[e] = "; ".join([f"no heatmap from the {k} network" for k in missing]
+                                   + [f"constant heatmap from the {k} network" for k in constant])
+            continue
+        for label, h in pair.items():
+            rows.append({"expression": e, "model": label, "images": images.get(e, np.nan), **score_heatmap(h, masks[e]),
+                         "roc_auc": threshold_free_scores(h, masks[e])["roc_auc"]})
+        a, b = pair["trained"], pair["random weights"]
+        similar.append({"expression": e, "rank correlation": float(spearmanr(a.ravel(), b.ravel()).statistic),
+                        "ssim": float(structural_similarity(a, b, data_range=255))})
+    columns = ["expression", "model", "images", *METRICS, "roc_auc"]
+    return SanityCheck(pd.DataFrame(rows, columns=columns),
+                       pd.DataFrame(similar, columns=["expression", "rank correlation", "ssim"]).set_index("expression"),
+                       dropped)

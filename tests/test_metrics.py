@@ -291,3 +291,82 @@ def test_centre_bias_curve_and_its_crossings():
     assert curve["mean"].idxmax() == 8.0
     assert Mt.crossings([0, 1, 2, 3], [0, 1, 0, 1], 0.5) == [0.5, 1.5, 2.5]
     assert Mt.crossings([0, 10], [0.2, 0.4], 0.25) == [pytest.approx(2.5)]
+
+
+def _square_masks():
+    masks = {e: np.zeros((30, 30), bool) for e in ("Anger", "Fear", "Happiness", "Sadness")}
+    masks["Anger"][:10] = True
+    masks["Fear"][10:20] = True
+    masks["Happiness"][20:] = True
+    masks["Sadness"][:, :10] = True
+    return masks
+
+
+def test_randomisation_comparison_uses_the_same_expressions_and_reports_the_dropped():
+    masks = _square_masks()
+    noise = np.random.default_rng(0).integers(0, 256, (30, 30), dtype=np.uint8)
+    trained = {e: (m * 200 + 10).astype(np.uint8) for e, m in masks.items() if e != "Happiness"}
+    trained["Happiness"] = np.full((30, 30), 7, np.uint8)  # constant: no Otsu threshold
+    random = {"Anger": noise, "Fear": noise[::-1].copy(), "Happiness": noise, "Sadness": trained["Sadness"]}
+    trained["Surprise"] = trained["Anger"]  # no randomised heatmap for it
+    masks["Surprise"] = masks["Anger"]
+    check = Mt.randomisation_comparison(trained, random, masks, images={"Anger": 3})
+    assert set(check.dropped) == {"Happiness", "Surprise"}
+    assert "constant heatmap from the trained network" in check.dropped["Happiness"]
+    assert "no heatmap from the random weights network" in check.dropped["Surprise"]
+    per_model = check.scores.groupby("model").expression.apply(sorted)
+    assert per_model["trained"] == per_model["random weights"] == ["Anger", "Fear", "Sadness"]
+    s = check.scores.set_index(["expression", "model"])
+    assert s.loc[("Anger", "trained"), "iou"] == 1.0 and s.loc[("Anger", "trained"), "images"] == 3
+    assert s.loc[("Anger", "random weights"), "iou"] == pytest.approx(
+        Mt.binary_scores(Mt.binarize(noise), masks["Anger"])["iou"])
+    assert check.similarity.loc["Sadness", "rank correlation"] == pytest.approx(1.0)  # identical: weights ignored
+    assert check.similarity.loc["Anger", "rank correlation"] < 0.3
+    comp = check.comparison()
+    diffs = (s.xs("trained", level="model").iou - s.xs("random weights", level="model").iou)
+    assert comp.loc["iou", "difference"] == pytest.approx(diffs.mean()) and comp.loc["iou", "expressions"] == 3
+
+
+def _two_image_stack():
+    a = np.zeros((30, 30))
+    a[:10] = 1.0  # exactly the Anger mask
+    b = np.zeros((30, 30))
+    b[5:25, 5:25] = 1.0
+    return np.stack([a, b])
+
+
+def test_bootstrap_image_means_resamples_images():
+    from fermap_utils.explain import bootstrap_image_means
+    from fermap_utils.heatmaps import heatmap, to_uint8
+
+    masks = _square_masks()
+    stack = _two_image_stack()
+    # Two images: the resampled heatmap is a alone, b alone (1/4 each) or their mean (1/2); each
+    # outcome has probability >= 2.5 %, so the 95 % interval runs from the lowest to the highest.
+    outcomes = [Mt.binary_scores(Mt.binarize(to_uint8(heatmap(s))), masks["Anger"])["iou"]
+                for s in (stack[:1], stack[1:], stack)]
+    t = bootstrap_image_means({("N", 1, "Anger"): stack}, masks, n=400, seed=0)
+    assert t.loc["N", "estimate"] == pytest.approx(outcomes[2])
+    assert t.loc["N", "low"] == pytest.approx(min(outcomes)) and t.loc["N", "high"] == pytest.approx(max(outcomes))
+    same = bootstrap_image_means({("N", 1, "Anger"): stack[[0, 0]], ("M", 1, "Fear"): stack[[1, 1, 1]]}, masks, n=50)
+    assert same.loc["N", "low"] == same.loc["N", "high"] == 1.0  # identical images: no spread
+    assert same.loc["Average", "estimate"] == pytest.approx((1.0 + same.loc["M", "estimate"]) / 2)
+
+
+def test_bootstrap_image_distances_and_scores():
+    from fermap_utils.explain import bootstrap_image_distances, bootstrap_image_scores
+    from fermap_utils.heatmaps import heatmap, to_uint8
+
+    stack = _two_image_stack()
+    other = np.random.default_rng(1).random((1, 30, 30))
+    t = bootstrap_image_distances({("A", 1, "Anger"): stack[:1], ("A", 2, "Anger"): stack[1:],  # folds pooled
+                                   ("B", 1, "Anger"): other}, n=400, seed=0)
+    b = to_uint8(heatmap(other))
+    outcomes = [Mt.ncc_distance(to_uint8(heatmap(s)), b) for s in (stack[:1], stack[1:], stack)]
+    row = t.iloc[0]
+    assert (row.net_a, row.net_b, len(t)) == ("A", "B", 1)
+    assert row.distance == pytest.approx(outcomes[2])
+    assert row.low == pytest.approx(min(outcomes)) and row.high == pytest.approx(max(outcomes))
+    ci = bootstrap_image_scores(stack, _square_masks()["Anger"], n=100)
+    assert list(ci.index) == ["iou", "f1", "precision", "recall", "roc_auc"]
+    assert ci.loc["iou", "high"] == 1.0 and ci.loc["iou", "low"] < ci.loc["iou", "value"] < 1.0
