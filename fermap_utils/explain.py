@@ -587,3 +587,22 @@ def bootstrap_image_distances(stacks: dict[tuple[str, int, str], np.ndarray], n:
                 rows.append({"expression": expr, "net_a": a, "net_b": b,
                              **_interval(ncc_distance(full[a], full[b]), d, level)})
     return pd.DataFrame(rows).rename(columns={"estimate": "distance"})
+
+
+def bootstrap_image_cells(stacks: dict[tuple[str, int, str], np.ndarray], masks: dict[str, np.ndarray],
+                          metrics: tuple[str, ...] = ("iou", "f1"), n: int = 200, seed: int = 0,
+                          level: float = 0.95) -> pd.DataFrame:
+    """:func:`bootstrap_image_scores` for every (network, fold, expression) with at least two images.
+
+    Returns
+    -------
+    DataFrame with ``network, fold, expression, images`` and ``<metric> value|low|high`` columns.
+    """
+    rows = []
+    for (net, fold, expr), stack in stacks.items():
+        if len(stack) < 2:
+            continue
+        ci = bootstrap_image_scores(stack, masks[expr], n=n, seed=seed, level=level)
+        rows.append({"network": net, "fold": fold, "expression": expr, "images": len(stack),
+                     **{f"{m} {c}": ci.loc[m, c] for m in metrics for c in ("value", "low", "high")}})
+    return pd.DataFrame(rows)

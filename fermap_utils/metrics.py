@@ -641,6 +641,27 @@ class SanityCheck:
                          "difference": t["mean_difference"], "p_value": t["p_value"], "expressions": t["n"]})
         return pd.DataFrame(rows).set_index("metric")
 
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``scores.csv``, ``similarity.csv`` and ``dropped.json`` to ``folder``."""
+        import json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.scores.to_csv(folder / "scores.csv", index=False)
+        self.similarity.to_csv(folder / "similarity.csv")
+        (folder / "dropped.json").write_text(json.dumps(self.dropped, indent=1))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "SanityCheck | None":
+        """What :meth:`save` wrote, or None when ``folder`` holds no sanity check."""
+        import json
+
+        folder = Path(folder)
+        if not (folder / "dropped.json").is_file():
+            return None
+        return cls(pd.read_csv(folder / "scores.csv"), pd.read_csv(folder / "similarity.csv", index_col="expression"),
+                   json.loads((folder / "dropped.json").read_text()))
+
 
 def randomisation_comparison(trained: dict[str, np.ndarray], randomised: dict[str, np.ndarray],
                              masks: dict[str, np.ndarray], images: dict[str, int] | None = None,
@@ -688,3 +709,11 @@ def randomisation_comparison(trained: dict[str, np.ndarray], randomised: dict[st
     return SanityCheck(pd.DataFrame(rows, columns=columns),
                        pd.DataFrame(similar, columns=["expression", "rank correlation", "ssim"]).set_index("expression"),
                        dropped)
+
+
+def threshold_free_table(heatmaps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray]) -> pd.DataFrame:
+    """:func:`threshold_free_scores` and Otsu's IoU of each ``(network, expression)`` heatmap,
+    averaged over expressions: one row per network."""
+    rows = [{"network": n, **threshold_free_scores(h, masks[e]), "iou_otsu": score_heatmap(h, masks[e])["iou"]}
+            for (n, e), h in heatmaps.items()]
+    return pd.DataFrame(rows).groupby("network", sort=False).mean(numeric_only=True)

@@ -370,3 +370,28 @@ def test_bootstrap_image_distances_and_scores():
     ci = bootstrap_image_scores(stack, _square_masks()["Anger"], n=100)
     assert list(ci.index) == ["iou", "f1", "precision", "recall", "roc_auc"]
     assert ci.loc["iou", "high"] == 1.0 and ci.loc["iou", "low"] < ci.loc["iou", "value"] < 1.0
+
+
+def test_sanity_check_saves_and_loads(tmp_path):
+    masks = _square_masks()
+    maps = {e: (m * 200 + 10).astype(np.uint8) for e, m in masks.items()}
+    check = Mt.randomisation_comparison(maps, {e: h[::-1].copy() for e, h in maps.items()}, masks,
+                                        dropped={"Surprise": "no test image predicted as this class"})
+    assert Mt.SanityCheck.load(tmp_path) is None
+    check.save(tmp_path / "s")
+    back = Mt.SanityCheck.load(tmp_path / "s")
+    assert back.dropped == check.dropped
+    pd_testing = __import__("pandas").testing
+    pd_testing.assert_frame_equal(back.scores, check.scores, check_dtype=False)
+    pd_testing.assert_frame_equal(back.similarity, check.similarity)
+    pd_testing.assert_frame_equal(back.comparison(), check.comparison())
+
+
+def test_threshold_free_table_averages_over_expressions():
+    masks = _square_masks()
+    maps = {("N", e): (m * 200 + 10).astype(np.uint8) for e, m in masks.items()}
+    maps[("M", "Anger")] = maps[("N", "Fear")]
+    t = Mt.threshold_free_table(maps, masks)
+    assert list(t.index) == ["N", "M"]
+    assert t.loc["N", "roc_auc"] == 1.0 and t.loc["N", "iou_otsu"] == 1.0 and t.loc["N", "pointing_game"] == 1.0
+    assert t.loc["M", "roc_auc"] == pytest.approx(Mt.threshold_free_scores(maps[("N", "Fear")], masks["Anger"])["roc_auc"])
