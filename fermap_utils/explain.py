@@ -551,7 +551,8 @@ def bootstrap_image_means(stacks: dict[tuple[str, int, str], np.ndarray], masks:
             for i, (net, c) in enumerate(cols.items())}
     rows["Average"] = {**_interval(float(np.mean([full[c].mean() for c in cols.values()])), net_draws.mean(axis=1), level),
                        "heatmaps": len(keys)}
-    return pd.DataFrame(rows).T.rename_axis("network")
+    return pd.DataFrame(rows).T.rename_axis("network").astype({"estimate": float, "low": float, "high": float,
+                                                               "heatmaps": int})
 
 
 def bootstrap_image_distances(stacks: dict[tuple[str, int, str], np.ndarray], n: int = 200, seed: int = 0,
