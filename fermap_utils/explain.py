@@ -466,8 +466,20 @@ def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expre
 
 
 def load_run_stacks(run_dir: str | os.PathLike, data=None) -> dict[tuple[str, int, str], np.ndarray]:
-    """Every (network, fold, expression) of a run's LIME cache with its per-image standardised
-    explanations (:func:`load_standardised`); groups without images are left out."""
+    """Every (network, fold, expression) of a run's LIME cache with its per-image explanations.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    data : Dataset, optional
+        The run's dataset, if already loaded.
+
+    Returns
+    -------
+    dict ``(network, fold, expression) -> (N, 275, 224)`` standardised explanations
+    (:func:`load_standardised`); groups without images are left out.
+    """
     from .data import load_dataset
 
     run_dir = Path(run_dir)

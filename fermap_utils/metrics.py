@@ -289,8 +289,20 @@ def threshold_free_scores(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, fl
 
 
 def score(heatmap: np.ndarray, mask: np.ndarray, metric: str = "iou") -> float:
-    """One score of a heatmap against a mask: a thresholded metric (``iou``, ``f1``, ``precision``,
-    ``recall``; Otsu) or a threshold-free one (``roc_auc``, ``relevance_mass``, ...)."""
+    """One score of a heatmap against a mask.
+
+    Parameters
+    ----------
+    heatmap : uint8 array
+    mask : bool array
+    metric : str
+        A thresholded metric (``iou``, ``f1``, ``precision``, ``recall``; Otsu's threshold) or a
+        threshold-free one (``roc_auc``, ``relevance_mass``, ``pointing_game``, ``iou_area_matched``).
+
+    Returns
+    -------
+    float
+    """
     if metric in METRICS:
         return score_heatmap(heatmap, mask)[metric]
     return threshold_free_scores(heatmap, mask)[metric]
@@ -446,7 +458,21 @@ def paired_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 9999, seed: int
 
 
 def accuracy_interval(accuracy: float, n_test: int, level: float = 0.95) -> Interval:
-    """Wilson interval of a test accuracy measured on ``n_test`` images (scipy's ``binomtest``)."""
+    """Wilson interval of a test accuracy measured on ``n_test`` images (scipy's ``binomtest``).
+
+    Parameters
+    ----------
+    accuracy : float
+        Share of correct predictions (rounded to a whole number of images).
+    n_test : int
+        Number of test images.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    Interval(estimate, low, high, reason="").
+    """
     from scipy import stats
 
     k = int(round(accuracy * n_test))
@@ -471,12 +497,31 @@ def column_normalised(matrix: pd.DataFrame) -> pd.DataFrame:
 
     A large or central mask scores well against every heatmap; after this, a cell says how
     much better than usual a heatmap does on that mask.
+
+    Parameters
+    ----------
+    matrix : DataFrame
+        Heatmaps (rows) by masks (columns), e.g. :func:`specificity_matrix`.
+
+    Returns
+    -------
+    DataFrame of the same shape, each column with mean 0.
     """
     return matrix - matrix.mean(axis=0)
 
 
 def own_mask_best(matrix: pd.DataFrame) -> int:
-    """How many rows (heatmaps) score best on their own expression's column (mask)."""
+    """How many rows (heatmaps) score best on their own expression's column (mask).
+
+    Parameters
+    ----------
+    matrix : DataFrame
+        Heatmaps (rows) by masks (columns), named by expression.
+
+    Returns
+    -------
+    int
+    """
     rows = [e for e in matrix.index if e in matrix.columns]
     return int(sum(matrix.loc[e].idxmax() == e for e in rows))
 
@@ -548,7 +593,19 @@ def specificity_by_network(heatmaps: dict[tuple[str, str], np.ndarray], masks: d
 # ---------------------------------------------------------------- chance baselines
 
 def centred_gaussian(shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """A Gaussian of ``sigma`` pixels centred on the canvas, as an 8-bit heatmap (peak 255)."""
+    """A Gaussian of ``sigma`` pixels centred on the canvas, as an 8-bit heatmap.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Height and width.
+    sigma : float
+        Standard deviation in pixels.
+
+    Returns
+    -------
+    uint8 array of ``shape``, 255 at the centre.
+    """
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     g = np.exp(-((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2) / (2 * sigma ** 2))
     return np.round(255 * g / g.max()).astype(np.uint8)
@@ -601,7 +658,19 @@ def centre_bias_curve(masks: dict[str, np.ndarray], sigmas: np.ndarray) -> pd.Da
 
 
 def crossings(x: np.ndarray, y: np.ndarray, level: float) -> list[float]:
-    """Where a piecewise-linear curve ``y(x)`` takes the value ``level`` (linear interpolation)."""
+    """Where a piecewise-linear curve ``y(x)`` takes the value ``level``.
+
+    Parameters
+    ----------
+    x, y : array of float
+        The curve's points, ``x`` increasing.
+    level : float
+        The value sought.
+
+    Returns
+    -------
+    list of float: every ``x`` where the curve equals ``level`` (linear interpolation between points).
+    """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64) - level
     out = [float(x[i]) for i in np.flatnonzero(y == 0)]
     for i in np.flatnonzero(y[:-1] * y[1:] < 0):
@@ -712,8 +781,19 @@ def randomisation_comparison(trained: dict[str, np.ndarray], randomised: dict[st
 
 
 def threshold_free_table(heatmaps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray]) -> pd.DataFrame:
-    """:func:`threshold_free_scores` and Otsu's IoU of each ``(network, expression)`` heatmap,
-    averaged over expressions: one row per network."""
+    """:func:`threshold_free_scores` and Otsu's IoU of each heatmap, averaged over expressions.
+
+    Parameters
+    ----------
+    heatmaps : dict
+        ``(network, expression) -> uint8 heatmap``.
+    masks : dict
+        ``expression -> boolean mask``.
+
+    Returns
+    -------
+    DataFrame indexed by network: ``roc_auc, relevance_mass, pointing_game, iou_area_matched, iou_otsu``.
+    """
     rows = [{"network": n, **threshold_free_scores(h, masks[e]), "iou_otsu": score_heatmap(h, masks[e])["iou"]}
             for (n, e), h in heatmaps.items()]
     return pd.DataFrame(rows).groupby("network", sort=False).mean(numeric_only=True)
