@@ -6,7 +6,11 @@ cross-correlation the authors used to cluster networks.
 """
 from __future__ import annotations
 
+import os
 import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -202,6 +206,58 @@ def best_worst(table: pd.DataFrame, k: int = 3, metric: str = "iou") -> pd.DataF
     return pd.DataFrame(rows).set_index("expression")
 
 
+# ---------------------------------------------------------------- the paper's tables
+
+def load_paper_tables(reference: str | os.PathLike) -> pd.DataFrame | None:
+    """The paper's Tables 3 and 4 as one long table, or None when the reference folder lacks them.
+
+    Parameters
+    ----------
+    reference : path
+        The folder holding ``table3_iou_f1.csv`` and ``table4_precision_recall.csv``.
+
+    Returns
+    -------
+    DataFrame with columns ``network, expression, iou, f1, precision, recall`` (``Average``
+    rows and columns included), or None.
+    """
+    reference = Path(reference)
+    t3, t4 = reference / "table3_iou_f1.csv", reference / "table4_precision_recall.csv"
+    if not (t3.is_file() and t4.is_file()):
+        return None
+    merged = pd.read_csv(t3).merge(pd.read_csv(t4), on=["network", "expression"], how="outer", validate="one_to_one")
+    return merged[["network", "expression", *METRICS]]
+
+
+def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame | None, metric: str, columns: list[str],
+                 paper_order: list[str] | None = None) -> pd.DataFrame:
+    """One metric of a score table as networks x expressions, stacked above the paper's.
+
+    Parameters
+    ----------
+    ours, paper : DataFrame
+        Long score tables (``network, expression, <metric>``); ``paper`` may be None.
+    metric : str
+        The column to show.
+    columns : list of str
+        The expressions (and ``Average``), in order.
+    paper_order : list of str, optional
+        The paper's network order; ``Average`` goes last.
+
+    Returns
+    -------
+    DataFrame indexed by network (by ``(source, network)`` when ``paper`` is given).
+    """
+    def wide(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+        return table.pivot(index="network", columns="expression", values=metric).reindex(index=order, columns=columns)
+
+    mine = wide(ours, list(dict.fromkeys(ours.network)))
+    if paper is None:
+        return mine
+    order = [n for n in (paper_order or list(dict.fromkeys(paper.network))) if n != "Average"] + ["Average"]
+    return pd.concat({"fermap": mine, "paper (real data)": wide(paper, order)}, axis=0)
+
+
 # ---------------------------------------------------------------- statistics the paper lacks
 
 def iou_from_f1(f1: np.ndarray | float) -> np.ndarray | float:
@@ -232,13 +288,327 @@ def threshold_free_scores(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, fl
     }
 
 
+def score(heatmap: np.ndarray, mask: np.ndarray, metric: str = "iou") -> float:
+    """One score of a heatmap against a mask.
+
+    Parameters
+    ----------
+    heatmap : uint8 array
+    mask : bool array
+    metric : str
+        A thresholded metric (``iou``, ``f1``, ``precision``, ``recall``; Otsu's threshold) or a
+        threshold-free one (``roc_auc``, ``relevance_mass``, ``pointing_game``, ``iou_area_matched``).
+
+    Returns
+    -------
+    float
+    """
+    if metric in METRICS:
+        return score_heatmap(heatmap, mask)[metric]
+    return threshold_free_scores(heatmap, mask)[metric]
+
+
+class Interval(NamedTuple):
+    """A point estimate with its confidence interval; ``reason`` says why there is none (then NaN)."""
+
+    estimate: float
+    low: float
+    high: float
+    reason: str = ""
+
+
+def cluster_bootstrap(values: np.ndarray, clusters: np.ndarray, n: int = 2000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of a mean when whole clusters (e.g. folds) are the sampling unit.
+
+    Each replicate draws as many clusters as there are, with replacement, and takes the mean
+    of all values of the drawn clusters (a cluster drawn twice counts twice).
+
+    Parameters
+    ----------
+    values : array of float
+        One value per cell (e.g. per (fold, expression) heatmap); NaNs are dropped.
+    clusters : array
+        The cluster of each value (e.g. its fold).
+    n : int
+        Number of replicates.
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    ndarray of shape (n,): the replicates.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    clusters = np.asarray(clusters)
+    keep = ~np.isnan(values)
+    labels, which = np.unique(clusters[keep], return_inverse=True)
+    sums = np.bincount(which, weights=values[keep], minlength=len(labels))
+    sizes = np.bincount(which, minlength=len(labels)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(labels), size=(n, len(labels)))
+    times = np.stack([np.bincount(d, minlength=len(labels)) for d in draws])  # how often each cluster was drawn
+    return (times @ sums) / (times @ sizes)
+
+
+def bootstrap_ci(values: np.ndarray, clusters: np.ndarray | None = None, n: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> Interval:
+    """Percentile bootstrap interval of the mean of ``values``, resampling clusters when given.
+
+    Parameters
+    ----------
+    values : array of float
+        The values (NaNs dropped).
+    clusters : array, optional
+        The cluster (e.g. fold) of each value. Given, whole clusters are resampled
+        (:func:`cluster_bootstrap`), so the spread between cells of one cluster (e.g. between
+        expressions) does not pass for uncertainty over clusters.
+    n, level, seed
+        Replicates, confidence level and seed.
+
+    Returns
+    -------
+    Interval(estimate, low, high, reason): NaN bounds and a reason when fewer than two
+    values, or two clusters, exist.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    keep = ~np.isnan(values)
+    estimate = float(values[keep].mean()) if keep.any() else float("nan")
+    if clusters is None:
+        if keep.sum() < 2:
+            return Interval(estimate, float("nan"), float("nan"), f"{int(keep.sum())} value(s): no interval")
+        clusters = np.arange(len(values))
+    n_clusters = len(np.unique(np.asarray(clusters)[keep]))
+    if n_clusters < 2:
+        return Interval(estimate, float("nan"), float("nan"),
+                        f"{n_clusters} fold(s): no interval over folds exists")
+    replicates = cluster_bootstrap(values, clusters, n, seed)
+    lo, hi = np.quantile(replicates, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return Interval(estimate, float(lo), float(hi))
+
+
+def fold_intervals(per_fold: pd.DataFrame, metric: str = "iou", by: str = "network", n: int = 2000,
+                   level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Each group's mean score with its bootstrap interval over folds (folds resampled whole).
+
+    Parameters
+    ----------
+    per_fold : DataFrame
+        One row per heatmap with ``fold``, ``by`` and ``metric`` columns (:func:`per_fold_scores`).
+
+    Returns
+    -------
+    DataFrame indexed by ``by``: ``estimate, low, high, folds, heatmaps, note``.
+    """
+    rows = []
+    for key, g in per_fold.groupby(by, sort=False):
+        ci = bootstrap_ci(g[metric].to_numpy(), g["fold"].to_numpy(), n, level, seed)
+        rows.append({by: key, **ci._asdict(), "folds": g["fold"].nunique(), "heatmaps": len(g)})
+    table = pd.DataFrame(rows).set_index(by)
+    return table.rename(columns={"reason": "note"})
+
+
+def correlation_test(x: np.ndarray, y: np.ndarray, method: str = "spearman", n_resamples: int = 9999,
+                     seed: int = 0) -> dict[str, float]:
+    """A correlation with its two-sided permutation p-value (exact when ``n!`` <= ``n_resamples``).
+
+    Parameters
+    ----------
+    x, y : array of float
+        Paired values; pairs with a NaN are dropped.
+    method : {"spearman", "pearson"}
+    n_resamples, seed
+        Random permutations when the exact test is too large, and their seed.
+
+    Returns
+    -------
+    dict with ``r``, ``p_value`` and ``n``; NaN for fewer than 3 pairs or a constant variable.
+    """
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"r": float("nan"), "p_value": float("nan"), "n": int(len(x))}
+    corr = {"spearman": lambda a: stats.spearmanr(a, y).statistic,
+            "pearson": lambda a: stats.pearsonr(a, y).statistic}[method]
+    # Permuting one variable is enough: the pairings are what the null hypothesis breaks.
+    result = stats.permutation_test((x,), corr, permutation_type="pairings", vectorized=False,
+                                    n_resamples=n_resamples, random_state=seed)
+    return {"r": float(result.statistic), "p_value": float(result.pvalue), "n": int(len(x))}
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 9999, seed: int = 0) -> dict[str, float]:
+    """Mean of ``a - b`` over pairs with its two-sided sign-flip permutation p-value (exact for up
+    to log2(``n_resamples``) pairs).
+
+    Returns
+    -------
+    dict with ``mean_difference``, ``p_value`` and ``n``; NaN for fewer than 2 pairs.
+    """
+    from scipy import stats
+
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if len(d) < 2:
+        return {"mean_difference": float(d.mean()) if len(d) else float("nan"), "p_value": float("nan"), "n": len(d)}
+    result = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=n_resamples,
+                                    random_state=seed, vectorized=False)
+    return {"mean_difference": float(d.mean()), "p_value": float(result.pvalue), "n": int(len(d))}
+
+
+def accuracy_interval(accuracy: float, n_test: int, level: float = 0.95) -> Interval:
+    """Wilson interval of a test accuracy measured on ``n_test`` images (scipy's ``binomtest``).
+
+    Parameters
+    ----------
+    accuracy : float
+        Share of correct predictions (rounded to a whole number of images).
+    n_test : int
+        Number of test images.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    Interval(estimate, low, high, reason="").
+    """
+    from scipy import stats
+
+    k = int(round(accuracy * n_test))
+    ci = stats.binomtest(k, int(n_test)).proportion_ci(confidence_level=level, method="wilson")
+    return Interval(k / n_test, float(ci.low), float(ci.high))
+
+
+# ---------------------------------------------------------------- mask specificity
+
 def specificity_matrix(heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray],
                        metric: str = "iou") -> pd.DataFrame:
-    """Heatmap of expression i (rows) against mask of expression j (columns), Otsu-thresholded.
+    """Heatmap of expression i (rows) against mask of expression j (columns).
 
-    Expression-specific heatmaps score highest on the diagonal.
+    ``metric`` is any of :func:`score`'s (IoU after Otsu by default; ``roc_auc`` needs no
+    threshold). Expression-specific heatmaps score highest on the diagonal.
     """
-    return pd.DataFrame({j: {i: score_heatmap(h, masks[j])[metric] for i, h in heatmaps.items()} for j in masks})
+    return pd.DataFrame({j: {i: score(h, masks[j], metric) for i, h in heatmaps.items()} for j in masks})
+
+
+def column_normalised(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Subtract from each column (mask) its mean over all rows (heatmaps).
+
+    A large or central mask scores well against every heatmap; after this, a cell says how
+    much better than usual a heatmap does on that mask.
+
+    Parameters
+    ----------
+    matrix : DataFrame
+        Heatmaps (rows) by masks (columns), e.g. :func:`specificity_matrix`.
+
+    Returns
+    -------
+    DataFrame of the same shape, each column with mean 0.
+    """
+    return matrix - matrix.mean(axis=0)
+
+
+def own_mask_best(matrix: pd.DataFrame) -> int:
+    """How many rows (heatmaps) score best on their own expression's column (mask).
+
+    Parameters
+    ----------
+    matrix : DataFrame
+        Heatmaps (rows) by masks (columns), named by expression.
+
+    Returns
+    -------
+    int
+    """
+    rows = [e for e in matrix.index if e in matrix.columns]
+    return int(sum(matrix.loc[e].idxmax() == e for e in rows))
+
+
+def specificity_test(matrix: pd.DataFrame) -> dict[str, float]:
+    """Label-permutation test of a square heatmap-by-mask matrix.
+
+    Statistic: mean diagonal minus mean off-diagonal. Null: the heatmaps' expression labels
+    are exchangeable; all ``k!`` relabellings are enumerated (720 for six expressions). The
+    p-value is the share of relabellings (the observed one included) whose statistic is at
+    least the observed one. Subtracting column means shifts every relabelling's statistic
+    alike, so the test is already free of how central each mask is.
+
+    Returns
+    -------
+    dict with ``statistic``, ``p_value``, ``permutations``, ``own_best`` (raw row-wise count)
+    and ``own_best_corrected`` (the count on the column-normalised matrix).
+    """
+    from scipy import stats
+
+    labels = [e for e in matrix.index if e in matrix.columns]
+    m = matrix.loc[labels, labels].to_numpy(dtype=np.float64)
+    k = len(labels)
+    if k < 2:
+        raise ValueError("a specificity test needs at least two expressions")
+    total = m.sum()
+    rows = np.arange(k)
+
+    def statistic(perm: np.ndarray) -> float:  # heatmap perm[j] labelled as expression j
+        diag = m[perm, rows].sum()
+        return diag / k - (total - diag) / (k * k - k)
+
+    result = stats.permutation_test((rows,), statistic, permutation_type="pairings", vectorized=False,
+                                    n_resamples=np.inf, alternative="greater")
+    return {"statistic": float(result.statistic), "p_value": float(result.pvalue),
+            "permutations": int(len(result.null_distribution)), "own_best": own_mask_best(matrix),
+            "own_best_corrected": own_mask_best(column_normalised(matrix))}
+
+
+def specificity_by_network(heatmaps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray],
+                           metric: str = "iou") -> pd.DataFrame:
+    """:func:`specificity_test` for each network's heatmaps H(n,c).
+
+    Parameters
+    ----------
+    heatmaps : dict
+        ``(network, expression) -> heatmap``.
+
+    Returns
+    -------
+    DataFrame indexed by network: ``expressions, own mask best, own mask best (corrected),
+    own mask, other masks, statistic, p_value``.
+    """
+    rows = []
+    for net in dict.fromkeys(n for n, _ in heatmaps):
+        maps = {e: heatmaps[(net, e)] for e in masks if (net, e) in heatmaps}
+        if len(maps) < 2:
+            continue
+        m = specificity_matrix(maps, masks, metric)
+        t = specificity_test(m)
+        square = m.loc[list(maps), list(maps)].to_numpy()
+        off = ~np.eye(len(maps), dtype=bool)
+        rows.append({"network": net, "expressions": len(maps), "own mask best": t["own_best"],
+                     "own mask best (corrected)": t["own_best_corrected"], "own mask": np.diag(square).mean(),
+                     "other masks": square[off].mean(), "statistic": t["statistic"], "p_value": t["p_value"]})
+    return pd.DataFrame(rows).set_index("network")
+
+
+# ---------------------------------------------------------------- chance baselines
+
+def centred_gaussian(shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """A Gaussian of ``sigma`` pixels centred on the canvas, as an 8-bit heatmap.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Height and width.
+    sigma : float
+        Standard deviation in pixels.
+
+    Returns
+    -------
+    uint8 array of ``shape``, 255 at the centre.
+    """
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    g = np.exp(-((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2) / (2 * sigma ** 2))
+    return np.round(255 * g / g.max()).astype(np.uint8)
 
 
 def chance_baselines(masks: dict[str, np.ndarray], n: int = 20, seed: int = 0,
@@ -246,16 +616,15 @@ def chance_baselines(masks: dict[str, np.ndarray], n: int = 20, seed: int = 0,
     """What the Otsu -> IoU path gives without any learning, per mask.
 
     ``uniform``: white-noise heatmaps (mean over ``n``); ``smooth noise``: noise blurred to
-    the scale of face parts; ``centre``: a centred Gaussian of ``sigma`` pixels (centre bias);
-    ``other masks``: each other expression's mask used as the heatmap (mean).
+    the scale of face parts; ``centre``: a centred Gaussian of ``sigma`` pixels (centre bias;
+    see :func:`centre_bias_curve` for how much it depends on ``sigma``); ``other masks``: each
+    other expression's mask used as the heatmap (mean).
     """
     import cv2
 
     rng = np.random.default_rng(seed)
     shape = next(iter(masks.values())).shape
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    centre = np.exp(-((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2) / (2 * sigma ** 2))
-    centre = np.round(255 * centre / centre.max()).astype(np.uint8)
+    centre = centred_gaussian(shape, sigma)
 
     def stretch_u8(a):
         a = a - a.min()
@@ -273,13 +642,158 @@ def chance_baselines(masks: dict[str, np.ndarray], n: int = 20, seed: int = 0,
     return pd.DataFrame(rows).set_index("expression")
 
 
-def bootstrap_ci(values: np.ndarray, n: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``values``."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(n, len(values)), replace=True).mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+def centre_bias_curve(masks: dict[str, np.ndarray], sigmas: np.ndarray) -> pd.DataFrame:
+    """IoU (after Otsu) of a centred Gaussian with each mask, for each width ``sigma``.
+
+    Returns
+    -------
+    DataFrame indexed by ``sigma`` (pixels): one column per expression and ``mean``.
+    """
+    shape = next(iter(masks.values())).shape
+    rows = {float(s): {e: score_heatmap(centred_gaussian(shape, s), m)["iou"] for e, m in masks.items()}
+            for s in sigmas}
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("sigma")
+    table["mean"] = table.mean(axis=1)
+    return table
+
+
+def crossings(x: np.ndarray, y: np.ndarray, level: float) -> list[float]:
+    """Where a piecewise-linear curve ``y(x)`` takes the value ``level``.
+
+    Parameters
+    ----------
+    x, y : array of float
+        The curve's points, ``x`` increasing.
+    level : float
+        The value sought.
+
+    Returns
+    -------
+    list of float: every ``x`` where the curve equals ``level`` (linear interpolation between points).
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64) - level
+    out = [float(x[i]) for i in np.flatnonzero(y == 0)]
+    for i in np.flatnonzero(y[:-1] * y[1:] < 0):
+        out.append(float(x[i] - y[i] * (x[i + 1] - x[i]) / (y[i + 1] - y[i])))
+    return sorted(out)
+
+
+# ---------------------------------------------------------------- model-randomisation sanity check
+
+@dataclass
+class SanityCheck:
+    """Trained against randomised-weights heatmaps (Adebayo et al. 2018), on the same expressions.
+
+    Attributes
+    ----------
+    scores : DataFrame
+        One row per (expression, model) with the scores against the expression's mask.
+    similarity : DataFrame
+        Per expression, how alike the two heatmaps are: Spearman rank correlation and SSIM
+        (Adebayo et al.'s measures); 1 means identical, i.e. the explanation ignores the weights.
+    dropped : dict
+        Expression -> why it was left out of the comparison (for both models).
+    """
+
+    scores: pd.DataFrame
+    similarity: pd.DataFrame
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    def comparison(self, metrics: tuple[str, ...] = ("iou", "f1", "roc_auc")) -> pd.DataFrame:
+        """Per metric: the trained and randomised means over the compared expressions, their
+        difference and its exact sign-flip p-value (:func:`paired_test`)."""
+        rows = []
+        for m in metrics:
+            wide = self.scores.pivot(index="expression", columns="model", values=m)
+            t = paired_test(wide["trained"].to_numpy(), wide["random weights"].to_numpy())
+            rows.append({"metric": m, "trained": wide["trained"].mean(), "random weights": wide["random weights"].mean(),
+                         "difference": t["mean_difference"], "p_value": t["p_value"], "expressions": t["n"]})
+        return pd.DataFrame(rows).set_index("metric")
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``scores.csv``, ``similarity.csv`` and ``dropped.json`` to ``folder``."""
+        import json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.scores.to_csv(folder / "scores.csv", index=False)
+        self.similarity.to_csv(folder / "similarity.csv")
+        (folder / "dropped.json").write_text(json.dumps(self.dropped, indent=1))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "SanityCheck | None":
+        """What :meth:`save` wrote, or None when ``folder`` holds no sanity check."""
+        import json
+
+        folder = Path(folder)
+        if not (folder / "dropped.json").is_file():
+            return None
+        return cls(pd.read_csv(folder / "scores.csv"), pd.read_csv(folder / "similarity.csv", index_col="expression"),
+                   json.loads((folder / "dropped.json").read_text()))
+
+
+def randomisation_comparison(trained: dict[str, np.ndarray], randomised: dict[str, np.ndarray],
+                             masks: dict[str, np.ndarray], images: dict[str, int] | None = None,
+                             dropped: dict[str, str] | None = None) -> SanityCheck:
+    """Score trained and randomised-weights heatmaps on the expressions both can be scored on.
+
+    Parameters
+    ----------
+    trained, randomised : dict
+        ``expression -> uint8 heatmap`` of the trained network and of the same architecture
+        with fresh random weights, from the same images.
+    masks : dict
+        ``expression -> boolean mask``.
+    images : dict, optional
+        ``expression -> number of images`` behind each heatmap.
+    dropped : dict, optional
+        Expressions already left out, with the reason (e.g. no image predicted as it).
+
+    Returns
+    -------
+    SanityCheck. An expression whose heatmap is constant for either model, or missing for
+    one, is dropped for both, with the reason, so both are compared on the same set.
+    """
+    from scipy.stats import spearmanr
+    from skimage.metrics import structural_similarity
+
+    dropped = dict(dropped or {})
+    images = images or {}
+    rows, similar = [], []
+    for e in dict.fromkeys([*trained, *randomised]):
+        pair = {"trained": trained.get(e), "random weights": randomised.get(e)}
+        missing = [k for k, h in pair.items() if h is None]
+        constant = [k for k, h in pair.items() if h is not None and h.min() == h.max()]
+        if missing or constant:
+            dropped[e] = "; ".join([f"no heatmap from the {k} network" for k in missing]
+                                   + [f"constant heatmap from the {k} network" for k in constant])
+            continue
+        for label, h in pair.items():
+            rows.append({"expression": e, "model": label, "images": images.get(e, np.nan), **score_heatmap(h, masks[e]),
+                         "roc_auc": threshold_free_scores(h, masks[e])["roc_auc"]})
+        a, b = pair["trained"], pair["random weights"]
+        similar.append({"expression": e, "rank correlation": float(spearmanr(a.ravel(), b.ravel()).statistic),
+                        "ssim": float(structural_similarity(a, b, data_range=255))})
+    columns = ["expression", "model", "images", *METRICS, "roc_auc"]
+    return SanityCheck(pd.DataFrame(rows, columns=columns),
+                       pd.DataFrame(similar, columns=["expression", "rank correlation", "ssim"]).set_index("expression"),
+                       dropped)
+
+
+def threshold_free_table(heatmaps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray]) -> pd.DataFrame:
+    """:func:`threshold_free_scores` and Otsu's IoU of each heatmap, averaged over expressions.
+
+    Parameters
+    ----------
+    heatmaps : dict
+        ``(network, expression) -> uint8 heatmap``.
+    masks : dict
+        ``expression -> boolean mask``.
+
+    Returns
+    -------
+    DataFrame indexed by network: ``roc_auc, relevance_mass, pointing_game, iou_area_matched, iou_otsu``.
+    """
+    rows = [{"network": n, **threshold_free_scores(h, masks[e]), "iou_otsu": score_heatmap(h, masks[e])["iou"]}
+            for (n, e), h in heatmaps.items()]
+    return pd.DataFrame(rows).groupby("network", sort=False).mean(numeric_only=True)

@@ -229,3 +229,35 @@ def masks_grid(masks: dict[str, np.ndarray], title: str = "", cols: int = 6) -> 
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def centre_bias_figure(curve: pd.DataFrame, marks: dict[str, float], noise: float | None = None,
+                       title: str = "") -> plt.Figure:
+    """Mean IoU of a centred Gaussian with the masks against its width, with reported values as lines.
+
+    Parameters
+    ----------
+    curve : DataFrame
+        :func:`metrics.centre_bias_curve`'s table (index ``sigma``, a ``mean`` column).
+    marks : dict
+        Label -> IoU to draw as a horizontal line (e.g. the paper's average).
+    noise : float, optional
+        The white-noise baseline, drawn dotted.
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for column in curve.columns.drop("mean"):
+        ax.plot(curve.index, curve[column], lw=0.8, alpha=0.5, label=column)
+    ax.plot(curve.index, curve["mean"], color="black", lw=2.2, label="mean over masks")
+    for (label, value), colour in zip(marks.items(), ["tab:red", "tab:blue", "tab:green", "tab:purple"]):
+        ax.axhline(value, color=colour, ls="--", lw=1.2)
+        ax.text(curve.index[-1], value, f" {label} ({value:.3f})", color=colour, va="bottom", ha="right", fontsize=8)
+    if noise is not None:
+        ax.axhline(noise, color="grey", ls=":", lw=1.2)
+        ax.text(curve.index[0], noise, f" white noise ({noise:.3f})", color="grey", va="bottom", fontsize=8)
+    ax.set_xlabel("sigma of the centred Gaussian (pixels, on the 224x275 standard face)")
+    ax.set_ylabel("IoU with the Ekman mask (Otsu)")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

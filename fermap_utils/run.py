@@ -102,6 +102,7 @@ RUN_PARTS = {
     "models": ["models/*/fold*/metrics.json"],
     "explanations": ["heatmaps/summary.json", "heatmaps/*/*.png"],  # derived from every explanation
     "methods": ["heatmaps_*/summary.json", "heatmaps_*/*/*.png"],
+    "statistics": ["statistics/*/*"],  # what the statistics chapter saves for the discussion
 }
 
 
