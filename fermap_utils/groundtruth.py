@@ -114,3 +114,43 @@ def summarise_grades(grades: pd.DataFrame, by: list[str], metrics: tuple[str, ..
     table = grades.groupby(by)[list(metrics)].mean()
     table["n"] = grades.groupby(by).size()
     return table
+
+
+def accuracy_against_truth(grades: pd.DataFrame, accuracy: pd.Series, metric: str = "roc_auc") -> pd.DataFrame:
+    """Do better networks give truer heatmaps? Per explainer, the rank correlation across networks of
+    test accuracy with the mean ``metric`` against the planted truth, with its exact permutation p-value.
+
+    Parameters
+    ----------
+    grades : DataFrame
+        From :func:`grade_run`.
+    accuracy : Series
+        Test accuracy, indexed by network.
+    """
+    from .metrics import correlation_test
+
+    planted = grades[grades.truth == "planted"]
+    rows = []
+    for method, g in planted.groupby("method", sort=False):
+        score = g.groupby("network")[metric].mean()
+        common = score.index.intersection(accuracy.index)
+        rows.append({"method": method, **correlation_test(accuracy[common].to_numpy(), score[common].to_numpy())})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def subject_examples(data_dir: str | os.PathLike, subject: str | None = None, sample: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One subject's image of each expression and its true change map, from a built synthetic dataset.
+
+    Returns the images (6, s, s), the change maps (6, s, s) and the expressions.
+    """
+    import cv2
+
+    data_dir = Path(data_dir)
+    table = pd.read_csv(data_dir / "records.csv", dtype={"subject": str})
+    subject = subject or table.subject.iloc[0]
+    rows = table[(table.subject == subject) & table.source.str.endswith(f"_{sample}.png")].sort_values("expression")
+    read = lambda p: cv2.imread(str(p), cv2.IMREAD_UNCHANGED)  # noqa: E731
+    images = np.stack([read(data_dir / r) for r in rows.image])
+    changes = np.stack([read(data_dir / "truth" / Path(r).name) for r in rows.image])
+    return images, changes, list(rows.expression)

@@ -503,8 +503,10 @@ def sample_rngs(seed: int, identity: int, expression: int, sample: int) -> tuple
 
 
 def _key(params: dict) -> str:
+    # the generator's own code is part of the key: a changed renderer never reuses an old cache
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     blob = json.dumps({"params": params, "aus": action_units(), "table2": expression_aus(),
-                       "version": GENERATOR_VERSION}, sort_keys=True, default=str)
+                       "version": GENERATOR_VERSION, "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
