@@ -301,10 +301,11 @@ def _folds(curves: list[np.ndarray], size: int, unit: float, strength: float, da
            light: float = 0.25) -> list[tuple[np.ndarray, float]]:
     """Skin folds along polylines: a soft shadow, and a highlight just below it."""
     shadow, lit = _canvas(size), _canvas(size)
+    width = max(1, int(round(4 * unit)))  # about 4 standard-face pixels: still a line at the networks' 32-64 px
     for pts in curves:
-        cv2.polylines(shadow, [_pts(pts)], False, 1.0, 1, cv2.LINE_AA, _SHIFT)
-        cv2.polylines(lit, [_pts(pts + [0, 2.5 * unit])], False, 1.0, 1, cv2.LINE_AA, _SHIFT)
-    blur = max(0.5, 1.2 * unit)
+        cv2.polylines(shadow, [_pts(pts)], False, 1.0, width, cv2.LINE_AA, _SHIFT)
+        cv2.polylines(lit, [_pts(pts + [0, (2.5 + width) * unit])], False, 1.0, width, cv2.LINE_AA, _SHIFT)
+    blur = max(0.5, 2.0 * unit)
     return [(cv2.GaussianBlur(shadow, (0, 0), blur) * dark * 1.6 * strength, 30.0),
             (cv2.GaussianBlur(lit, (0, 0), blur * 1.5) * light * 1.6 * strength, 225.0)]
 
