@@ -254,7 +254,7 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
     import tensorflow as tf
 
     cfg = section("extremal")
-    areas = np.asarray(areas or cfg["areas"], np.float32)
+    areas = np.asarray(areas or cfg["areas"], np.float64)
     steps = int(steps or cfg["steps"])
     grid = int(grid or cfg["grid"])
     lr = float(learning_rate or cfg["learning_rate"])
