@@ -80,7 +80,7 @@ def _spatial_parts(model):
     inner = next((l for l in model.layers if l.name == "fer2013_mini_xception"), None)
     if inner is not None:  # the fixed FER2013 network: cut inside the mini-Xception
         last = [l for l in inner.layers if len(l.output.shape) == 4][-1]
-        features = keras.Model(inner.inputs, [last.output, inner.output])
+        features = keras.Model(inner.inputs[0], [last.output, inner.output])
 
         def fer(x):
             a, logits7 = features(x / 127.5 - 1.0)
@@ -152,13 +152,8 @@ def gradcam_maps(model, images: np.ndarray, labels: np.ndarray, batch_size: int 
 
     Parameters
     ----------
-    model : keras.Model
-        A fermap network.
-    images : (N, H, W) array
-        Grey images in [0, 255].
-    labels : (N,) ints
-        The class to explain for each image.
-    batch_size : int
+    model, images, labels, batch_size
+        As for :func:`cam_maps`; any fermap network, whatever its head.
 
     Returns
     -------
@@ -270,13 +265,10 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
     scores = class_scores(model)
     opt = keras.optimizers.Adam(lr)
 
-    def mask():
-        return tf.image.resize(param, (size, size), method="bilinear")
-
     @tf.function
     def step(weight):
         with tf.GradientTape() as tape:
-            m = mask()
+            m = tf.image.resize(param, (size, size), method="bilinear")
             reward = tf.gather(scores(x * m), y, batch_dims=1)
             ranked = tf.sort(tf.reshape(m, (rows, -1)), axis=1)
             loss = tf.reduce_sum(-reward + weight * tf.reduce_mean(tf.square(ranked - target), axis=1))
@@ -285,7 +277,7 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
 
     for weight in np.geomspace(first, last, steps):  # annealed: the area holds at the end
         step(tf.constant(weight, tf.float32))
-    m = mask()
+    m = tf.image.resize(param, (size, size), method="bilinear")
     final = tf.gather(scores(x * m), y, batch_dims=1).numpy()
     return ExtremalResult(areas, m.numpy()[..., 0].reshape(len(areas), n, size, size),
                           final.reshape(len(areas), n))
