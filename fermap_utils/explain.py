@@ -10,6 +10,11 @@ The ``lime`` package builds each perturbed image in a Python loop and predicts
 ten at a time. Here a whole batch of perturbed images is one array product, and
 several images share a prediction batch. With the same perturbation matrix the
 weights equal ``lime`` 0.2.0.1's (``tests/test_explain.py``).
+
+How an explanation reaches the standard face is a setting too (``lime``:
+``explanation_dtype``, ``warp_interpolation``): fermap keeps the weights as floats
+and warps them bilinearly; the authors stored each explanation as an 8-bit grey
+image and warped it with the nearest pixel, which ``uint8`` and ``nearest`` reproduce.
 """
 from __future__ import annotations
 
@@ -38,12 +43,24 @@ class LimeSettings:
     compactness: float = 20.0
     kernel_width: float = 0.25
     alpha: float = 1.0
+    explanation_dtype: str = "float"  # "uint8": stretched to 0..255 and rounded, as the authors stored it
+    warp_interpolation: str = "linear"  # "nearest": the authors' warp
+
+    def __post_init__(self):
+        if self.explanation_dtype not in EXPLANATION_DTYPES:
+            raise FermapError(f"lime explanation_dtype {self.explanation_dtype!r}: one of {', '.join(EXPLANATION_DTYPES)}")
+        if self.warp_interpolation not in WARP_ORDER:
+            raise FermapError(f"lime warp_interpolation {self.warp_interpolation!r}: one of {', '.join(WARP_ORDER)}")
 
     @classmethod
     def from_profile(cls, explain: dict | None) -> "LimeSettings":
         """The paper's settings (``config.yaml``, ``lime``), with a profile's ``explain`` entries on top."""
         merged = {**section("lime"), **(explain or {})}
         return cls(**{k: type(getattr(cls, k))(merged[k]) for k in cls.__dataclass_fields__ if k in merged})
+
+
+EXPLANATION_DTYPES = ("float", "uint8")
+WARP_ORDER = {"linear": 1, "nearest": 0}  # warping.apply_map's ``order``
 
 
 def segment(image: np.ndarray, n_segments: int = 30, compactness: float = 20.0) -> np.ndarray:
@@ -95,6 +112,41 @@ def ridge_weights(rows: np.ndarray, targets: np.ndarray, sample_weight: np.ndarr
 def explanation_image(segments: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Each superpixel filled with its weight, negative weights set to 0."""
     return np.maximum(np.asarray(weights, dtype=np.float32), 0)[segments]
+
+
+def as_stored(picture: np.ndarray, dtype: str = "float") -> np.ndarray:
+    """An explanation image as it is kept before standardisation.
+
+    Parameters
+    ----------
+    picture : (H, W) array
+        A non-negative explanation image.
+    dtype : {"float", "uint8"}
+        ``float`` keeps it as it is (float32); ``uint8`` stretches it to 0..255 by its own
+        maximum (its minimum is 0: negative weights are dropped) and rounds, an 8-bit grey image
+        as the authors stored theirs. An all-zero picture stays all zero.
+
+    Returns
+    -------
+    (H, W) float32 or uint8 array
+    """
+    picture = np.asarray(picture, dtype=np.float32)
+    if dtype == "float":
+        return picture
+    if dtype != "uint8":
+        raise FermapError(f"explanation dtype {dtype!r}: one of {', '.join(EXPLANATION_DTYPES)}")
+    top = float(picture.max(initial=0.0))
+    return np.zeros(picture.shape, np.uint8) if top <= 0 else np.rint(picture * (255.0 / top)).astype(np.uint8)
+
+
+def standardise(picture: np.ndarray, landmarks: np.ndarray, settings: LimeSettings = LimeSettings()) -> np.ndarray:
+    """One explanation warped to the 275x224 standard face with its image's 68 landmarks, stored
+    and interpolated as ``settings`` say (:func:`as_stored`, ``warp_interpolation``); float32."""
+    from .warping import apply_map, standardisation_map
+
+    stored = as_stored(picture, settings.explanation_dtype)
+    order = WARP_ORDER[settings.warp_interpolation]
+    return apply_map(stored, standardisation_map(landmarks, stored.shape), order=order).astype(np.float32)
 
 
 @dataclass
@@ -237,9 +289,11 @@ def _cached(path: Path, key: str) -> bool:
 
 
 def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised: np.ndarray,
-                            explanations: list[Explanation] | None = None) -> None:
-    """One (network, fold, class): per image its id (and for LIME its weights and superpixels);
-    the sum of the standardised explanations (Eq. 1's numerator) and their count. Written atomically."""
+                            explanations: list[Explanation] | None = None,
+                            details: dict[str, np.ndarray] | None = None) -> None:
+    """One (network, fold, class): per image its id (and for LIME its weights and superpixels, for
+    another method its ``details`` such as Extremal Perturbation's achieved areas); the sum of the
+    standardised explanations (Eq. 1's numerator) and their count. Written atomically."""
     explanations = explanations or []
     k = max([len(e.weights) for e in explanations], default=0)
     weights = np.full((len(explanations), k), np.nan)
@@ -248,33 +302,34 @@ def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised:
     segments = np.stack([e.segments for e in explanations]).astype(np.uint8) if explanations \
         else np.zeros((0, 0, 0), np.uint8)
     total = standardised.sum(axis=0, dtype=np.float64) if len(standardised) else np.zeros(CANVAS_SHAPE)
+    extra = {f"detail_{name}": np.asarray(v) for name, v in (details or {}).items()}
     with atomic_path(path) as tmp:
         np.savez_compressed(tmp, key=key, ids=np.asarray(ids, dtype=str), weights=weights, segments=segments,
-                            sum=total, count=len(standardised))
+                            sum=total, count=len(standardised), **extra)
 
 
 def standardised_explanations(model, images: np.ndarray, landmarks: np.ndarray, labels: np.ndarray,
                               method: str = "lime", settings: LimeSettings = LimeSettings(),
                               seeds: list[int] | None = None, batch_size: int = 1000, progress=None,
-                              extremal_steps: int | None = None) -> tuple[np.ndarray, list[Explanation] | None]:
+                              extremal_steps: int | None = None
+                              ) -> tuple[np.ndarray, list[Explanation] | dict[str, np.ndarray]]:
     """Explain images of one model by a method and warp each explanation to the standard face with
-    its image's landmarks. Returns the (N, 275, 224) stack, and LIME's per-image results (else None)."""
+    its image's landmarks. Returns the (N, 275, 224) stack, and LIME's per-image results (for
+    another method, its per-image details, e.g. Extremal Perturbation's achieved areas)."""
     from .attribution import attribute
     from .warping import apply_map, standardisation_map
 
     seeds = list(range(len(images))) if seeds is None else seeds
-    found = None
     if method == "lime":
         found = explain_images(keras_predictor(model), images, labels, seeds, settings,
                                batch_size=batch_size, progress=progress)
-        pictures = [e.image for e in found]
-    else:
-        pictures = attribute(method, model, images, labels, seed=int(seeds[0]) if len(seeds) else 0,
-                             steps=extremal_steps)
-        if progress:
-            progress(len(pictures))
+        return np.stack([standardise(e.image, m, settings) for e, m in zip(found, landmarks)]), found
+    pictures, details = attribute(method, model, images, labels, seed=int(seeds[0]) if len(seeds) else 0,
+                                  steps=extremal_steps)
+    if progress:
+        progress(len(pictures))
     standard = np.stack([apply_map(pic, standardisation_map(m, pic.shape)) for pic, m in zip(pictures, landmarks)])
-    return standard, found
+    return standard, details
 
 
 def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progress=None,
@@ -320,8 +375,10 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     at = 0
     for c, rows in todo.items():
         n = len(rows)
+        lime_results = found[at:at + n] if isinstance(found, list) else None
+        details = {k: v[at:at + n] for k, v in found.items()} if isinstance(found, dict) else None
         save_class_explanations(_class_file(run_dir, network, fold, expressions[c], method), key, ids[at:at + n],
-                                standard[at:at + n], found[at:at + n] if found else None)
+                                standard[at:at + n], lime_results, details)
         at += n
     return counts
 
@@ -442,14 +499,20 @@ def sanity_check(run_dir: str | os.PathLike, network: str, fold: int, prof: dict
 
 
 def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expression: str,
-                      data=None) -> np.ndarray:
+                      data=None, settings: LimeSettings | None = None) -> np.ndarray:
     """The per-image standardised LIME explanations of one (network, fold, class), rebuilt from the
-    cache (weights, superpixels, the images' landmarks), (N, 275, 224)."""
+    cache (weights, superpixels, the images' landmarks), (N, 275, 224).
+
+    ``settings`` chooses how they are stored and warped (``explanation_dtype``,
+    ``warp_interpolation``); by default the run's own."""
     from .data import load_dataset, scale_landmarks
-    from .warping import apply_map, standardisation_map
 
     run_dir = Path(run_dir)
     data = data or load_dataset(run_dir / "data")
+    if settings is None:
+        from .run import read_profile
+
+        settings = LimeSettings.from_profile(read_profile(run_dir).get("explain"))
     with np.load(_class_file(run_dir, network, fold, expression)) as f:
         ids, weights, segments = f["ids"], f["weights"], f["segments"]
     if not len(ids):
@@ -458,11 +521,30 @@ def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expre
     positions = np.array([index[str(i)] for i in ids])
     size = segments.shape[1]
     marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
-    out = []
-    for w, seg, m in zip(weights, segments, marks):
-        picture = explanation_image(seg, np.nan_to_num(w[: int(seg.max()) + 1]))
-        out.append(apply_map(picture, standardisation_map(m, picture.shape)))
-    return np.stack(out)
+    return np.stack([standardise(explanation_image(seg, np.nan_to_num(w[: int(seg.max()) + 1])), m, settings)
+                     for w, seg, m in zip(weights, segments, marks)])
+
+
+def load_details(run_dir: str | os.PathLike, method: str) -> pd.DataFrame:
+    """The per-image details a method recorded in a run, one row per (image, entry): for
+    Extremal Perturbation ``network, fold, expression, id, area_target, area_achieved, score``."""
+    folder = Path(run_dir) / method_folders(method)[0]
+    rows = []
+    for path in sorted(folder.glob("*/fold*/*.npz")):
+        with np.load(path) as f:
+            names = [k[len("detail_"):] for k in f.files if k.startswith("detail_")]
+            if not names or not len(f["ids"]):
+                continue
+            columns = {k: np.asarray(f[f"detail_{k}"]) for k in names}
+            ids = f["ids"]
+        width = columns[names[0]].shape[1] if columns[names[0]].ndim == 2 else 1
+        frame = pd.DataFrame({k: v.reshape(len(ids), width).ravel() for k, v in columns.items()})
+        frame.insert(0, "id", np.repeat(ids, width))
+        frame.insert(0, "expression", path.stem)
+        frame.insert(0, "fold", int(path.parent.name[len("fold"):]))
+        frame.insert(0, "network", path.parent.parent.name)
+        rows.append(frame)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
 def load_run_stacks(run_dir: str | os.PathLike, data=None) -> dict[tuple[str, int, str], np.ndarray]:

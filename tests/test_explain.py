@@ -116,6 +116,48 @@ def test_choose_images_by_predicted_class():
 def test_settings_from_profile_default_to_the_paper():
     s = E.LimeSettings.from_profile({"num_samples": 200, "images_per_class": 3})
     assert s.num_samples == 200 and s.n_segments == 30 and s.kernel_width == 0.25 and s.alpha == 1.0
+    assert s.explanation_dtype == "float" and s.warp_interpolation == "linear"
+
+
+def test_a_wrong_lime_storage_setting_is_one_clear_error():
+    from fermap_utils.errors import FermapError
+
+    with pytest.raises(FermapError, match="warp_interpolation 'cubic'"):
+        E.LimeSettings.from_profile({"warp_interpolation": "cubic"})
+    with pytest.raises(FermapError, match="explanation_dtype 'int16'"):
+        E.LimeSettings(explanation_dtype="int16")
+
+
+def test_uint8_storage_is_the_explanation_stretched_to_255_and_rounded():
+    picture = np.array([[0.0, 0.02], [0.01, 0.004]], np.float32)
+    stored = E.as_stored(picture, "uint8")
+    assert stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored, [[0, 255], [128, 51]])  # 255 x value / 0.02, rounded
+    assert (E.as_stored(np.zeros((2, 2)), "uint8") == 0).all()
+    assert E.as_stored(picture, "float") is not None and E.as_stored(picture, "float").dtype == np.float32
+
+
+def test_the_authors_storage_and_warp_reproduce_their_pipeline(astronaut_face):
+    """uint8 + nearest equals an 8-bit image warped by cv2.remap with INTER_NEAREST through the
+    same map; the default equals the float image warped bilinearly; the two differ."""
+    import cv2
+
+    from fermap_utils.data import align_face
+    from fermap_utils.warping import standardisation_map
+
+    face, marks = align_face(*astronaut_face, size=64)[:2]
+    segments = E.segment(face)
+    picture = E.explanation_image(segments, np.linspace(-0.01, 0.03, int(segments.max()) + 1))
+    map_x, map_y = standardisation_map(marks, picture.shape)
+    eight_bit = np.rint(picture / picture.max() * 255).astype(np.uint8)
+    theirs = cv2.remap(eight_bit, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    authors = E.standardise(picture, marks, E.LimeSettings(explanation_dtype="uint8", warp_interpolation="nearest"))
+    np.testing.assert_array_equal(authors, theirs.astype(np.float32))
+    ours = E.standardise(picture, marks)
+    bilinear = cv2.remap(picture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    np.testing.assert_allclose(ours, bilinear, atol=1e-7)
+    assert authors.shape == ours.shape == (275, 224)
+    assert np.abs(authors / 255.0 - ours / picture.max()).max() > 0.1  # nearest and linear differ at the edges
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +242,19 @@ def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
         E.method_folders("shap")
 
 
+def test_explain_run_records_the_achieved_extremal_areas(explained_run):
+    from fermap_utils.training import apply_overrides
+
+    run, prof, _ = explained_run
+    prof = apply_overrides(prof, {"explain.extremal_images_per_class": 1, "explain.extremal_steps": 60})
+    table = E.explain_run(run, prof, progress=False, method="extremal")
+    areas = E.load_details(run, "extremal")
+    assert len(areas) == 2 * int(table.images.sum()) > 0  # one row per image and target area
+    assert set(areas.area_target) == {0.1, 0.2} and set(areas.network) <= {"WeiNet", "FER2013"}
+    assert (np.abs(areas.area_achieved - areas.area_target) <= 0.05).all(), areas
+    assert areas.groupby(["network", "fold", "expression", "id"]).size().eq(2).all()
+
+
 def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     run, prof, _ = explained_run
     # LIME: Grad-CAM on the randomised FER2013 network segfaults inside TensorFlow (also before this change)
@@ -227,5 +282,9 @@ def test_per_image_explanations_rebuild_the_cached_heatmap(explained_run):
     assert len(stack) == row.images
     cached = load_heatmap(run / "heatmaps" / "heatmaps_by_cv" / f"{row.network}_CV{row.fold}_{row.expression}_heatmap.png")
     assert np.abs(to_uint8(heatmap(stack)).astype(int) - cached.astype(int)).max() <= 1
+    authors = E.load_standardised(run, row.network, int(row.fold), row.expression,
+                                  settings=E.LimeSettings(explanation_dtype="uint8", warp_interpolation="nearest"))
+    assert authors.shape == stack.shape and np.array_equal(np.unique(authors), np.unique(np.rint(authors)))
+    assert authors.max() == 255 and not np.allclose(to_uint8(heatmap(authors)), to_uint8(heatmap(stack)))
     ci = E.bootstrap_image_scores(stack, ekman_masks()[row.expression], n=30)
     assert (ci["low"] <= ci["high"]).all() and list(ci.index) == ["iou", "f1", "precision", "recall", "roc_auc"]
