@@ -46,22 +46,167 @@ def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
     return image
 
 
+TEMP_PREFIX = ".fermap-tmp."  # every temporary file fermap writes; any left by a killed process is stale
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(target: Path) -> Path:
+    """An empty temporary file beside ``target``, with the mode a plain ``open`` would give it."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.",
+                               suffix="".join(target.suffixes), dir=target.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are the user's to share
+    return Path(tmp)
+
+
+def check_output(target: str | os.PathLike, folder: bool = False) -> Path:
+    """Refuse, in one line, an output location that cannot be written, before any work.
+
+    Parameters
+    ----------
+    target : path-like
+        The file (or, with ``folder``, the folder) a command will write.
+    folder : bool
+        ``target`` is a folder to create or fill, not a file.
+
+    Returns
+    -------
+    target : Path
+    """
+    target = Path(target)
+    if target.exists() or target.is_symlink():
+        if folder and not target.is_dir():
+            raise FermapError(f"{target}: is a file; the output must be a folder")
+        if not folder and target.is_dir():
+            raise FermapError(f"{target}: is a folder; the output must be a file name")
+    parent = target if folder and target.is_dir() else target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FermapError(f"{parent}: is a file, so {target} cannot be created inside it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FermapError(f"{parent}: not writable, so {target} cannot be written")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it into place only if the block succeeds.
 
     A killed or failed write never leaves a partial ``target`` behind.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_paths([target]) as (tmp,):
         yield tmp
-        os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_paths(targets: list[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Yield one temporary path per target; move them all into place only if the block succeeds.
+
+    A command that writes several files writes all of them or none: every temporary file
+    is written first, every target is checked, and only then are they moved into place.
+    """
+    targets = [Path(t) for t in targets]
+    temps: list[Path] = []
+    try:
+        for target in targets:
+            check_output(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temps.append(_temp_beside(target))
+        yield temps
+        for target in targets:
+            if target.is_dir():  # appeared meanwhile: refuse before anything is replaced
+                raise FermapError(f"{target}: is a folder; the output must be a file name")
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(root: str | os.PathLike) -> int:
+    """Delete the temporary files a killed fermap process left under ``root``; return how many.
+
+    Call it only while holding the folder's lock (:func:`folder_lock`): then no other fermap
+    process is writing there. Symbolic links are not followed.
+    """
+    removed = 0
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                Path(folder, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, command: str = "fermap") -> Iterator[Path]:
+    """Hold an exclusive lock on a run folder for the duration of a command.
+
+    A second process asking for the same folder is refused in one line naming the holder
+    (process id, host, command, start time). The lock is the kernel's (``flock``): it goes
+    with the process, so a killed holder never leaves the folder locked. Once held, the
+    temporary files a killed earlier run left behind are removed.
+    """
+    import fcntl
+    import json
+    import socket
+    import time
+
+    folder = check_output(folder, folder=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".fermap.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace")
+            try:
+                h = json.loads(holder)
+                who = f"process {h['pid']} on {h['host']} ({h['command']}, since {h['since']})"
+            except (ValueError, KeyError, TypeError):
+                who = "another process"
+            raise FermapError(f"{folder}: in use by {who}; wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        remove_stale_temps(folder)
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def inside(root: str | os.PathLike, *parts: str | os.PathLike) -> Path:
+    """``root / parts``, refused in one line if it leads out of ``root``.
+
+    A run folder may come from someone else: a name read from its files (``../x``, an
+    absolute path) or a symbolic link inside it must never reach a file outside it.
+
+    Parameters
+    ----------
+    root : path-like
+        The folder everything must stay in.
+    parts : path-like
+        Path components, relative to ``root``.
+
+    Returns
+    -------
+    path : Path
+        ``root / parts`` (not resolved), once its resolved form is known to lie inside ``root``.
+    """
+    root = Path(root)
+    path = root.joinpath(*parts)
+    real_root = root.resolve()
+    real = path.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise FermapError(f"{path}: leads out of {root} (to {real}); refused")
+    return path
 
 
 def write_gray(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -26,13 +26,21 @@ from .errors import FermapError
 from .models import build_network, spec
 
 
-def profile(name: str, overrides: dict | None = None) -> dict:
-    """A run profile from the configuration, with overrides applied (``-p name value``)."""
+def profile(name: str, overrides: dict | None = None, validate: bool = True) -> dict:
+    """A run profile from the configuration, with overrides applied (``-p name value``).
+
+    With ``validate`` (the default) it is checked against the profile schema
+    (:func:`fermap_utils.run.validate_profile`): a bad key or value is one line.
+    """
     profiles = section("profiles")
     if name not in profiles:
         raise FermapError(f"unknown profile {name!r}; known: {', '.join(profiles)}")
     merged = apply_overrides(profiles[name], overrides or {})
     merged["name"] = name
+    if validate:
+        from .run import validate_profile
+
+        validate_profile(merged, f"profile {name}")
     return merged
 
 
@@ -44,6 +52,8 @@ def apply_overrides(prof: dict, overrides: dict) -> dict:
         *parents, leaf = key.split(".")
         for p in parents:
             target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise FermapError(f"-p {key}: {p!r} is not a mapping here, it holds {target!r}")
         target[leaf] = value
     return merged
 
