@@ -13,7 +13,8 @@ import numpy as np
 from .errors import FermapError
 
 
-def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None,
+              convert_16bit: bool = False) -> np.ndarray:
     """Read an 8-bit grey image, failing with the file's name and the reason.
 
     Parameters
@@ -22,6 +23,9 @@ def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
         The image file.
     shape : (height, width), optional
         The size the image must have.
+    convert_16bit : bool
+        Accept a 16-bit image, scaled to 8 bits (value / 257, rounded: 65535 becomes 255).
+        Heatmaps and masks must be 8-bit; a dataset's photographs may be either.
 
     Returns
     -------
@@ -36,6 +40,8 @@ def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
         raise FermapError(f"{path}: not a readable image")
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    if image.dtype == np.uint16 and convert_16bit:
+        image = np.round(image / 257.0).astype(np.uint8)
     if image.dtype != np.uint8:
         raise FermapError(f"{path}: expected an 8-bit image, got {image.dtype}")
     if shape is not None and image.shape != tuple(shape):
@@ -135,8 +141,15 @@ def remove_stale_temps(root: str | os.PathLike) -> int:
     Call it only while holding the folder's lock (:func:`folder_lock`): then no other fermap
     process is writing there. Symbolic links are not followed.
     """
+    import shutil
+
     removed = 0
     for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in [d for d in dirs if d.startswith(TEMP_PREFIX)]:
+            dirs.remove(name)
+            path = Path(folder, name)
+            path.unlink() if path.is_symlink() else shutil.rmtree(path, ignore_errors=True)
+            removed += 1
         for name in files:
             if name.startswith(TEMP_PREFIX):
                 Path(folder, name).unlink(missing_ok=True)
