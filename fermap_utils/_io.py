@@ -70,7 +70,7 @@ def _temp_beside(target: Path) -> Path:
     return Path(tmp)
 
 
-def check_output(target: str | os.PathLike, folder: bool = False) -> Path:
+def check_output(target: str | os.PathLike, folder: bool = False, probe: bool = True) -> Path:
     """Refuse, in one line, an output location that cannot be written, before any work.
 
     Parameters
@@ -79,6 +79,9 @@ def check_output(target: str | os.PathLike, folder: bool = False) -> Path:
         The file (or, with ``folder``, the folder) a command will write.
     folder : bool
         ``target`` is a folder to create or fill, not a file.
+    probe : bool
+        Create and delete a file where ``target`` goes: the only sure test of a read-only
+        file system, or of a folder only root may write (which ``os.access`` says root can).
 
     Returns
     -------
@@ -97,6 +100,13 @@ def check_output(target: str | os.PathLike, folder: bool = False) -> Path:
         raise FermapError(f"{parent}: is a file, so {target} cannot be created inside it")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise FermapError(f"{parent}: not writable, so {target} cannot be written")
+    if probe:
+        try:
+            fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as exc:
+            raise FermapError(f"{parent}: not writable ({exc.strerror}), so {target} cannot be written") from None
     return target
 
 
@@ -121,7 +131,7 @@ def atomic_paths(targets: list[str | os.PathLike]) -> Iterator[list[Path]]:
     temps: list[Path] = []
     try:
         for target in targets:
-            check_output(target)
+            check_output(target, probe=False)  # creating the temporary file below is the probe
             target.parent.mkdir(parents=True, exist_ok=True)
             temps.append(_temp_beside(target))
         yield temps

@@ -259,17 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"fermap: warning: {message}\n"
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"fermap: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
     args = build_parser().parse_args(argv)
-    warnings.formatwarning = _one_line_warning  # a warning is one line too, without fermap's source line
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # one line too, without fermap's source line
+            args.func(args)
     except FermapError as exc:
         print(f"fermap: error: {exc}", file=sys.stderr)
         return 2
