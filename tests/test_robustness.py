@@ -125,6 +125,16 @@ def test_bad_parameters_are_one_line_before_anything_is_written(capsys, tmp_path
     assert not run.exists()  # nothing built, nothing written
 
 
+def test_explain_checks_its_overrides_and_the_runs_profile(capsys, tiny_run):
+    (tiny_run / "run.json").write_text(json.dumps({"name": "smoke", "networks": ["FER2013"], "folds": 1}))
+    code, _, err = run_cli(capsys, "explain", "--run", tiny_run, "-p", "explain.num_samples", "0")
+    assert_one_line_error(code, err, "run.json", "explain.num_samples", "integer >= 2")
+    (tiny_run / "run.json").write_text(json.dumps({"name": "smoke", "networks": ["FER2013"], "folds": [3]}))
+    code, _, err = run_cli(capsys, "explain", "--run", tiny_run)
+    assert_one_line_error(code, err, "folds[0]", "<= 2")  # the run's dataset has 2 folds
+    assert sorted(p.name for p in tiny_run.iterdir()) == ["data", "run.json"]
+
+
 def test_a_malformed_or_wrong_profile_file_is_one_line(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: smoke\nnetworks: [WeiNet\n")
