@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -53,6 +54,8 @@ def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None,
 
 
 TEMP_PREFIX = ".fermap-tmp."  # every temporary file fermap writes; any left by a killed process is stale
+# What fermap 0.x named them (``.model.keras.k3j_x9qa.keras``): run folders made then may hold some.
+_LEGACY_TEMP = re.compile(r"^\.(?P<base>.+)(?P<suffix>\.[A-Za-z0-9]+)\.[a-z0-9_]{8}(?P=suffix)$")
 
 
 def _umask() -> int:
@@ -161,7 +164,7 @@ def remove_stale_temps(root: str | os.PathLike) -> int:
             path.unlink() if path.is_symlink() else shutil.rmtree(path, ignore_errors=True)
             removed += 1
         for name in files:
-            if name.startswith(TEMP_PREFIX):
+            if name.startswith(TEMP_PREFIX) or _LEGACY_TEMP.match(name):
                 Path(folder, name).unlink(missing_ok=True)
                 removed += 1
     return removed

@@ -372,8 +372,10 @@ def test_a_killed_write_leaves_a_temp_file_that_the_next_run_removes(tmp_path):
         proc.wait(timeout=30)
     stale = [p for p in (run / "models").iterdir()]
     assert len(stale) == 1 and stale[0].name.startswith(TEMP_PREFIX) and not (run / "models" / "model.keras").exists()
+    (run / "models" / ".history.csv.k3j_x9qa.csv").write_text("left by an older fermap")
+    (run / "models" / ".keep_me").write_text("not fermap's")
     with folder_lock(run):
-        assert not any((run / "models").iterdir())
+        assert [p.name for p in (run / "models").iterdir()] == [".keep_me"]
 
 
 def test_outputs_get_the_users_normal_mode(tmp_path):
