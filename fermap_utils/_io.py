@@ -258,3 +258,72 @@ def package_file(package: str, *parts: str, install_hint: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {package} is installed without this file ({install_hint})")
     return path
+
+
+def pack_run(run_dir: str | os.PathLike, archive: str | os.PathLike) -> Path:
+    """Pack a run folder into a ``.tar.gz`` to send to someone (lock and temporary files left out).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run folder.
+    archive : path-like
+        The archive to write (atomically).
+
+    Returns
+    -------
+    archive : Path
+    """
+    import tarfile
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise FermapError(f"{run_dir}: not a fermap run folder (no run.json)")
+
+    def keep(info: tarfile.TarInfo):
+        name = Path(info.name).name
+        return None if name == ".fermap.lock" or name.startswith(TEMP_PREFIX) else info
+
+    with atomic_path(check_output(archive)) as tmp:
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(run_dir, arcname=".", filter=keep)
+    return Path(archive)
+
+
+def unpack_run(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Unpack a run archive into a new folder, refusing any member that would land outside it.
+
+    tarfile's ``data`` filter refuses absolute paths, ``..``, links out of the folder and
+    device files; a refused archive leaves nothing behind.
+
+    Parameters
+    ----------
+    archive : path-like
+        A ``.tar`` or ``.tar.gz`` made by :func:`pack_run` (or anyone).
+    target : path-like
+        A folder that does not exist yet, or is empty.
+
+    Returns
+    -------
+    target : Path
+    """
+    import shutil
+    import tarfile
+
+    archive, target = Path(archive), check_output(target, folder=True)
+    if target.is_dir() and any(target.iterdir()):
+        raise FermapError(f"{target}: not empty; unpack a run into a new folder")
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=target))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+        for item in staging.iterdir():
+            item.rename(target / item.name)
+    except tarfile.FilterError as exc:
+        raise FermapError(f"{archive}: refused, {exc}") from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise FermapError(f"{archive}: not a readable archive ({exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -478,3 +478,38 @@ def test_inside_refuses_escapes_and_accepts_links_within(tmp_path):
         with pytest.raises(FermapError, match="leads out of"):
             inside(tmp_path / "run", bad)
     assert remove_stale_temps(tmp_path / "run") == 0
+
+
+def test_a_run_archive_unpacks_safely(tmp_path, tiny_run):
+    import io
+    import tarfile
+
+    from fermap_utils._io import pack_run, unpack_run
+
+    (tiny_run / "run.json").write_text(json.dumps({"name": "smoke", "networks": ["FER2013"]}))
+    (tiny_run / ".fermap-tmp.x").write_text("stale")
+    archive = pack_run(tiny_run, tmp_path / "run.tar.gz")
+    copy = unpack_run(archive, tmp_path / "copy")
+    assert sorted(p.name for p in copy.iterdir()) == ["data", "run.json"]
+    assert (copy / "data" / "records.csv").read_bytes() == (tiny_run / "data" / "records.csv").read_bytes()
+    def crafted(name: str, link: str | None = None) -> Path:
+        evil = tmp_path / "evil.tar"
+        with tarfile.open(evil, "w") as tar:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = 3
+                tar.addfile(info, io.BytesIO(b"bad"))
+        return evil
+
+    for evil in (crafted("../escaped.txt"), crafted("heatmaps", str(tmp_path))):
+        with pytest.raises(FermapError, match="refused"):
+            unpack_run(evil, tmp_path / "victim")
+        assert not list((tmp_path / "victim").iterdir())
+    assert not (tmp_path / "escaped.txt").exists()
+    # An absolute name loses its leading slash: it lands inside the target, never at /tmp.
+    absolute = f"{tmp_path}/absolute.txt"
+    unpack_run(crafted(absolute), tmp_path / "victim")
+    assert not Path(absolute).exists() and (tmp_path / "victim" / absolute.lstrip("/")).is_file()
