@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +14,8 @@ import numpy as np
 from .errors import FermapError
 
 
-def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None,
+              convert_16bit: bool = False) -> np.ndarray:
     """Read an 8-bit grey image, failing with the file's name and the reason.
 
     Parameters
@@ -22,6 +24,9 @@ def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
         The image file.
     shape : (height, width), optional
         The size the image must have.
+    convert_16bit : bool
+        Accept a 16-bit image, scaled to 8 bits (value / 257, rounded: 65535 becomes 255).
+        Heatmaps and masks must be 8-bit; a dataset's photographs may be either.
 
     Returns
     -------
@@ -36,6 +41,8 @@ def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
         raise FermapError(f"{path}: not a readable image")
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    if image.dtype == np.uint16 and convert_16bit:
+        image = np.round(image / 257.0).astype(np.uint8)
     if image.dtype != np.uint8:
         raise FermapError(f"{path}: expected an 8-bit image, got {image.dtype}")
     if shape is not None and image.shape != tuple(shape):
@@ -46,22 +53,186 @@ def read_gray(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
     return image
 
 
+TEMP_PREFIX = ".fermap-tmp."  # every temporary file fermap writes; any left by a killed process is stale
+# What fermap 0.x named them (``.model.keras.k3j_x9qa.keras``): run folders made then may hold some.
+_LEGACY_TEMP = re.compile(r"^\.(?P<base>.+)(?P<suffix>\.[A-Za-z0-9]+)\.[a-z0-9_]{8}(?P=suffix)$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(target: Path) -> Path:
+    """An empty temporary file beside ``target``, with the mode a plain ``open`` would give it."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.",
+                               suffix="".join(target.suffixes), dir=target.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are the user's to share
+    return Path(tmp)
+
+
+def check_output(target: str | os.PathLike, folder: bool = False, probe: bool = True) -> Path:
+    """Refuse, in one line, an output location that cannot be written, before any work.
+
+    Parameters
+    ----------
+    target : path-like
+        The file (or, with ``folder``, the folder) a command will write.
+    folder : bool
+        ``target`` is a folder to create or fill, not a file.
+    probe : bool
+        Create and delete a file where ``target`` goes: the only sure test of a read-only
+        file system, or of a folder only root may write (which ``os.access`` says root can).
+
+    Returns
+    -------
+    target : Path
+    """
+    target = Path(target)
+    if target.exists() or target.is_symlink():
+        if folder and not target.is_dir():
+            raise FermapError(f"{target}: is a file; the output must be a folder")
+        if not folder and target.is_dir():
+            raise FermapError(f"{target}: is a folder; the output must be a file name")
+    parent = target if folder and target.is_dir() else target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FermapError(f"{parent}: is a file, so {target} cannot be created inside it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FermapError(f"{parent}: not writable, so {target} cannot be written")
+    if probe:
+        try:
+            fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as exc:
+            raise FermapError(f"{parent}: not writable ({exc.strerror}), so {target} cannot be written") from None
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it into place only if the block succeeds.
 
     A killed or failed write never leaves a partial ``target`` behind.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_paths([target]) as (tmp,):
         yield tmp
-        os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_paths(targets: list[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Yield one temporary path per target; move them all into place only if the block succeeds.
+
+    A command that writes several files writes all of them or none: every temporary file
+    is written first, every target is checked, and only then are they moved into place.
+    """
+    targets = [Path(t) for t in targets]
+    temps: list[Path] = []
+    try:
+        for target in targets:
+            check_output(target, probe=False)  # creating the temporary file below is the probe
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temps.append(_temp_beside(target))
+        yield temps
+        for target in targets:
+            if target.is_dir():  # appeared meanwhile: refuse before anything is replaced
+                raise FermapError(f"{target}: is a folder; the output must be a file name")
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(root: str | os.PathLike) -> int:
+    """Delete the temporary files a killed fermap process left under ``root``; return how many.
+
+    Call it only while holding the folder's lock (:func:`folder_lock`): then no other fermap
+    process is writing there. Symbolic links are not followed.
+    """
+    import shutil
+
+    removed = 0
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in [d for d in dirs if d.startswith(TEMP_PREFIX)]:
+            dirs.remove(name)
+            path = Path(folder, name)
+            path.unlink() if path.is_symlink() else shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        for name in files:
+            if name.startswith(TEMP_PREFIX) or _LEGACY_TEMP.match(name):
+                Path(folder, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, command: str = "fermap") -> Iterator[Path]:
+    """Hold an exclusive lock on a run folder for the duration of a command.
+
+    A second process asking for the same folder is refused in one line naming the holder
+    (process id, host, command, start time). The lock is the kernel's (``flock``): it goes
+    with the process, so a killed holder never leaves the folder locked. Once held, the
+    temporary files a killed earlier run left behind are removed.
+    """
+    import fcntl
+    import json
+    import socket
+    import time
+
+    folder = check_output(folder, folder=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".fermap.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace")
+            try:
+                h = json.loads(holder)
+                who = f"process {h['pid']} on {h['host']} ({h['command']}, since {h['since']})"
+            except (ValueError, KeyError, TypeError):
+                who = "another process"
+            raise FermapError(f"{folder}: in use by {who}; wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        remove_stale_temps(folder)
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def inside(root: str | os.PathLike, *parts: str | os.PathLike) -> Path:
+    """``root / parts``, refused in one line if it leads out of ``root``.
+
+    A run folder may come from someone else: a name read from its files (``../x``, an
+    absolute path) or a symbolic link inside it must never reach a file outside it.
+
+    Parameters
+    ----------
+    root : path-like
+        The folder everything must stay in.
+    parts : path-like
+        Path components, relative to ``root``.
+
+    Returns
+    -------
+    path : Path
+        ``root / parts`` (not resolved), once its resolved form is known to lie inside ``root``.
+    """
+    root = Path(root)
+    path = root.joinpath(*parts)
+    real_root = root.resolve()
+    real = path.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise FermapError(f"{path}: leads out of {root} (to {real}); refused")
+    return path
 
 
 def write_gray(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -87,3 +258,72 @@ def package_file(package: str, *parts: str, install_hint: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {package} is installed without this file ({install_hint})")
     return path
+
+
+def pack_run(run_dir: str | os.PathLike, archive: str | os.PathLike) -> Path:
+    """Pack a run folder into a ``.tar.gz`` to send to someone (lock and temporary files left out).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run folder.
+    archive : path-like
+        The archive to write (atomically).
+
+    Returns
+    -------
+    archive : Path
+    """
+    import tarfile
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise FermapError(f"{run_dir}: not a fermap run folder (no run.json)")
+
+    def keep(info: tarfile.TarInfo):
+        name = Path(info.name).name
+        return None if name == ".fermap.lock" or name.startswith(TEMP_PREFIX) else info
+
+    with atomic_path(check_output(archive)) as tmp:
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(run_dir, arcname=".", filter=keep)
+    return Path(archive)
+
+
+def unpack_run(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Unpack a run archive into a new folder, refusing any member that would land outside it.
+
+    tarfile's ``data`` filter refuses absolute paths, ``..``, links out of the folder and
+    device files; a refused archive leaves nothing behind.
+
+    Parameters
+    ----------
+    archive : path-like
+        A ``.tar`` or ``.tar.gz`` made by :func:`pack_run` (or anyone).
+    target : path-like
+        A folder that does not exist yet, or is empty.
+
+    Returns
+    -------
+    target : Path
+    """
+    import shutil
+    import tarfile
+
+    archive, target = Path(archive), check_output(target, folder=True)
+    if target.is_dir() and any(target.iterdir()):
+        raise FermapError(f"{target}: not empty; unpack a run into a new folder")
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=target))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+        for item in staging.iterdir():
+            item.rename(target / item.name)
+    except tarfile.FilterError as exc:
+        raise FermapError(f"{archive}: refused, {exc}") from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise FermapError(f"{archive}: not a readable archive ({exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

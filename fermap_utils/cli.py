@@ -11,12 +11,19 @@ from .attribution import METHODS
 from .errors import FermapError
 
 
-def _write_csv(frame, path: Path, decimals: int | None = 4) -> None:
-    from ._io import atomic_path
+def _csv_target(path: Path) -> Path:
+    """An output CSV, checked before any work: a .csv name in a place that can be written."""
+    from ._io import check_output
 
     if path.suffix.lower() != ".csv":
         raise FermapError(f"{path}: the output must be a .csv file")
-    with atomic_path(path) as tmp:
+    return check_output(path)
+
+
+def _write_csv(frame, path: Path, decimals: int | None = 4) -> None:
+    from ._io import atomic_path
+
+    with atomic_path(_csv_target(path)) as tmp:
         frame.to_csv(tmp, index=False, float_format=None if decimals is None else f"%.{decimals}f")
 
 
@@ -24,6 +31,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     """Score per-fold heatmaps against the Ekman masks (Tables 3 and 4)."""
     from .heatmaps import score_folder
 
+    _csv_target(Path(args.out))
     table = score_folder(args.heatmaps, args.masks, args.allow_missing)
     _write_csv(table, Path(args.out), args.decimals)
     nets = table["network"].nunique() - 1
@@ -33,38 +41,50 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_masks(args: argparse.Namespace) -> None:
-    """Write the six Ekman masks (or their action-unit unions) as PNGs, 255 = mask."""
-    from ._io import write_gray
+    """Write the six Ekman masks (or their action-unit unions) as PNGs, 255 = mask; all or none."""
+    import cv2
+
+    from ._io import atomic_paths, check_output
     from .masks import au_masks, ekman_masks
 
-    out = Path(args.out)
+    out = check_output(Path(args.out), folder=True)
     masks = au_masks() if args.from_aus else ekman_masks()
-    for expr, mask in masks.items():
-        write_gray(out / f"{expr}_gt.png", mask.astype("uint8") * 255)
+    targets = [out / f"{expr}_gt.png" for expr in masks]
+    with atomic_paths(targets) as temps:
+        for tmp, mask in zip(temps, masks.values()):
+            ok, buf = cv2.imencode(".png", mask.astype("uint8") * 255)
+            if not ok:
+                raise FermapError(f"{tmp}: could not encode a mask")
+            buf.tofile(tmp)
     print(f"wrote {len(masks)} masks to {out}")
 
 
 def cmd_similarity(args: argparse.Namespace) -> None:
-    """Pairwise 1 - NCC distances of by-network heatmaps and their average-linkage dendrograms."""
-    from ._io import atomic_path
+    """Pairwise 1 - NCC distances of by-network heatmaps and their average-linkage dendrograms.
+
+    The CSV and the PNG are written together or not at all.
+    """
+    from ._io import atomic_paths, check_output
     from .heatmaps import similarity_folder
     from .plots import dendrograms
 
+    out = _csv_target(Path(args.out))
+    png = check_output(out.with_suffix(".png"))
     pairs, matrices = similarity_folder(args.heatmaps)
-    out = Path(args.out)
     figure = dendrograms(matrices)
-    _write_csv(pairs, out, decimals=None)
-    png = out.with_suffix(".png")
-    with atomic_path(png) as tmp:
-        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    with atomic_paths([out, png]) as (tmp_csv, tmp_png):
+        pairs.to_csv(tmp_csv, index=False)
+        figure.savefig(tmp_png, format="png", dpi=120, bbox_inches="tight")
     print(f"{len(pairs)} distances -> {out}; dendrograms -> {png}")
 
 
 def cmd_data_build(args: argparse.Namespace) -> None:
     """Build a preprocessed dataset from a config file, or the embedded synthetic default."""
     from .data import build_from_config, describe_dataset
+    from ._io import check_output
     from .synthetic import build_default
 
+    check_output(args.out, folder=True)
     if args.default:
         build_default(args.out)
     else:
@@ -100,11 +120,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .run import default_run_dir, load_profile, parse_overrides, prepare_data, record_profile
     from .training import train_run
 
+    from ._io import folder_lock
+
     prof = load_profile(args.profile, args.config, parse_overrides(args.param))
     run_dir = args.run or default_run_dir(prof)
-    prepare_data(run_dir, prof)
-    record_profile(run_dir, prof)
-    table = train_run(run_dir, prof)
+    with folder_lock(run_dir, "fermap train"):
+        prepare_data(run_dir, prof)
+        record_profile(run_dir, prof)
+        table = train_run(run_dir, prof)
     print(table.to_string(index=False))
     if table.synthetic.any():
         print("(SYNTHETIC data: FACS-driven expressions on real faces; not the paper's datasets)")
@@ -118,8 +141,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from .explain import explain_run, method_folders
     from .run import parse_overrides, read_profile
 
+    from ._io import folder_lock
+
     prof = read_profile(args.run, parse_overrides(args.param))
-    table = explain_run(args.run, prof, method=args.method)
+    with folder_lock(args.run, f"fermap explain --method {args.method}"):
+        table = explain_run(args.run, prof, method=args.method)
     for row in table[table.note.astype(bool)].itertuples():
         print(f"{row.network} fold {row.fold}: not explained by {args.method}: {row.note}")
     explained = table[table.expression.notna()]
@@ -136,10 +162,12 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     """Execute the book's chapters with papermill for a profile (unchanged chapters are skipped)."""
-    from .run import load_profile, parse_overrides, run_book
+    from ._io import folder_lock
+    from .run import default_run_dir, load_profile, parse_overrides, run_book
 
     prof = load_profile(args.profile, args.config, parse_overrides(args.param))
-    table = run_book(prof, args.run, args.chapters)
+    with folder_lock(args.run or default_run_dir(prof), "fermap run"):
+        table = run_book(prof, args.run, args.chapters)
     print(table.to_string(index=False))
 
 
@@ -239,12 +267,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"fermap: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # one line too, without fermap's source line
+            args.func(args)
     except FermapError as exc:
         print(f"fermap: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder, a path that is a folder: one line, no traceback
+        where = exc.filename or ""
+        print(f"fermap: error: {where}{': ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fermap: interrupted", file=sys.stderr)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ._io import atomic_path, read_gray, write_gray
+from ._io import _umask, atomic_path, inside, read_gray, write_gray
 from .config import section
 from .errors import FermapError, NoFaceError
 from .landmarks import STANDARD_FACE_BOX, detect_landmarks, mean_shape
@@ -35,7 +35,9 @@ class Record:
     subject: str
     dataset: str
     expression: str
-    landmarks: np.ndarray | None = field(default=None, repr=False)
+    # The landmarks, or the file holding them: a file is read at preprocessing, where a bad
+    # one skips this record instead of stopping the build.
+    landmarks: np.ndarray | str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -68,8 +70,14 @@ def _is_image(path: Path) -> bool:
 
 def read_landmarks_txt(path: str | os.PathLike) -> np.ndarray:
     """68 landmarks from a text file of 68 ``x y`` lines (CK+'s format)."""
-    values = np.loadtxt(path, dtype=np.float64).reshape(-1, 2)
-    if values.shape != (68, 2):
+    if not Path(path).is_file():
+        raise FermapError(f"{path}: landmarks file not found")
+    try:
+        values = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        values = values.reshape(-1, 2)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise FermapError(f"{path}: unreadable landmarks file ({str(exc).splitlines()[0][:80]})") from None
+    if values.shape != (68, 2) or not np.isfinite(values).all():
         raise FermapError(f"{path}: expected 68 landmarks, found {len(values)}")
     return values
 
@@ -113,8 +121,7 @@ def read_ckplus(root: str | os.PathLike, dataset: str = "CK+") -> Iterator[Recor
             yield Dropped(str(image), f"label not among the six (CK+ code {code})")
             continue
         marks = root / "Landmarks" / subject / sequence / f"{frame}_landmarks.txt"
-        yield Record(str(image), subject, dataset, codes[code],
-                     read_landmarks_txt(marks) if marks.is_file() else None)
+        yield Record(str(image), subject, dataset, codes[code], str(marks) if marks.is_file() else None)
 
 
 _JAFFE = re.compile(r"^(?P<subject>[A-Z]{2})\.(?P<code>[A-Z]{2})\d*\.\d+\.tiff?$", re.IGNORECASE)
@@ -209,7 +216,7 @@ def read_manifest(manifest: str | os.PathLike, dataset: str | None = None) -> It
                 continue
             marks = row.get("landmarks")
             yield Record(str(path), str(row["subject"]), row.get("dataset") or dataset or manifest.stem, expr,
-                         read_landmarks_txt(manifest.parent / marks) if marks else None)
+                         str(manifest.parent / marks) if marks else None)
 
 
 ADAPTERS = {"ckplus": read_ckplus, "jaffe": read_jaffe, "bu4dfe": read_bu4dfe,
@@ -297,12 +304,16 @@ def preprocess_record(record: Record, size: int, align: bool = True) -> tuple[np
     With ``align=False`` the image is taken as an already aligned ``size`` x ``size``
     crop with its given landmarks (the synthetic default, cropped from its neutral face).
     """
-    image = read_gray(record.path)
+    image = read_gray(record.path, convert_16bit=True)
+    marks = record.landmarks
+    if isinstance(marks, (str, os.PathLike)):
+        marks = read_landmarks_txt(marks)
     if not align:
-        if record.landmarks is None or image.shape != (size, size):
+        if marks is None or image.shape != (size, size):
             raise FermapError(f"{record.path}: an aligned record needs landmarks and a {size}x{size} image")
-        return image, np.asarray(record.landmarks, np.float64)
-    marks = record.landmarks if record.landmarks is not None else detect_landmarks(image, name=record.path)
+        return image, np.asarray(marks, np.float64)
+    if marks is None:
+        marks = detect_landmarks(image, name=record.path)
     return align_face(image, marks, size)
 
 
@@ -350,17 +361,37 @@ def build_dataset(
     Writes ``images/*.png``, ``records.csv`` (one row per kept image, with its
     fold), ``landmarks.npy`` (N, 68, 2), ``skipped.csv`` (path, reason) and
     ``summary.json`` (counts read, used and skipped by reason). A file that
-    cannot be read or has no detectable face is skipped and reported; nothing
-    stops the run.
+    cannot be read or has no detectable face (or a bad landmarks file) is skipped
+    and reported; nothing stops the run. The new images are written to a temporary
+    folder and replace the old ones (a rebuild leaves no stale image) only once
+    every file is ready: a failed build leaves the folder as it was.
     """
-    from tqdm.auto import tqdm
+    import shutil
+    import tempfile
+
+    from ._io import TEMP_PREFIX, check_output
 
     cfg = data_config()
     size = size or cfg["crop_size"]
     folds = folds or cfg["folds"]
     seed = cfg["seed"] if seed is None else seed
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    out = check_output(out, folder=True)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}images.", dir=out))
+    try:
+        return _build_into(records, out, staging, dropped, size, folds, seed, synthetic, description, progress)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_into(records, out: Path, staging: Path, dropped, size, folds, seed, synthetic, description,
+                progress) -> dict:
+    import shutil
+
+    from tqdm.auto import tqdm
+
+    from ._io import atomic_paths
+
     rows, marks = [], []
     skipped = [{"path": d.path, "reason": d.reason} for d in dropped]
     for record in tqdm(records, desc="preprocessing", unit="img", disable=not progress):
@@ -377,22 +408,20 @@ def build_dataset(
             skipped.append({"path": record.path, "reason": f"{type(exc).__name__}: {exc}"})
             continue
         name = f"images/{len(rows):05d}.png"
-        write_gray(out / name, crop)
+        write_gray(staging / Path(name).name, crop)
         rows.append({"image": name, "source": record.path, "subject": record.subject,
                      "dataset": record.dataset, "expression": record.expression})
         marks.append(lm)
+    skip_table = pd.DataFrame(skipped, columns=["path", "reason"])
     if not rows:
-        raise FermapError(f"{out}: no image could be used ({len(skipped)} skipped); see the reasons above")
+        with atomic_path(out / "skipped.csv") as tmp:
+            skip_table.to_csv(tmp, index=False)
+        reasons = "; ".join(f"{n} x {r}" for r, n in Counter(s["reason"] for s in skipped).most_common(3))
+        raise FermapError(f"{out}: no image could be used ({len(skipped)} skipped: {reasons or 'no records'}); "
+                          f"every file and its reason in {out / 'skipped.csv'}")
     table = pd.DataFrame(rows)
     table.insert(0, "id", np.arange(len(table)))
     table["fold"] = subject_folds(table.subject, table.dataset, folds, seed)
-    with atomic_path(out / "landmarks.npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(marks, dtype=np.float32))
-    with atomic_path(out / "records.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(out / "skipped.csv") as tmp:
-        pd.DataFrame(skipped, columns=["path", "reason"]).to_csv(tmp, index=False)
     summary = {
         "description": description,
         "synthetic": synthetic,
@@ -407,8 +436,21 @@ def build_dataset(
         "by_expression": table.expression.value_counts().sort_index().to_dict(),
         "by_fold": {str(k): int(v) for k, v in table.fold.value_counts().sort_index().items()},
     }
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+    names = ("landmarks.npy", "records.csv", "skipped.csv", "summary.json")
+    with atomic_paths([out / n for n in names]) as (t_marks, t_records, t_skipped, t_summary):
+        with open(t_marks, "wb") as fh:
+            np.save(fh, np.asarray(marks, dtype=np.float32))
+        table.to_csv(t_records, index=False)
+        skip_table.to_csv(t_skipped, index=False)
+        t_summary.write_text(json.dumps(summary, indent=2))
+        # Last before the files move: the old images go, the new ones take their place.
+        images = out / "images"
+        if images.is_symlink() or images.is_file():
+            images.unlink()
+        elif images.exists():
+            shutil.rmtree(images)
+        staging.rename(images)
+        os.chmod(images, 0o777 & ~_umask())
     return summary
 
 
@@ -446,7 +488,8 @@ def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Datas
     table = pd.read_csv(directory / "records.csv", dtype={"subject": str})
     summary = json.loads((directory / "summary.json").read_text())
     marks = np.load(directory / "landmarks.npy")
-    images = np.stack([read_gray(directory / p) for p in table.image])
+    # A dataset folder may come from someone else: every image it names must lie inside it.
+    images = np.stack([read_gray(inside(directory, p)) for p in table.image])
     if size and size != images.shape[1]:
         marks = scale_landmarks(marks, images.shape[1], size)
         images = resize_images(images, size)
@@ -485,18 +528,27 @@ def build_from_config(config_path: str | os.PathLike, out: str | os.PathLike, pr
     and optionally ``crop_size``, ``folds`` and ``seed``. Relative paths are taken
     from the file's folder. See ``book/datasets.example.yaml``.
     """
-    import yaml
+    from .run import read_yaml
 
     config_path = Path(config_path)
-    if not config_path.is_file():
-        raise FermapError(f"{config_path}: no such config file")
-    cfg = yaml.safe_load(config_path.read_text()) or {}
+    cfg = read_yaml(config_path, "datasets file")
     specs = cfg.get("datasets")
-    if not specs:
+    if not specs or not isinstance(specs, list):
         raise FermapError(f"{config_path}: no 'datasets' list (each entry: name, adapter, root or manifest)")
+    for key in ("crop_size", "folds", "seed"):
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1)):
+            raise FermapError(f"{config_path}: key {key!r} = {value!r} is not allowed; expected an integer "
+                              f">= {0 if key == 'seed' else 1}")
     resolved = []
-    for spec in specs:
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict):
+            raise FermapError(f"{config_path}: datasets entry {i + 1} = {spec!r} is not allowed; "
+                              "expected a mapping with name, adapter, root or manifest")
         spec = dict(spec)
+        for key in ("root", "manifest"):
+            if key in spec and not isinstance(spec[key], str):
+                raise FermapError(f"{config_path}: datasets entry {i + 1}: {key} = {spec[key]!r}; expected a path")
         for key in ("root", "manifest"):
             if key in spec:
                 spec[key] = str((config_path.parent / os.path.expanduser(spec[key])).resolve())

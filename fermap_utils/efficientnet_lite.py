@@ -38,36 +38,55 @@ def torch_weights_path() -> Path:
     return path
 
 
+class _Tensor:
+    """A tensor of a legacy torch file, before its storage is read: storage key, offset, size, stride."""
+
+    def __init__(self, key, offset, size, stride):
+        self.key, self.offset, self.size, self.stride = key, offset, tuple(size), tuple(stride)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds nothing but plain data, tensors and OrderedDicts.
+
+    Every pickle of the file goes through it: a crafted file cannot run code.
+    """
+
+    def __init__(self, fh, path, storages: dict[str, str] | None = None):
+        super().__init__(fh)
+        self.path, self.storages = path, storages
+
+    def find_class(self, module, name):
+        if self.storages is not None:  # only the state dict itself holds tensors
+            if module == "torch._utils" and name == "_rebuild_tensor_v2":
+                return lambda key, offset, size, stride, *rest: _Tensor(key, offset, size, stride)
+            if module == "collections" and name == "OrderedDict":
+                return OrderedDict
+            if module == "torch" and name in _DTYPES:
+                return name
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in {self.path}")
+
+    def persistent_load(self, pid):
+        if self.storages is None:
+            raise pickle.UnpicklingError(f"unexpected storage reference in {self.path}")
+        _, storage_type, key, _location, _size = pid[:5]
+        self.storages[key] = storage_type
+        return key
+
+
 def read_torch_legacy(path: str | Path) -> "OrderedDict[str, np.ndarray]":
-    """Read a state dict saved by torch < 1.6 (the legacy, non-zip format) into numpy arrays."""
+    """Read a state dict saved by torch < 1.6 (the legacy, non-zip format) into numpy arrays.
+
+    The file is five pickles and the raw storages; each pickle is read by a restricted
+    unpickler that refuses any class but a tensor's and an OrderedDict.
+    """
     with open(path, "rb") as fh:
-        if pickle.load(fh) != 0x1950A86A20F9469CFC6C:  # torch's legacy magic number
+        if _RestrictedUnpickler(fh, path).load() != 0x1950A86A20F9469CFC6C:  # torch's legacy magic number
             raise ValueError(f"{path}: not a legacy torch file")
-        pickle.load(fh)  # protocol version
-        pickle.load(fh)  # system info
+        _RestrictedUnpickler(fh, path).load()  # protocol version
+        _RestrictedUnpickler(fh, path).load()  # system info
         storages: dict[str, str] = {}
-
-        class _Tensor:
-            def __init__(self, key, offset, size, stride):
-                self.key, self.offset, self.size, self.stride = key, offset, tuple(size), tuple(stride)
-
-        class _Unpickler(pickle.Unpickler):
-            def find_class(self, module, name):
-                if module == "torch._utils" and name == "_rebuild_tensor_v2":
-                    return lambda key, offset, size, stride, *rest: _Tensor(key, offset, size, stride)
-                if module == "collections" and name == "OrderedDict":
-                    return OrderedDict
-                if module == "torch" and name in _DTYPES:
-                    return name
-                raise pickle.UnpicklingError(f"unexpected object {module}.{name} in {path}")
-
-            def persistent_load(self, pid):
-                _, storage_type, key, _location, _size = pid[:5]
-                storages[key] = storage_type
-                return key
-
-        state = _Unpickler(fh).load()
-        keys = pickle.load(fh)
+        state = _RestrictedUnpickler(fh, path, storages).load()
+        keys = _RestrictedUnpickler(fh, path).load()
         data = {}
         for key in keys:
             count = int.from_bytes(fh.read(8), "little")
@@ -156,8 +175,8 @@ def imagenet_weights_file(cache: Path) -> Path:
     copied = port_weights(model, read_torch_legacy(torch_weights_path()))
     if copied != len(model.weights):
         raise RuntimeError(f"ported {copied} of {len(model.weights)} Lite0 tensors")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(".tmp-" + target.name)
-    model.save_weights(tmp)
-    tmp.replace(target)
+    from ._io import atomic_path
+
+    with atomic_path(target) as tmp:  # a killed port leaves no partial file, and no stale one
+        model.save_weights(tmp)
     return target

@@ -266,7 +266,10 @@ def method_folders(method: str = "lime") -> tuple[str, str]:
 
 
 def _class_file(run_dir: Path, network: str, fold: int, expression: str, method: str = "lime") -> Path:
-    return Path(run_dir) / method_folders(method)[0] / network / f"fold{fold}" / f"{expression}.npz"
+    from ._io import inside
+
+    # Inside the run, even if a folder of it is a symbolic link to elsewhere.
+    return inside(run_dir, method_folders(method)[0], network, f"fold{int(fold)}", f"{expression}.npz")
 
 
 def _explain_key(metrics: dict, settings: LimeSettings, per_class: int, seed: int, method: str = "lime",
@@ -342,8 +345,10 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     from .models import load_trained
 
     expressions = list(section("paper")["expressions"])
+    from .training import read_metrics
+
     model_dir = Path(run_dir) / "models" / network / f"fold{fold}"
-    metrics = json.loads((model_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir, model_dir / "metrics.json")
     options = dict(prof.get("explain") or {})
     settings = LimeSettings.from_profile(options)
     per_class, seed = int(options.get("images_per_class", 100)), int(options.get("seed", 0))
@@ -363,6 +368,10 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     index = {i: n for n, i in enumerate(data.table.id.astype(str))}
     rows_all = np.concatenate([r for r in todo.values()]).astype(int)
     ids = predictions.id.to_numpy()[rows_all]
+    unknown = [i for i in ids if i not in index]
+    if unknown:
+        raise FermapError(f"{model_dir / 'predictions.csv'}: image id(s) {', '.join(map(str, unknown[:5]))} "
+                          "are not in the run's dataset")
     positions = np.array([index[i] for i in ids], dtype=int)
     images = resize_images(data.images[positions], size).astype(np.float32)
     marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
@@ -412,9 +421,13 @@ def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: 
 
     run_dir = Path(run_dir)
     folders = method_folders(method)
+    from ._io import inside
+
+    for folder in folders:  # before any work: a folder linked out of the run is refused
+        inside(run_dir, folder)
     prof = prof or read_profile(run_dir)
     trained = load_results(run_dir)
-    data = load_dataset(run_dir / "data")
+    data = load_dataset(inside(run_dir, "data"))
     options = prof.get("explain") or {}
     per_class = int(options.get("images_per_class", 100))
     if method == "extremal":

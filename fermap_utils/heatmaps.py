@@ -88,6 +88,16 @@ def load_heatmap(path: str | os.PathLike, require_contrast: bool = True) -> np.n
     return image
 
 
+def _warn_other_expressions(directory: Path, paths: list[Path], expressions) -> None:
+    """Say which heatmap files were left out for naming an expression outside the six."""
+    if paths:
+        import warnings
+
+        names = ", ".join(p.name for p in paths[:5]) + (f" (and {len(paths) - 5} more)" if len(paths) > 5 else "")
+        warnings.warn(f"{directory}: ignored {len(paths)} heatmap(s) of an expression outside "
+                      f"{', '.join(expressions)}: {names}", RuntimeWarning, stacklevel=3)
+
+
 def _require_dir(directory: Path) -> Path:
     directory = Path(directory)
     if not directory.is_dir():
@@ -111,10 +121,14 @@ def load_fold_heatmaps(
     """
     directory = _require_dir(Path(directory))
     found: dict[tuple[str, int, str], Path] = {}
+    others = []
     for path in sorted(directory.iterdir()):
         m = _BY_CV.match(path.name)
-        if m:
+        if m and m["expr"] not in expressions:
+            others.append(path)
+        elif m:
             found[(m["net"], int(m["fold"]), m["expr"])] = path
+    _warn_other_expressions(directory, others, expressions)
     if not found:
         raise FermapError(f"{directory}: no heatmaps named {{Net}}_CV{{k}}_{{Expression}}_heatmap.png")
     nets = sorted({k[0] for k in found})
@@ -144,10 +158,15 @@ def load_network_heatmaps(
     """
     directory = _require_dir(Path(directory))
     found: dict[tuple[str, str], Path] = {}
+    others = []
     for path in sorted(directory.iterdir()):
         m = _BY_NET.match(path.name)
         if m and not _BY_CV.match(path.name):
-            found[(m["net"], m["expr"])] = path
+            if m["expr"] in expressions:
+                found[(m["net"], m["expr"])] = path
+            else:
+                others.append(path)
+    _warn_other_expressions(directory, others, expressions)
     if not found:
         raise FermapError(f"{directory}: no heatmaps named {{Net}}_{{Expression}}_heatmap.png")
     nets = sorted({k[0] for k in found})
@@ -202,6 +221,10 @@ def similarity_folder(directory: str | os.PathLike) -> tuple["pd.DataFrame", dic
 
     exprs = list(paper()["expressions"])
     maps = load_network_heatmaps(directory, exprs)
+    nets = sorted({n for n, _ in maps})
+    if len(nets) < 2:
+        raise FermapError(f"{directory}: clustering needs at least two networks; found {len(nets)} "
+                          f"({', '.join(nets)})")
     rows, matrices = [], {}
     for e in exprs:
         dist = distance_matrix({display_name(n): h for (n, ex), h in maps.items() if ex == e})
@@ -227,12 +250,20 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame",
 
     from ._io import atomic_path
 
-    out = Path(run_dir) / folders[1]
-    for folder in ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total"):
-        shutil.rmtree(out / folder, ignore_errors=True)  # cheap to redo; no stale map may survive
+    from ._io import inside
+
+    # A run folder may come from someone else: nothing is deleted or written outside it, even
+    # through a symbolic link (inside() refuses in one line before anything is touched).
+    out = inside(run_dir, folders[1])
+    targets = [inside(run_dir, folders[1], folder) for folder in ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total")]
+    for target in targets:  # cheap to redo; no stale map may survive
+        if target.is_symlink():
+            target.unlink()  # the link, never what it points to
+        elif target.exists():
+            shutil.rmtree(target)
     sums: dict[tuple[str, int, str], tuple[np.ndarray, int]] = {}
     for row in counts.itertuples():
-        path = Path(run_dir) / folders[0] / row.network / f"fold{row.fold}" / f"{row.expression}.npz"
+        path = inside(run_dir, folders[0], row.network, f"fold{int(row.fold)}", f"{row.expression}.npz")
         with np.load(path) as f:
             sums[(row.network, int(row.fold), row.expression)] = (f["sum"], int(f["count"]))
     missing = []

@@ -170,6 +170,19 @@ def _fer2013():
     return keras.Model(inputs, outputs, name="FER2013")
 
 
+def prepare_weights(name: str, imagenet: bool = True) -> None:
+    """Fetch or port a network's pre-trained weights into the cache now, if it uses any.
+
+    Porting builds a throwaway model, which draws from the random state: a caller that seeds
+    the model it builds (:func:`fermap_utils.training.seed_training`) calls this first.
+    """
+    s = spec(name)
+    if imagenet and s.get("lite") and s.get("weights") == "ported":
+        from . import efficientnet_lite as lite
+
+        lite.imagenet_weights_file(cache_dir())
+
+
 def build_network(name: str, size: int | None = None, imagenet: bool = True,
                   weights_file: str | None = None) -> BuiltNetwork:
     """Build a registered network.
@@ -218,7 +231,9 @@ def load_trained(run_dir: str | os.PathLike, name: str, fold: int):
 
     if spec(name).get("fixed"):
         return build_network(name).model
-    path = Path(run_dir) / "models" / name / f"fold{int(fold)}" / "model.keras"
+    from ._io import inside
+
+    path = inside(run_dir, "models", name, f"fold{int(fold)}", "model.keras")
     if not path.is_file():
         raise FermapError(f"{path}: no trained model (run fermap train first)")
     return keras.models.load_model(path, compile=False)

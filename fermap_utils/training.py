@@ -23,16 +23,24 @@ from .augment import random_augment
 from .config import section
 from .data import Dataset, load_dataset, resize_images, scale_landmarks
 from .errors import FermapError
-from .models import build_network, spec
+from .models import build_network, prepare_weights, spec
 
 
-def profile(name: str, overrides: dict | None = None) -> dict:
-    """A run profile from the configuration, with overrides applied (``-p name value``)."""
+def profile(name: str, overrides: dict | None = None, validate: bool = True) -> dict:
+    """A run profile from the configuration, with overrides applied (``-p name value``).
+
+    With ``validate`` (the default) it is checked against the profile schema
+    (:func:`fermap_utils.run.validate_profile`): a bad key or value is one line.
+    """
     profiles = section("profiles")
     if name not in profiles:
         raise FermapError(f"unknown profile {name!r}; known: {', '.join(profiles)}")
     merged = apply_overrides(profiles[name], overrides or {})
     merged["name"] = name
+    if validate:
+        from .run import validate_profile
+
+        validate_profile(merged, f"profile {name}")
     return merged
 
 
@@ -44,6 +52,8 @@ def apply_overrides(prof: dict, overrides: dict) -> dict:
         *parents, leaf = key.split(".")
         for p in parents:
             target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise FermapError(f"-p {key}: {p!r} is not a mapping here, it holds {target!r}")
         target[leaf] = value
     return merged
 
@@ -142,6 +152,25 @@ def set_bn_momentum(model, momentum: float) -> int:
     return count
 
 
+def seed_of(prof: dict, fold: int) -> int:
+    """The seed of one (network, fold)'s training: the profile's seed and the fold, nothing else."""
+    return int(prof.get("seed", 0)) * 1000 + int(fold)
+
+
+def seed_training(seed: int) -> None:
+    """Reset every random stream a training draws from (Python, NumPy, TensorFlow, Keras' global
+    seed generator) to ``seed``, and make TensorFlow's ops deterministic.
+
+    Called right before a trainable model is built, so a (network, fold) gives the same model
+    whatever ran before it in the process and whatever the cache held.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()  # reductions on several threads in a fixed order
+
+
 def confusion(true: np.ndarray, pred: np.ndarray, n: int = 6) -> np.ndarray:
     """Confusion matrix, rows = true class, columns = predicted class."""
     out = np.zeros((n, n), dtype=int)
@@ -157,10 +186,14 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
     expressions = list(section("paper")["expressions"])
     seed = int(prof.get("seed", 0))
     fold = int(fold)
-    keras.utils.set_random_seed(seed * 1000 + fold)
+    imagenet = prof.get("imagenet", True)
+    # Porting ImageNet weights (first use, empty cache) builds a throwaway model that draws from
+    # the random state: do it first, then seed, so the model depends on its settings alone.
+    prepare_weights(name, imagenet)
+    seed_training(seed_of(prof, fold))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        built = build_network(name, size=size_for(name, prof), imagenet=prof.get("imagenet", True))
+        built = build_network(name, size=size_for(name, prof), imagenet=imagenet)
     notes = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     for note in notes:
         warnings.warn(note, RuntimeWarning, stacklevel=2)
@@ -241,7 +274,12 @@ def train_run(run_dir: str | os.PathLike, prof: dict, progress: bool = True) -> 
         raise FermapError(f"{data_dir}: no dataset; build it first (fermap data build ... --out {data_dir})")
     data = load_dataset(data_dir)
     key = data_key(data_dir)
-    folds = profile_folds(prof, sorted(data.table.fold.unique()))
+    available = sorted(int(f) for f in data.table.fold.unique())
+    folds = profile_folds(prof, available)
+    absent = [f for f in folds if f not in available]
+    if absent:
+        raise FermapError(f"profile {prof.get('name')}: key 'folds' = {prof.get('folds')!r}: no fold "
+                          f"{', '.join(map(str, absent))} in {data_dir}; its folds: {', '.join(map(str, available))}")
     jobs = [(n, int(f)) for n in profile_networks(prof) for f in folds]
     rows = []
     with tqdm(jobs, desc="training", unit="run", disable=not progress) as bar:
@@ -269,9 +307,34 @@ def accuracy_table(rows: list[dict], full: bool = False) -> pd.DataFrame:
     return table if full else table[cols]
 
 
+def read_metrics(run_dir: str | os.PathLike, path: str | os.PathLike) -> dict:
+    """One ``metrics.json`` of a run, checked: it lies inside the run, names a registered network
+    and the folder it is in (``models/<network>/fold<k>``), with a plausible input size.
+
+    A run folder may come from someone else; its names become paths, so they are checked first.
+    """
+    from ._io import inside
+    from .models import registry
+
+    path = inside(run_dir, Path(path).relative_to(run_dir))
+    try:
+        m = json.loads(path.read_text())
+        network, fold, size = m["network"], m["fold"], m["input_size"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise FermapError(f"{path}: not a fermap metrics file ({type(exc).__name__}: {exc})") from None
+    if network not in registry() or path.parent.parent.name != network:
+        raise FermapError(f"{path}: network {network!r} is not the registered network of its folder "
+                          f"({path.parent.parent.name})")
+    if not isinstance(fold, int) or path.parent.name != f"fold{fold}":
+        raise FermapError(f"{path}: fold {fold!r} is not its folder's ({path.parent.name})")
+    if not isinstance(size, int) or not 16 <= size <= 1024:
+        raise FermapError(f"{path}: input_size {size!r} is not allowed; expected an integer from 16 to 1024")
+    return m
+
+
 def load_results(run_dir: str | os.PathLike, full: bool = False) -> pd.DataFrame:
     """The accuracy table of a run, from its ``metrics.json`` files, in the profile's network order."""
-    rows = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("models/*/fold*/metrics.json"))]
+    rows = [read_metrics(run_dir, p) for p in sorted(Path(run_dir).glob("models/*/fold*/metrics.json"))]
     if not rows:
         raise FermapError(f"{run_dir}: no trained networks (run fermap train first)")
     order = {}

@@ -38,7 +38,7 @@ def test_ckplus(tmp_path, face_png):
     kept, dropped = _records(D.read_ckplus(tmp_path))
     assert [(r.subject, r.expression, r.path.endswith(f"_{n:08d}.png")) for r, n in zip(kept, (4, 5))] == \
         [("S005", "Disgust", True), ("S011", "Surprise", True)]  # the peak (labelled) frame
-    assert kept[0].landmarks.shape == (68, 2) and kept[1].landmarks is None
+    assert D.read_landmarks_txt(kept[0].landmarks).shape == (68, 2) and kept[1].landmarks is None
     assert sorted(d.reason for d in dropped) == ["label not among the six (CK+ code 0)", "label not among the six (CK+ code 2)"]
 
 
