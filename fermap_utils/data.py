@@ -379,13 +379,14 @@ def build_dataset(
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}images.", dir=out))
     try:
-        return _build_into(records, out, staging, dropped, size, folds, seed, synthetic, description, progress)
+        return _build_into(records, out, staging, dropped, size, folds, seed, synthetic, description, progress,
+                           align)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _build_into(records, out: Path, staging: Path, dropped, size, folds, seed, synthetic, description,
-                progress) -> dict:
+                progress, align: bool) -> dict:
     import shutil
 
     from tqdm.auto import tqdm

@@ -653,7 +653,7 @@ def build_default(out: str | os.PathLike, progress: bool = True, identities: int
         summary = json.loads(summary_path.read_text())
         if summary.get("source_key") == key:
             return summary
-    for stale in ("images", "truth", "planted"):  # a rebuild never keeps another set's files
+    for stale in ("truth", "planted"):  # a rebuild never keeps another set's truth (build_dataset replaces images)
         shutil.rmtree(out / stale, ignore_errors=True)
     manifest = generate(progress=progress, identities=identities, **overrides)
     records, dropped = split_records(read_manifest(manifest))
