@@ -291,6 +291,7 @@ window.addEventListener('load', () => setTimeout(() => {
 }, 1500));
 </script>
 """
+_ABSOLUTE = re.compile(r"(?<![\w./:%-])(/[\w.-]+)(?:/[\w.-]+)+")
 _WARNING = re.compile(r"\b\w*Warning: |\bwarnings\.warn\(|^\s*WARNING[: ]|W0000 ", re.M)
 
 
@@ -353,11 +354,12 @@ def page_problems(name: str, html: str, dom: str, probe: dict, paths: list[str])
         One line per problem.
     """
     problems = []
-    for path in paths:
-        hit = re.search(r"(?<![\w./-])" + re.escape(path) + r"(?![\w.-])", html + dom)
-        if hit:
-            problems.append(f"{name}: shows a path of the build machine ({path})")
-            break
+    text = html + dom
+    # This machine's own folders, and any absolute path whose top folder exists here (/work/..., /tmp/...)
+    found = [p for p in paths if re.search(r"(?<![\w./:%-])" + re.escape(p) + r"(?![\w.-])", text)]
+    found += [m.group(0) for m in _ABSOLUTE.finditer(text) if Path(m.group(1)).is_dir()]
+    if found:
+        problems.append(f"{name}: shows a path of the build machine ({found[0]})")
     if "site-packages" in html:
         problems.append(f"{name}: shows a site-packages path")
     warned = [m.group(0).strip() for text in probe.get("outputs", []) for m in [_WARNING.search(text)] if m]
@@ -450,6 +452,10 @@ def check_book(html_dir: str | os.PathLike, chapters: list[str] | None = None,
                 problems.append(f"{name}: not rendered ({page} missing)")
                 continue
             html = page.read_text(errors="replace")
+            redirect = re.search(r'http-equiv="refresh"\s+content="\d+;\s*url=([^"]+)"', html, re.I)
+            if redirect and (page.parent / redirect.group(1)).is_file():  # jupyter-book's index.html
+                page = (page.parent / redirect.group(1)).resolve()
+                html = page.read_text(errors="replace")
             # A copy beside the page (same relative links) that reports its own layout once loaded.
             probe_page = page.with_name(f".fermap-check-{page.name}")
             probe_page.write_text(re.sub(r"</body>", lambda m: _PROBE + m.group(0), html, count=1, flags=re.I)

@@ -109,13 +109,29 @@ def _package_fingerprint() -> str:
 
 
 def chapter_parameters(prof: dict, run_dir: Path) -> dict:
-    """What papermill injects into every chapter: the run, its profile, and static widget fallbacks.
-
-    The run folder is given relative to the chapters' folder (``notebooks/``, where they execute), so
-    no path of the machine that ran them is written into the book.
-    """
-    return {"run_dir": os.path.relpath(Path(run_dir).resolve(), project_root() / "notebooks"), "profile": prof["name"],
+    """What papermill injects into every chapter: the run, its profile, and static widget fallbacks."""
+    return {"run_dir": str(Path(run_dir).resolve()), "profile": prof["name"],
             "reference": str(project_root().parent / "shared" / "reference"), "live_widgets": False}
+
+
+def relative_paths(params: dict, folder: str | os.PathLike) -> dict:
+    """Parameters with every absolute path made relative to ``folder``, where the chapters execute.
+
+    The executed notebooks, and so the book, then show no path of the machine that ran them.
+
+    Parameters
+    ----------
+    params : dict
+        Chapter parameters (:func:`chapter_parameters`).
+    folder : path
+        The chapters' working folder.
+
+    Returns
+    -------
+    dict
+        The same parameters; absolute path strings replaced by relative ones.
+    """
+    return {k: os.path.relpath(v, folder) if isinstance(v, str) and os.path.isabs(v) else v for k, v in params.items()}
 
 
 def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: list[str] | None = None,
@@ -152,7 +168,7 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
     unknown = [n for n in names if n not in book["chapters"]]
     if unknown:
         raise FermapError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(book['chapters'])}")
-    params = chapter_parameters(prof, run_dir)
+    params = relative_paths(chapter_parameters(prof, run_dir), root / "notebooks")
     # The stamps live beside the executed notebooks: another profile writing there changes the
     # parameters in the key, so its chapters never pass for this one's.
     stamps_file = out_dir / ".fermap_stamps.json"
@@ -184,7 +200,7 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
             if failed_copy:
                 target.write_bytes(failed_copy)
             raise FermapError(f"chapter {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0]} "
-                              f"(the kernel stopped; out of memory?)") from None
+                              f"(the kernel stopped: a crash or out of memory)") from None
         stamps[name] = key
         with atomic_path(stamps_file) as tmp:
             tmp.write_text(json.dumps(stamps, indent=1))

@@ -210,11 +210,14 @@ def test_mathjax_renders_an_equation_offline(tmp_path):
 
 # ---------------------------------------------------------------- what the chapters call
 
-def test_chapter_parameters_name_the_run_relative_to_the_chapters(tmp_path):
-    params = R.chapter_parameters(R.load_profile("smoke"), ROOT / "runs" / "smoke")
-    assert params["run_dir"] == "../runs/smoke" and params["live_widgets"] is False
-    far = R.chapter_parameters(R.load_profile("smoke"), tmp_path / "run")["run_dir"]
-    assert not Path(far).is_absolute() and (ROOT / "notebooks" / far).resolve() == (tmp_path / "run").resolve()
+def test_chapters_get_paths_relative_to_their_folder(tmp_path):
+    notebooks = ROOT / "notebooks"
+    params = R.relative_paths(R.chapter_parameters(R.load_profile("smoke"), ROOT / "runs" / "smoke"), notebooks)
+    assert params["run_dir"] == "../runs/smoke" and params["profile"] == "smoke" and params["live_widgets"] is False
+    assert not Path(params["reference"]).is_absolute()
+    far = R.relative_paths({"run_dir": str(tmp_path / "run"), "n": 3}, notebooks)
+    assert not Path(far["run_dir"]).is_absolute() and far["n"] == 3
+    assert (notebooks / far["run_dir"]).resolve() == (tmp_path / "run").resolve()
 
 
 def test_finish_chapter_hides_parameters_and_captions_figures():
