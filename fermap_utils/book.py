@@ -150,10 +150,11 @@ def finish_chapter(nb, name: str):
     """An executed chapter made ready for the book: parameter cells hidden, figures captioned.
 
     papermill's injected cell (tag ``injected-parameters``) and the ``parameters`` cell get
-    ``remove-cell``, which jupyter-book removes from the page. A figure's alt text and caption, which
-    :func:`setup_chapter` puts in its output's metadata, move to its cell's ``mystnb`` metadata, where
-    myst-nb reads them: a numbered figure with its caption and alt text. A cell that sets its own
-    ``mystnb`` figure or image options keeps them.
+    ``remove-cell``, which jupyter-book removes from the page. Each figure whose alt text and caption
+    :func:`setup_chapter` put in its output's metadata becomes a numbered figure: myst-nb reads them
+    from the cell's ``mystnb`` metadata and applies them to every output of a cell, so a figure that
+    shares its cell with other outputs moves to a cell of its own (input removed), in place. A cell
+    that sets its own ``mystnb`` figure or image options keeps them.
 
     Parameters
     ----------
@@ -167,24 +168,44 @@ def finish_chapter(nb, name: str):
     nbformat.NotebookNode
         ``nb``.
     """
-    figures = 0
+    import nbformat
+
+    def described(output) -> dict | None:
+        meta = output.get("metadata", {}).get("image/png", {})
+        return meta if "image/png" in output.get("data", {}) and meta.get("alt") else None
+
+    def outputs_only(outputs) -> "nbformat.NotebookNode":
+        cell = nbformat.v4.new_code_cell("", metadata={"tags": ["remove-input"]})
+        cell.outputs = outputs
+        return cell
+
+    cells, figures = [], 0
     for cell in nb.cells:
-        tags = cell.metadata.setdefault("tags", [])
+        tags = cell.metadata.get("tags", [])
         if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
-            tags.append("remove-cell")
-        if not tags:
-            del cell.metadata["tags"]
-        described = [o.get("metadata", {}).get("image/png", {}) for o in cell.get("outputs", [])
-                     if "image/png" in o.get("data", {})]
-        described = [d for d in described if d.get("alt")]
-        mystnb = cell.metadata.get("mystnb", {})
-        if not described or "image" in mystnb or "figure" in mystnb:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        own = {"image", "figure"} & set(cell.metadata.get("mystnb", {}))
+        if cell.cell_type != "code" or own or not any(described(o) for o in cell.outputs):
+            cells.append(cell)
             continue
-        figures += 1
-        mystnb["image"] = {"alt": " ".join(d["alt"] for d in described)}
-        if len(described) == 1:  # one label per figure: a cell with several shows them uncaptioned
-            mystnb["figure"] = {"caption": described[0]["caption"], "name": f"{name}-fig-{figures}"}
-        cell.metadata["mystnb"] = mystnb
+        outputs, cell.outputs, current = list(cell.outputs), [], cell
+        cells.append(cell)
+        for output in outputs:
+            meta = described(output)
+            if meta is None:
+                current.outputs.append(output)
+                continue
+            figures += 1
+            # the figure: in the cell itself while that shows nothing yet, else in a cell of its own
+            figure = current if current is cell and not cell.outputs else outputs_only([])
+            figure.outputs.append(output)
+            figure.metadata["mystnb"] = {"image": {"alt": meta["alt"]},
+                                         "figure": {"caption": meta["caption"], "name": f"{name}-fig-{figures}"}}
+            if figure is not cell:
+                cells.append(figure)
+            current = outputs_only([])  # what follows the figure is not part of it
+            cells.append(current)
+    nb.cells = [c for c in cells if c.cell_type != "code" or c.source or c.outputs]
     return nb
 
 

@@ -221,23 +221,36 @@ def test_chapters_get_paths_relative_to_their_folder(tmp_path):
 
 
 def test_finish_chapter_hides_parameters_and_captions_figures():
+    def image(alt, caption):
+        return nbformat.v4.new_output("display_data", data={"image/png": "AAAA", "text/plain": "<Figure>"},
+                                      metadata={"image/png": {"alt": alt, "caption": caption}})
+
+    def table(text):
+        return nbformat.v4.new_output("display_data", data={"text/html": text})
+
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("run_dir = 'x'", metadata={"tags": ["injected-parameters"]})
-    figure = nbformat.v4.new_code_cell("fig = plots.heatmap_grid(...)")
-    figure.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "AAAA", "text/plain": "<Figure>"},
-                                             metadata={"image/png": {"alt": "Heatmaps. Panels: Anger",
-                                                                     "caption": "Heatmaps (SYNTHETIC)"}})]
+    alone = nbformat.v4.new_code_cell("fig = plots.heatmap_grid(...)")
+    alone.outputs = [image("Heatmaps. Panels: Anger", "Heatmaps (SYNTHETIC)")]
+    mixed = nbformat.v4.new_code_cell("display(t); fig = ...; display(u); fig2 = ...")
+    mixed.outputs = [table("<table>t</table>"), image("A", "first"), table("<table>u</table>"), image("B", "second")]
     own = nbformat.v4.new_code_cell("fig", metadata={"mystnb": {"figure": {"caption": "mine"}}})
-    own.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "AAAA"},
-                                          metadata={"image/png": {"alt": "x", "caption": "y"}})]
+    own.outputs = [image("x", "y")]
     plain = nbformat.v4.new_code_cell("1 + 1")
-    nb.cells = [params, figure, own, plain]
+    nb.cells = [params, alone, mixed, own, plain]
     B.finish_chapter(nb, "05_heatmaps")
     assert params.metadata.tags == ["injected-parameters", "remove-cell"]
-    assert figure.metadata.mystnb == {"image": {"alt": "Heatmaps. Panels: Anger"},
-                                      "figure": {"caption": "Heatmaps (SYNTHETIC)", "name": "05_heatmaps-fig-1"}}
-    assert own.metadata.mystnb == {"figure": {"caption": "mine"}}  # a cell's own caption is kept
-    assert "mystnb" not in plain.metadata and "tags" not in plain.metadata
+    assert nb.cells[1] is alone and alone.metadata.mystnb == {
+        "image": {"alt": "Heatmaps. Panels: Anger"}, "figure": {"caption": "Heatmaps (SYNTHETIC)", "name": "05_heatmaps-fig-1"}}
+    # a figure never shares a cell (and so its caption) with a table; the order of outputs is kept
+    assert nb.cells[2] is mixed and [o.data.get("text/html") for o in mixed.outputs] == ["<table>t</table>"]
+    split = nb.cells[3:6]  # no empty cell is left behind the last figure
+    assert [c.source for c in split] == ["", "", ""] and all(c.metadata.tags == ["remove-input"] for c in split)
+    assert [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in split] == [
+        "05_heatmaps-fig-2", None, "05_heatmaps-fig-3"]
+    assert split[0].metadata.mystnb["image"] == {"alt": "A"} and split[1].outputs[0].data["text/html"] == "<table>u</table>"
+    assert nb.cells[6] is own and own.metadata.mystnb == {"figure": {"caption": "mine"}}  # its own caption is kept
+    assert nb.cells[7] is plain and "mystnb" not in plain.metadata and len(nb.cells) == 8
 
 
 def test_show_table_rounds_puts_average_last_and_hides_a_default_index():
