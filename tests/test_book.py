@@ -285,3 +285,37 @@ def test_network_labels_mark_networks_trained_from_scratch():
     assert plots.network_labels(results) == {
         "MobileNetV3": "MobileNetV3 (from scratch)", "EfficientNetLite0": "EfficientNetLite0", "WeiNet": "WeiNet",
         "FER2013": "FER2013", "EfficientNetLite0Scratch": "EfficientNetLite0Scratch"}
+
+
+LEAKS = """
+import warnings
+from fermap_utils import book
+book.quiet_libraries(book={book})
+import tqdm.auto
+warnings.warn("a library's UserWarning")
+import keras
+from keras.src.utils import io_utils
+io_utils.print_msg("Downloading data from https://storage.googleapis.com/weights.h5")
+import tensorflow as tf
+tf.get_logger().warning("5 out of the last 5 calls triggered tf.function retracing")
+list(tqdm.auto.tqdm(range(3), desc="images explained"))
+print("END")
+"""
+
+
+@pytest.mark.parametrize("in_book", [True, False])
+def test_quiet_libraries_keeps_library_chatter_out_of_the_book(in_book):
+    """In the book no warning, Keras download note, TensorFlow log or progress bar reaches the output;
+    live (JupyterLab) they all still show."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LEAKS.format(book=in_book)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = done.stdout + done.stderr
+    leaks = ["UserWarning", "Downloading data from", "retracing", "images explained"]
+    if in_book:
+        assert done.stdout == "END\n" and not [s for s in leaks if s in said], said[-2000:]
+    else:
+        assert all(s in said for s in leaks), said[-2000:]
