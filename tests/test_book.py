@@ -148,7 +148,7 @@ def test_the_browser_check_finds_a_path_of_the_build_machine(tmp_path):
 
 @needs_chromium
 def test_the_browser_check_finds_a_python_warning(tmp_path):
-    warned = ('<div class="cell_output"><pre class="stderr">/opt/lib/keras/layer.py:12: UserWarning: '
+    warned = ('<div class="cell_output"><pre class="stderr">keras/src/layers/layer.py:12: UserWarning: '
               'Do not pass an input_shape</pre></div>')
     problems = _check(tmp_path, warned)
     assert len(problems) == 1 and "an output shows a warning (UserWarning:" in problems[0]
