@@ -1,4 +1,5 @@
-"""The book: one setup call for every chapter, tables for reading, the HTML build and its browser check.
+"""The book: one setup call for every chapter, executed chapters finished for the page, the HTML build
+and its browser check.
 
 ``fermap run`` executes the chapters (:mod:`fermap_utils.run`); this module makes what they show
 read cleanly offline, builds the HTML with jupyter-book 1.x and checks it in headless Chromium.
@@ -29,7 +30,7 @@ MATHJAX_STATIC = Path("book") / "_static" / "mathjax"
 def quiet_libraries(book: bool = True) -> None:
     """Silence what libraries write to a chapter's outputs that is not meant for its reader.
 
-    Always: deprecation and future warnings, TensorFlow's C++ banner. In the built book
+    Always: deprecation and future warnings, TensorFlow's C++ log. In the built book
     (``book=True``) also every other Python warning, the TensorFlow, absl and Keras logs (retracing
     notes, "Downloading data from ...") and progress bars, which would be widget state or streams of
     carriage returns. What fermap means the reader to see, a chapter prints deliberately.
@@ -82,8 +83,8 @@ def quiet_libraries(book: bool = True) -> None:
 def _figure_png(fig) -> tuple[str, dict]:
     """A figure as PNG with its alt text and caption in the output's metadata (the runner moves them
     to the cell, where myst-nb reads them)."""
-    from matplotlib_inline.backend_inline import InlineBackend
     from IPython.core.pylabtools import print_figure
+    from matplotlib_inline.backend_inline import InlineBackend
 
     from .plots import describe_figure
 
