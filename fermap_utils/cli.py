@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_book(args: argparse.Namespace) -> None:
     """Build the HTML book from the executed chapters (jupyter-book 1.x, no execution)."""
-    from .run import build_book, check_book
+    from .book import build_book, check_book
 
     html = build_book()
     print(f"book -> {html}/index.html")

@@ -1,4 +1,9 @@
-"""Figures the book and the CLI share: heatmaps over masks, dendrograms."""
+"""Figures the book and the CLI share: heatmaps over masks, dendrograms.
+
+Every figure takes a ``title`` that says where its data come from (the chapter's source: SYNTHETIC
+data or the authors' real heatmaps); heatmaps carry a colour bar; a network trained from scratch is
+labelled so wherever it is drawn beside a pre-trained one (:func:`network_labels`).
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -8,6 +13,63 @@ from scipy.cluster.hierarchy import dendrogram
 
 from .metrics import average_linkage, binarize
 
+
+def describe_figure(fig: plt.Figure) -> tuple[str, str]:
+    """A figure's caption and alt text, read from its titles.
+
+    Parameters
+    ----------
+    fig : Figure
+        A figure whose suptitle (or single axes title) says what it shows.
+
+    Returns
+    -------
+    caption : str
+        The suptitle; else the titles of its axes.
+    alt : str
+        The caption and the titles of its panels, for a reader who cannot see the image.
+    """
+    panels = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel() and ax.get_label() != "<colorbar>"]
+    suptitle = fig.get_suptitle()
+    caption = " ".join(suptitle.split()) or "; ".join(dict.fromkeys(panels)) or "Figure"
+    alt = caption
+    listed = [t for t in dict.fromkeys(panels + labels) if t not in caption]
+    if listed:
+        alt += ". Panels: " + ", ".join(" ".join(t.split()) for t in listed[:24]) + ("..." if len(listed) > 24 else "")
+    return caption, alt
+
+
+def network_labels(results: pd.DataFrame) -> dict[str, str]:
+    """Each network's name as the book draws it: ``(from scratch)`` when it had no pre-training.
+
+    Parameters
+    ----------
+    results : DataFrame
+        A run's accuracy table (:func:`fermap_utils.training.load_results`): ``network``,
+        ``pretrained``, ``weights``.
+
+    Returns
+    -------
+    dict
+        Network name to label. A network the paper also trained from scratch, or a fixed one
+        (FER2013), keeps its name.
+    """
+    labels = {}
+    for net, g in results.groupby("network", sort=False):
+        cold = (~g.pretrained.astype(bool)).all() and g.weights.str.startswith("none").all() \
+            and not g.weights.str.contains("as in the paper").any() and not net.endswith("Scratch")
+        labels[net] = f"{net} (from scratch)" if cold else net
+    return labels
+
+
+def _colorbar(fig: plt.Figure, image, axes, label: str = "relevance") -> None:
+    """One colour bar for heatmap panels that share a scale."""
+    bar = fig.colorbar(image, ax=axes, fraction=0.025, pad=0.02)
+    bar.set_label(label, fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+
+
 def heatmaps_with_masks(
     heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray], title: str = "", otsu: bool = True
 ) -> plt.Figure:
@@ -16,8 +78,9 @@ def heatmaps_with_masks(
 
     n = len(heatmaps)
     fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 3.3), squeeze=False)
+    shown = None
     for ax, (expr, hm) in zip(axes[0], heatmaps.items()):
-        ax.imshow(hm, cmap="jet", vmin=0, vmax=255 if hm.dtype == np.uint8 else 1)
+        shown = ax.imshow(hm, cmap="jet", vmin=0, vmax=255 if hm.dtype == np.uint8 else 1)
         contours, _ = cv2.findContours(masks[expr].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         for c in contours:
             ax.plot(c[:, 0, 0], c[:, 0, 1], color="white", lw=1.5)
@@ -28,9 +91,11 @@ def heatmaps_with_masks(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if shown is not None:
+        _colorbar(fig, shown, axes[0].tolist())
     return fig
 
-def dendrograms(matrices: dict[str, pd.DataFrame]) -> plt.Figure:
+def dendrograms(matrices: dict[str, pd.DataFrame], title: str = "") -> plt.Figure:
     """One average-linkage dendrogram of 1 - NCC distances per expression, in one figure."""
     n = len(matrices)
     cols = min(3, n)
@@ -42,6 +107,8 @@ def dendrograms(matrices: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.set_ylabel("1 - NCC")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -101,13 +168,14 @@ def face_grid(images: np.ndarray, titles: list[str], landmarks: np.ndarray | Non
     return fig
 
 
-def confusion_matrices(table: pd.DataFrame, expressions: list[str]) -> plt.Figure:
+def confusion_matrices(table: pd.DataFrame, expressions: list[str], title: str = "") -> plt.Figure:
     """One confusion matrix per network, summed over its folds (rows: true class)."""
     nets = list(dict.fromkeys(table.network))
     cols = min(4, len(nets))
     rows = -(-len(nets) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 3.0 * rows), squeeze=False)
     short = [e[:3] for e in expressions]
+    labels = network_labels(table) if {"pretrained", "weights"} <= set(table.columns) else {}
     for ax, net in zip(axes.ravel(), nets):
         m = np.sum([np.asarray(c) for c in table[table.network == net].confusion], axis=0)
         ax.imshow(m, cmap="Blues")
@@ -115,16 +183,18 @@ def confusion_matrices(table: pd.DataFrame, expressions: list[str]) -> plt.Figur
             ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="white" if v > m.max() / 2 else "black")
         ax.set_xticks(range(len(short)), short, fontsize=7, rotation=90)
         ax.set_yticks(range(len(short)), short, fontsize=7)
-        ax.set_title(f"{net} ({np.trace(m) / m.sum():.0%})", fontsize=9)
+        ax.set_title(f"{labels.get(net, net)} ({np.trace(m) / m.sum():.0%})", fontsize=9)
     for ax in axes.ravel()[len(nets):]:
         ax.axis("off")
     fig.supxlabel("predicted", fontsize=8)
     fig.supylabel("true", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def lime_steps(image: np.ndarray, explanation, samples: int = 3) -> plt.Figure:
+def lime_steps(image: np.ndarray, explanation, samples: int = 3, title: str = "") -> plt.Figure:
     """LIME on one face: superpixels, some perturbed samples, the weights, the explanation."""
     from skimage.segmentation import mark_boundaries
 
@@ -144,15 +214,19 @@ def lime_steps(image: np.ndarray, explanation, samples: int = 3) -> plt.Figure:
     axes[1 + samples].set_title("ridge weights (sorted)", fontsize=8)
     axes[1 + samples].tick_params(labelsize=7)
     axes[2 + samples].imshow(image, cmap="gray", vmin=0, vmax=255)
-    axes[2 + samples].imshow(explanation.image, cmap="jet", alpha=0.55)
+    shown = axes[2 + samples].imshow(explanation.image, cmap="jet", alpha=0.55)
     axes[2 + samples].set_title("explanation (positive weights)", fontsize=8)
     for ax in axes[[0, *range(1, 1 + samples), 2 + samples]]:
         ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    _colorbar(fig, shown, axes[2 + samples], "weight")
     return fig
 
 
-def standardisation_steps(image: np.ndarray, landmarks: np.ndarray, explanation: np.ndarray) -> plt.Figure:
+def standardisation_steps(image: np.ndarray, landmarks: np.ndarray, explanation: np.ndarray,
+                          title: str = "") -> plt.Figure:
     """The 89 points and their triangles on a face, and the face and its explanation on the standard face."""
     from .landmarks import standard_points, with_border_points
     from .warping import triangulate, warp_to_standard
@@ -171,22 +245,29 @@ def standardisation_steps(image: np.ndarray, landmarks: np.ndarray, explanation:
     axes[2].imshow(face, cmap="gray", vmin=0, vmax=255)
     axes[2].triplot(std[:, 0], std[:, 1], tri, color="yellow", lw=0.5)
     axes[2].set_title("face on the standard face", fontsize=8)
-    axes[3].imshow(expl, cmap="jet")
+    shown = axes[3].imshow(expl, cmap="jet")
     axes[3].set_title("explanation, standardised", fontsize=8)
     for ax in axes:
         ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    _colorbar(fig, shown, axes[3], "weight")
     return fig
 
 
 def heatmap_grid(maps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray] | None = None,
-                 title: str = "") -> plt.Figure:
-    """Heatmaps with one row per group (network) and one column per expression; mask outlines if given."""
+                 title: str = "", row_labels: dict[str, str] | None = None) -> plt.Figure:
+    """Heatmaps with one row per group (network) and one column per expression; mask outlines if given.
+
+    ``row_labels`` renames rows, e.g. :func:`network_labels` to mark networks trained from scratch.
+    """
     import cv2
 
     rows = list(dict.fromkeys(k[0] for k in maps))
     cols = list(dict.fromkeys(k[1] for k in maps))
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols) + 1.2, 2.05 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols) + 1.6, 2.05 * len(rows)), squeeze=False)
+    shown = None
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i, j]
@@ -196,7 +277,7 @@ def heatmap_grid(maps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.nd
             if hm is None:
                 ax.text(0.5, 0.5, "no images\npredicted", ha="center", va="center", fontsize=7, transform=ax.transAxes)
             else:
-                ax.imshow(hm, cmap="jet", vmin=0, vmax=255 if hm.dtype == np.uint8 else 1)
+                shown = ax.imshow(hm, cmap="jet", vmin=0, vmax=255 if hm.dtype == np.uint8 else 1)
                 if masks is not None:
                     contours, _ = cv2.findContours(masks[c].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
                     for ct in contours:
@@ -204,10 +285,12 @@ def heatmap_grid(maps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.nd
             if i == 0:
                 ax.set_title(c, fontsize=8)
             if j == 0:
-                ax.set_ylabel(r, fontsize=7)
+                ax.set_ylabel((row_labels or {}).get(r, r), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    if shown is not None:
+        _colorbar(fig, shown, axes.ravel().tolist())
     return fig
 
 
@@ -261,3 +344,35 @@ def centre_bias_figure(curve: pd.DataFrame, marks: dict[str, float], noise: floa
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def show_table(table: pd.DataFrame, decimals: int = 3, caption: str | None = None) -> "pd.io.formats.style.Styler":
+    """A table for reading: numbers rounded, Average columns and rows last, a default index hidden.
+
+    Parameters
+    ----------
+    table : DataFrame
+        What to show; it is not changed.
+    decimals : int
+        Digits after the point for every float column.
+    caption : str, optional
+        Shown above the table.
+
+    Returns
+    -------
+    Styler
+        Rendered by the notebook; the book's CSS lets a wide one scroll inside its column.
+    """
+    def last(labels) -> list[int]:
+        """Positions, those labelled Average (at any level) moved to the end."""
+        average = [any(str(part) == "Average" for part in (x if isinstance(x, tuple) else (x,))) for x in labels]
+        return [i for i, a in enumerate(average) if not a] + [i for i, a in enumerate(average) if a]
+
+    t = table.iloc[last(table.index), last(table.columns)]
+    floats = [c for c in t.columns if pd.api.types.is_float_dtype(t[c])]
+    style = t.style.format(precision=decimals, na_rep="-", subset=floats or None)
+    if isinstance(t.index, pd.RangeIndex):
+        style = style.hide(axis="index")  # 0, 1, 2 ... says nothing
+    if caption:
+        style = style.set_caption(caption)
+    return style

@@ -318,6 +318,26 @@ def chapter_parameters(prof: dict, run_dir: Path) -> dict:
             "reference": str(authors_data_dir()), "live_widgets": False}
 
 
+def relative_paths(params: dict, folder: str | os.PathLike) -> dict:
+    """Parameters with every absolute path made relative to ``folder``, where the chapters execute.
+
+    The executed notebooks, and so the book, then show no path of the machine that ran them.
+
+    Parameters
+    ----------
+    params : dict
+        Chapter parameters (:func:`chapter_parameters`).
+    folder : path
+        The chapters' working folder.
+
+    Returns
+    -------
+    dict
+        The same parameters; absolute path strings replaced by relative ones.
+    """
+    return {k: os.path.relpath(v, folder) if isinstance(v, str) and os.path.isabs(v) else v for k, v in params.items()}
+
+
 def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: list[str] | None = None,
              progress: bool = True, out_dir: str | os.PathLike | None = None) -> "pd.DataFrame":
     """``fermap run``: execute the book's chapters in order with papermill, skipping unchanged ones.
@@ -335,7 +355,12 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
 
     from .config import section
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels inherit it: no TensorFlow banner in the book
+    import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from .book import finish_chapter
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the kernels inherit it: no TensorFlow banner in the book
     root = project_root()
     book = section("book")
     run_dir = Path(run_dir or default_run_dir(prof)).resolve()
@@ -347,7 +372,7 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
     unknown = [n for n in names if n not in book["chapters"]]
     if unknown:
         raise FermapError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(book['chapters'])}")
-    params = chapter_parameters(prof, run_dir)
+    params = relative_paths(chapter_parameters(prof, run_dir), root / "notebooks")
     # The stamps live beside the executed notebooks: another profile writing there changes the
     # parameters in the key, so its chapters never pass for this one's.
     stamps_file = out_dir / ".fermap_stamps.json"
@@ -370,38 +395,21 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
                                         progress_bar=False, kernel_name="python3")
                 finally:
                     failed_copy = tmp.read_bytes() if tmp.is_file() and tmp.stat().st_size else None
+                nbformat.write(finish_chapter(nbformat.read(tmp, as_version=4), name), tmp)
         except pm.PapermillExecutionError as exc:
             if failed_copy:
                 target.write_bytes(failed_copy)  # keep the traceback where the reader will look
             raise FermapError(f"chapter {name} failed: {exc.ename}: {exc.evalue} (see {target})") from None
+        except (DeadKernelError, CellTimeoutError) as exc:
+            if failed_copy:
+                target.write_bytes(failed_copy)
+            raise FermapError(f"chapter {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0]} "
+                              f"(the kernel stopped: a crash or out of memory)") from None
         stamps[name] = key
         with atomic_path(stamps_file) as tmp:
             tmp.write_text(json.dumps(stamps, indent=1))
         rows.append({"chapter": name, "status": "executed", "seconds": round(time.perf_counter() - started, 1)})
     return pd.DataFrame(rows)
-
-
-def build_book(builder: str = "html", root: str | os.PathLike | None = None) -> Path:
-    """``fermap book``: build the book with jupyter-book 1.x from the executed chapters (no execution).
-
-    ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/`` (default: this checkout).
-    """
-    import subprocess
-    import sys
-
-    from .config import section
-
-    root = Path(root or project_root())
-    book = section("book")
-    missing = [c for c in book["chapters"] if not (root / book["executed"] / f"{c}.ipynb").is_file()]
-    if missing:
-        raise FermapError(f"chapters not executed yet: {', '.join(missing)}; run `fermap run --profile ...` first")
-    jb = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jb) if jb.is_file() else "jupyter-book", "build", str(root), "--builder", builder]
-    done = subprocess.run(command, cwd=root)
-    if done.returncode:
-        raise FermapError(f"jupyter-book build failed (exit {done.returncode})")
-    return root / "_build" / builder
 
 
 def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[dict, str]:
@@ -420,116 +428,9 @@ def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[di
         s = json.loads(summary_path.read_text())
         data = (f"{'SYNTHETIC embedded dataset' if s.get('synthetic') else 'dataset ' + str(prof.get('data'))}"
                 f" ({s['used']} images)")
-    else:
-        data = f"dataset {prof.get('data')} (not built yet)"
+    else:  # built later in the run (chapter 1), when its size will be known
+        data = "SYNTHETIC embedded dataset" if prof.get("data", "default") == "default" else f"dataset {prof.get('data')}"
     from .training import profile_networks
 
     nets = ", ".join(profile_networks(prof))
     return prof, f"profile {prof['name']} · {data} · networks: {nets}"
-
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
-
-
-def find_chromium() -> str | None:
-    """A headless-capable Chromium on this machine (Debian's ``chromium``), or None."""
-    import shutil
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def _render(chromium: str, url: str, profile_dir: Path, extra: list[str]) -> "subprocess.CompletedProcess":
-    import subprocess
-
-    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", *extra, url],
-                          capture_output=True, text=True, timeout=120)
-
-
-def check_book(html_dir: str | os.PathLike, chapters: list[str] | None = None,
-               screenshots: list[str] = ("index", "07_scores")) -> list[str]:
-    """Open the built book's pages in headless Chromium as a reader would; return the problems found.
-
-    A problem is: a chapter of the book not rendered; an image whose file is missing, empty or
-    not decodable; an output cell showing an error or a traceback. Screenshots of the pages named in
-    ``screenshots`` go to ``<build>/screenshots``.
-    """
-    import base64
-    import re
-    import tempfile
-    from html.parser import HTMLParser
-    from urllib.parse import unquote, urlparse
-
-    import cv2
-    import numpy as np
-
-    from .config import section
-
-    chromium = find_chromium()
-    if chromium is None:
-        raise FermapError("no Chromium found (Debian: apt-get install chromium)")
-    html_dir = Path(html_dir).resolve()
-    chapters = chapters or list(section("book")["chapters"])
-    executed = section("book")["executed"]
-    pages = {"index": html_dir / "index.html", **{c: html_dir / executed / f"{c}.html" for c in chapters}}
-    shots = html_dir.parent / "screenshots"
-    shots.mkdir(exist_ok=True)
-
-    class Page(HTMLParser):
-        def __init__(self):
-            super().__init__()
-            self.images, self.errors, self.h1 = [], 0, 0
-
-        def handle_starttag(self, tag, attrs):
-            a = dict(attrs)
-            classes = (a.get("class") or "").split()
-            if tag == "img" and a.get("src"):
-                self.images.append(a["src"])
-            if tag == "h1":
-                self.h1 += 1
-            if "traceback" in classes or ("output" in classes and "error" in classes):
-                self.errors += 1
-
-    problems = []
-    with tempfile.TemporaryDirectory() as profile_dir:
-        for name, page in pages.items():
-            if not page.is_file():
-                problems.append(f"{name}: not rendered ({page} missing)")
-                continue
-            done = _render(chromium, page.as_uri(), Path(profile_dir), ["--dump-dom", "--virtual-time-budget=5000"])
-            dom = done.stdout
-            if done.returncode or "<body" not in dom:
-                problems.append(f"{name}: Chromium could not render it ({done.stderr.strip()[-200:]})")
-                continue
-            parsed = Page()
-            parsed.feed(dom)
-            if not parsed.h1:
-                problems.append(f"{name}: no title rendered")
-            if parsed.errors or "Traceback (most recent call last)" in dom:
-                problems.append(f"{name}: an output shows an error or a traceback")
-            for src in parsed.images:
-                if src.startswith("data:"):
-                    payload = src.split(",", 1)[1]
-                    blob = base64.b64decode(payload) if ";base64" in src.split(",", 1)[0] else payload.encode()
-                    if not blob or (not src.startswith("data:image/svg") and
-                                    cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED) is None):
-                        problems.append(f"{name}: an inline image does not decode")
-                    continue
-                url = urlparse(src)
-                if url.scheme in ("http", "https"):
-                    continue  # remote badges etc. are not the book's own images
-                target = (page.parent / unquote(url.path)).resolve() if url.scheme != "file" else Path(unquote(url.path))
-                if not target.is_file() or target.stat().st_size == 0:
-                    problems.append(f"{name}: image {src} is missing")
-                elif target.suffix.lower() != ".svg" and cv2.imread(str(target), cv2.IMREAD_UNCHANGED) is None:
-                    problems.append(f"{name}: image {src} does not decode")
-            if name in screenshots:
-                _render(chromium, page.as_uri(), Path(profile_dir),
-                        [f"--screenshot={shots / (re.sub(r'[^A-Za-z0-9_]', '_', name) + '.png')}",
-                         "--window-size=1280,2400", "--virtual-time-budget=5000"])
-    return problems

@@ -7,10 +7,13 @@ inline) or a figure. The chapters pass ``live_widgets``; papermill sets it False
 """
 from __future__ import annotations
 
+from html import escape
+
 import matplotlib.pyplot as plt
 import numpy as np
 
 from .metrics import binarize, otsu_threshold, score_heatmap
+from .plots import describe_figure
 
 
 def _overlay(ax, heatmap: np.ndarray, mask: np.ndarray, binary: np.ndarray | None = None) -> None:
@@ -39,6 +42,9 @@ def _player(frames: list, draw, figsize=(4.2, 4.4)):
 
     anim = FuncAnimation(fig, update, frames=len(frames), interval=900)
     html = anim.to_jshtml(default_mode="once")
+    update(0)
+    alt = escape(f"Player, {len(frames)} frames; first: {describe_figure(fig)[1]}")  # what its frames show
+    html = html.replace("<img id=", f'<img alt="{alt}" id=', 1)
     plt.close(fig)
     return HTML(html)
 

@@ -1,15 +1,34 @@
 """The book: every chapter executes with the smoke profile through papermill, the book builds,
-and a headless Chromium finds every chapter rendered, every image present and no error shown."""
+and a headless Chromium finds every chapter rendered and nothing a reader should not see.
+
+The smoke book is executed once, in a private copy of the book's source tree; a test that
+changes anything works in its own copy of it.
+"""
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import cv2
+import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 
+from fermap_utils import book as B
+from fermap_utils import plots
 from fermap_utils import run as R
 from fermap_utils.config import section
 
 ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = section("book")["executed"]
+needs_chromium = pytest.mark.skipif(B.find_chromium() is None,
+                                    reason="no Chromium on this machine (.ci/run installs Debian's chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +37,21 @@ def smoke_book(tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, site / name)
-    shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("chapters", "_build"))
+    shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("chapters", "_build", "mathjax"))
     prof = R.load_profile("smoke")
-    first = R.run_book(prof, site / "run", progress=False, out_dir=site / section("book")["executed"])
-    again = R.run_book(prof, site / "run", progress=False, out_dir=site / section("book")["executed"])
-    html = R.build_book(root=site)
+    first = R.run_book(prof, site / "run", progress=False, out_dir=site / EXECUTED)
+    again = R.run_book(prof, site / "run", progress=False, out_dir=site / EXECUTED)
+    html = B.build_book(root=site)
     return site, first, again, html
+
+
+def _own_copy(site: Path, tmp_path: Path, parts=("run", "book", "_config.yml", "_toc.yml")) -> Path:
+    """A test's own copy of the executed site, so no test sees another's changes."""
+    mine = tmp_path / "site"
+    mine.mkdir()
+    for part in parts:
+        (shutil.copytree if (site / part).is_dir() else shutil.copy)(site / part, mine / part)
+    return mine
 
 
 def test_every_chapter_executes_with_the_smoke_profile(smoke_book):
@@ -31,57 +59,266 @@ def test_every_chapter_executes_with_the_smoke_profile(smoke_book):
     chapters = list(section("book")["chapters"])
     assert list(first.chapter) == chapters and (first.status == "executed").all()
     for name in chapters:
-        nb = json.loads((site / section("book")["executed"] / f"{name}.ipynb").read_text())
+        nb = json.loads((site / EXECUTED / f"{name}.ipynb").read_text())
         outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
         assert not [o for o in outputs if o["output_type"] == "error"], name
         assert outputs, f"{name} shows nothing"
+        # nothing a reader should not see: no stream on stderr, no widget state, no machine path
+        assert not [o for o in outputs if o.get("name") == "stderr"], f"{name} writes to stderr"
+        text = json.dumps(outputs)
+        assert "application/vnd.jupyter.widget" not in text and "site-packages" not in text, name
+        for absolute in (site, ROOT):  # a path relative to notebooks/ may pass through them, never start there
+            assert not re.search(r"(?<![\w./])" + re.escape(str(absolute)), text), name
+        injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"], name
     # nothing changed: no chapter runs again
     assert (again.status == "unchanged").all()
 
 
-def test_another_profile_in_the_same_book_reruns_every_chapter(smoke_book, tmp_path):
+def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, tmp_path):
     """Executed chapters of one profile never pass for another's (the stamps key holds the parameters)."""
-    site, *_ = smoke_book
-    stamps = json.loads((site / section("book")["executed"] / ".fermap_stamps.json").read_text())
+    mine = _own_copy(smoke_book[0], tmp_path)
+    chapters = ["06_masks", "09_authors_heatmaps"]
     prof = R.load_profile("smoke")
-    other = R.chapter_parameters({**prof, "name": "other"}, site / "run")
-    assert other != R.chapter_parameters(prof, site / "run") and len(stamps) == len(section("book")["chapters"])
+    R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)  # this copy's own run folder
+    same = R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
+    assert (same.status == "unchanged").all()
+    other = R.run_book({**prof, "name": "smoke-other"}, mine / "run", chapters, progress=False,
+                       out_dir=mine / EXECUTED)
+    assert list(other.chapter) == chapters and (other.status == "executed").all()
+    nb = nbformat.read(mine / EXECUTED / "06_masks.ipynb", as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "smoke-other" in injected.source
+    back = R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
+    assert (back.status == "executed").all()  # the other profile's pages were not this one's
 
 
 def test_chapter_reruns_only_when_its_inputs_change(smoke_book, tmp_path):
-    site, *_ = smoke_book
-    run_dir = site / "run"
+    run_dir = _own_copy(smoke_book[0], tmp_path, parts=("run",)) / "run"
     before = {p: R.run_fingerprint(run_dir, [p]) for p in R.RUN_PARTS}
     (run_dir / "heatmaps" / "summary.json").write_text("{}")  # as if the explanations had changed
     after = {p: R.run_fingerprint(run_dir, [p]) for p in R.RUN_PARTS}
     assert [p for p in before if before[p] != after[p]] == ["explanations"]
 
 
-def test_the_built_book_reads_well_in_a_browser(smoke_book):
-    if R.find_chromium() is None:
-        pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium)")
+@needs_chromium
+def test_the_built_book_reads_well_in_a_browser(smoke_book, tmp_path):
     site, _, _, html = smoke_book
+    shutil.copytree(html.parent, tmp_path / "_build")  # screenshots go beside this copy
+    mine = tmp_path / "_build" / html.name
     toc = (site / "_toc.yml").read_text()
     assert all(f"book/chapters/{c}" in toc for c in section("book")["chapters"])
-    problems = R.check_book(html)
+    problems = B.check_book(mine)
     assert problems == []
     for shot in ("index", "07_scores"):
-        assert (html.parent / "screenshots" / f"{shot}.png").stat().st_size > 10_000
+        assert (mine.parent / "screenshots" / f"{shot}.png").stat().st_size > 10_000
+    page = (mine / EXECUTED / "05_heatmaps.html").read_text()
+    assert "<figcaption" in page and "SYNTHETIC" in page  # numbered, captioned, labelled figures
 
 
-def test_the_browser_check_finds_what_a_reader_would(tmp_path):
-    if R.find_chromium() is None:
-        pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium)")
+# ---------------------------------------------------------------- the browser check, page by page
+
+CLEAN = """<html><body><article style="width: 500px"><h1>{title}</h1>
+<div class="cell_output"><pre>Mean accuracy 45.2 %</pre></div>
+<div style="overflow-x: auto"><table><tr><td style="min-width: 900px">scrolls</td></tr></table></div>
+<p>An image with words: <img src="face.png" alt="A face with its landmarks"></p>
+{extra}</article></body></html>"""
+
+
+def _check(tmp_path: Path, extra: str = "", title: str = "Data") -> list[str]:
+    """check_book on a two-page book: a clean index and one chapter with ``extra`` in its column."""
     html = tmp_path / "_build" / "html"
-    pages = html / section("book")["executed"]
+    pages = html / EXECUTED
+    pages.mkdir(parents=True)
+    for folder in (html, pages):
+        cv2.imwrite(str(folder / "face.png"), np.full((8, 8), 128, np.uint8))
+    (html / "index.html").write_text(CLEAN.format(title="Book", extra=""))
+    (pages / "01_data.html").write_text(CLEAN.format(title=title, extra=extra))
+    return B.check_book(html, chapters=["01_data"], screenshots=())
+
+
+@needs_chromium
+def test_the_browser_check_passes_a_clean_page(tmp_path):
+    assert _check(tmp_path) == []
+
+
+@needs_chromium
+def test_the_browser_check_finds_a_path_of_the_build_machine(tmp_path):
+    leaked = f'<div class="cell_output"><pre>run_dir = "{ROOT / "runs" / "smoke"}"</pre></div>'
+    problems = _check(tmp_path, leaked)
+    assert len(problems) == 1 and problems[0].startswith("01_data: shows a path of the build machine")
+
+
+@needs_chromium
+def test_the_browser_check_finds_a_python_warning(tmp_path):
+    warned = ('<div class="cell_output"><pre class="stderr">keras/src/layers/layer.py:12: UserWarning: '
+              'Do not pass an input_shape</pre></div>')
+    problems = _check(tmp_path, warned)
+    assert len(problems) == 1 and "an output shows a warning (UserWarning:" in problems[0]
+
+
+@needs_chromium
+def test_the_browser_check_finds_a_table_wider_than_its_column(tmp_path):
+    wide = '<table><tr><td style="min-width: 900px">Anger</td><td>Average</td></tr></table>'
+    problems = _check(tmp_path, wide)
+    assert len(problems) == 1 and "table 2 (" in problems[0] and "wider than its column" in problems[0]
+
+
+@needs_chromium
+def test_the_browser_check_finds_raw_tex(tmp_path):
+    problems = _check(tmp_path, r'<p>The global heatmap <span class="math">\(H_c\)</span> of each class.</p>')
+    assert len(problems) == 1 and "raw TeX" in problems[0] and "H_c" in problems[0]
+    problems = _check(tmp_path / "display", "<p>$$H_c = \\frac{1}{N}$$</p>")
+    assert len(problems) == 1 and "raw TeX" in problems[0]
+
+
+@needs_chromium
+def test_the_browser_check_finds_a_figure_without_alt_text(tmp_path):
+    # Sphinx writes the file name as alt text when none is given: that is no description either.
+    problems = _check(tmp_path, '<img src="face.png"><img src="./face.png" alt="face.png">')
+    assert len(problems) == 1 and "2 image(s) without alt text" in problems[0]
+
+
+@needs_chromium
+def test_the_browser_check_finds_what_a_reader_would(tmp_path):
+    html = tmp_path / "_build" / "html"
+    pages = html / EXECUTED
     pages.mkdir(parents=True)
     (html / "index.html").write_text("<html><body><h1>Book</h1></body></html>")
-    (pages / "01_data.html").write_text('<html><body><h1>Data</h1><img src="missing.png"></body></html>')
+    (pages / "01_data.html").write_text('<html><body><h1>Data</h1><img src="missing.png" alt="a face"></body></html>')
     (pages / "02_networks.html").write_text(
         '<html><body><h1>Nets</h1><div class="output traceback">ValueError</div></body></html>')
-    problems = R.check_book(html, chapters=["01_data", "02_networks", "03_lime"], screenshots=())
+    problems = B.check_book(html, chapters=["01_data", "02_networks", "03_lime"], screenshots=())
     text = "\n".join(problems)
     assert "01_data: image missing.png is missing" in text
     assert "02_networks: an output shows an error" in text
     assert "03_lime: not rendered" in text
     assert "index" not in text
+
+
+@needs_chromium
+def test_mathjax_renders_an_equation_offline(tmp_path):
+    """The vendored MathJax (no network) turns TeX into rendered math in Chromium."""
+    if not (B.MATHJAX_NPM / "tex-mml-chtml.js").is_file():
+        pytest.skip(f"MathJax not installed at {B.MATHJAX_NPM} (bash .ci/setup installs it)")
+    script = B.vendor_mathjax(tmp_path)  # tmp_path/book/_static/mathjax, as fermap book does
+    pages = tmp_path / "_build" / "html" / EXECUTED
+    math = (f'<script defer src="{os.path.relpath(script, pages)}"></script>'
+            r'<p>The global heatmap <span class="math notranslate nohighlight">\(H_c\)</span>.</p>')
+    assert _check(tmp_path, math) == []
+    done = B._render(B.find_chromium(), (pages / "01_data.html").as_uri(), tmp_path / "profile",
+                     ["--dump-dom", B.WINDOW, "--virtual-time-budget=15000"])
+    assert "<mjx-container" in done.stdout and r"\(H_c\)" not in done.stdout
+
+
+# ---------------------------------------------------------------- what the chapters call
+
+def test_chapters_get_paths_relative_to_their_folder(tmp_path):
+    notebooks = ROOT / "notebooks"
+    params = R.relative_paths(R.chapter_parameters(R.load_profile("smoke"), ROOT / "runs" / "smoke"), notebooks)
+    assert params["run_dir"] == "../runs/smoke" and params["profile"] == "smoke" and params["live_widgets"] is False
+    assert not Path(params["reference"]).is_absolute()
+    far = R.relative_paths({"run_dir": str(tmp_path / "run"), "n": 3}, notebooks)
+    assert not Path(far["run_dir"]).is_absolute() and far["n"] == 3
+    assert (notebooks / far["run_dir"]).resolve() == (tmp_path / "run").resolve()
+
+
+def test_finish_chapter_hides_parameters_and_captions_figures():
+    def image(alt, caption):
+        return nbformat.v4.new_output("display_data", data={"image/png": "AAAA", "text/plain": "<Figure>"},
+                                      metadata={"image/png": {"alt": alt, "caption": caption}})
+
+    def table(text):
+        return nbformat.v4.new_output("display_data", data={"text/html": text})
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_dir = 'x'", metadata={"tags": ["injected-parameters"]})
+    alone = nbformat.v4.new_code_cell("fig = plots.heatmap_grid(...)")
+    alone.outputs = [image("Heatmaps. Panels: Anger", "Heatmaps (SYNTHETIC)")]
+    mixed = nbformat.v4.new_code_cell("display(t); fig = ...; display(u); fig2 = ...")
+    mixed.outputs = [table("<table>t</table>"), image("A", "first"), table("<table>u</table>"), image("B", "second")]
+    own = nbformat.v4.new_code_cell("fig", metadata={"mystnb": {"figure": {"caption": "mine"}}})
+    own.outputs = [image("x", "y")]
+    plain = nbformat.v4.new_code_cell("1 + 1")
+    nb.cells = [params, alone, mixed, own, plain]
+    B.finish_chapter(nb, "05_heatmaps")
+    assert params.metadata.tags == ["injected-parameters", "remove-cell"]
+    assert nb.cells[1] is alone and alone.metadata.mystnb == {
+        "image": {"alt": "Heatmaps. Panels: Anger"}, "figure": {"caption": "Heatmaps (SYNTHETIC)", "name": "05_heatmaps-fig-1"}}
+    # a figure never shares a cell (and so its caption) with a table; the order of outputs is kept
+    assert nb.cells[2] is mixed and [o.data.get("text/html") for o in mixed.outputs] == ["<table>t</table>"]
+    split = nb.cells[3:6]  # no empty cell is left behind the last figure
+    assert [c.source for c in split] == ["", "", ""] and all(c.metadata.tags == ["remove-input"] for c in split)
+    assert [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in split] == [
+        "05_heatmaps-fig-2", None, "05_heatmaps-fig-3"]
+    assert split[0].metadata.mystnb["image"] == {"alt": "A"} and split[1].outputs[0].data["text/html"] == "<table>u</table>"
+    assert nb.cells[6] is own and own.metadata.mystnb == {"figure": {"caption": "mine"}}  # its own caption is kept
+    assert nb.cells[7] is plain and "mystnb" not in plain.metadata and len(nb.cells) == 8
+
+
+def test_show_table_rounds_puts_average_last_and_hides_a_default_index():
+    table = pd.DataFrame({"Average": [0.123456, 0.5], "Anger": [1 / 3, 0.1], "images": [3, 4]})
+    html = plots.show_table(table, decimals=2, caption="IoU (SYNTHETIC)").to_html()
+    headers = [h for h in ("Anger", "images", "Average") if h in html]
+    assert [html.index(h) for h in headers] == sorted(html.index(h) for h in headers) and len(headers) == 3
+    assert ">0.33<" in html and ">0.12<" in html and "0.333" not in html and ">3<" in html
+    assert "row_heading" not in html and "IoU (SYNTHETIC)" in html
+    rows = pd.DataFrame({"iou": [0.2, 0.3, 0.25]}, index=["Average", "WeiNet", "SilNet"])
+    shown = plots.show_table(rows).data
+    assert list(shown.index) == ["WeiNet", "SilNet", "Average"] and list(table.columns)[0] == "Average"
+
+
+def test_figures_describe_themselves_and_heatmaps_carry_a_colour_bar():
+    hm = (np.arange(400).reshape(20, 20) % 256).astype(np.uint8)
+    masks = {"Anger": hm > 100, "Fear": hm > 50}
+    fig = plots.heatmap_grid({("MobileNetV3", "Anger"): hm, ("MobileNetV3", "Fear"): hm}, masks,
+                             title="H(n,c) (SYNTHETIC)", row_labels={"MobileNetV3": "MobileNetV3 (from scratch)"})
+    caption, alt = plots.describe_figure(fig)
+    assert caption == "H(n,c) (SYNTHETIC)" and alt == caption + ". Panels: Anger, Fear, MobileNetV3 (from scratch)"
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 1
+    plt.close(fig)
+
+
+def test_network_labels_mark_networks_trained_from_scratch():
+    results = pd.DataFrame({
+        "network": ["MobileNetV3", "EfficientNetLite0", "WeiNet", "FER2013", "EfficientNetLite0Scratch"],
+        "pretrained": [False, True, False, False, False],
+        "weights": ["none: ImageNet weights unavailable offline", "ImageNet (ported)",
+                    "none (from scratch, as in the paper)", "FER2013 (fixed)", "none (from scratch)"]})
+    assert plots.network_labels(results) == {
+        "MobileNetV3": "MobileNetV3 (from scratch)", "EfficientNetLite0": "EfficientNetLite0", "WeiNet": "WeiNet",
+        "FER2013": "FER2013", "EfficientNetLite0Scratch": "EfficientNetLite0Scratch"}
+
+
+LEAKS = """
+import warnings
+from fermap_utils import book
+book.quiet_libraries(book={book})
+import tqdm.auto
+warnings.warn("a library's UserWarning")
+import keras
+from keras.src.utils import io_utils
+io_utils.print_msg("Downloading data from https://storage.googleapis.com/weights.h5")
+import tensorflow as tf
+tf.get_logger().warning("5 out of the last 5 calls triggered tf.function retracing")
+list(tqdm.auto.tqdm(range(3), desc="images explained"))
+print("END")
+"""
+
+
+@pytest.mark.parametrize("in_book", [True, False])
+def test_quiet_libraries_keeps_library_chatter_out_of_the_book(in_book):
+    """In the book no warning, Keras download note, TensorFlow log or progress bar reaches the output;
+    live (JupyterLab) they all still show."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LEAKS.format(book=in_book)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = done.stdout + done.stderr
+    leaks = ["UserWarning", "Downloading data from", "retracing", "images explained"]
+    if in_book:
+        assert done.stdout == "END\n" and not [s for s in leaks if s in said], said[-2000:]
+    else:
+        assert all(s in said for s in leaks), said[-2000:]

@@ -1,0 +1,524 @@
+"""The book: one setup call for every chapter, executed chapters finished for the page, the HTML build
+and its browser check.
+
+``fermap run`` executes the chapters (:mod:`fermap_utils.run`); this module makes what they show
+read cleanly offline, builds the HTML with jupyter-book 1.x and checks it in headless Chromium.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import FermapError
+from .run import project_root
+
+# Where ``fermap book`` finds MathJax 3 (the npm package, which .ci/setup installs beside the Python
+# environment) and where it copies it, inside the book's static folder, so the HTML renders its
+# equations without a network.
+MATHJAX_NPM = Path(sys.prefix) / "mathjax" / "node_modules" / "mathjax" / "es5"
+MATHJAX_STATIC = Path("book") / "_static" / "mathjax"
+
+
+# ---------------------------------------------------------------- chapter setup
+
+def quiet_libraries(book: bool = True) -> None:
+    """Silence what libraries write to a chapter's outputs that is not meant for its reader.
+
+    Always: deprecation and future warnings, TensorFlow's C++ log. In the built book
+    (``book=True``) also every other Python warning, the TensorFlow, absl and Keras logs (retracing
+    notes, "Downloading data from ...") and progress bars, which would be widget state or streams of
+    carriage returns. What fermap means the reader to see, a chapter prints deliberately.
+
+    Parameters
+    ----------
+    book : bool
+        True in a chapter executed for the HTML book (papermill), False for a live session.
+    """
+    import logging
+    import warnings
+
+    import wrapt
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read once, when TensorFlow's C++ loads
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    if not book:
+        return
+    warnings.simplefilter("ignore")
+
+    def quiet_tensorflow(tf):
+        tf.get_logger().setLevel(logging.ERROR)  # TensorFlow sets INFO on stdout in a kernel otherwise
+
+    def quiet_absl(absl_logging):
+        absl_logging.set_verbosity(absl_logging.ERROR)
+
+    def quiet_keras(keras):
+        keras.config.disable_interactive_logging()  # Keras's prints go to absl, silenced above
+
+    # Applied when each library is first imported, so a chapter that never needs TensorFlow
+    # does not pay for loading it here.
+    wrapt.register_post_import_hook(quiet_tensorflow, "tensorflow")
+    wrapt.register_post_import_hook(quiet_absl, "absl.logging")
+    wrapt.register_post_import_hook(quiet_keras, "keras")
+
+    import tqdm.auto
+    import tqdm.std
+
+    class Silent(tqdm.std.tqdm):
+        """A progress bar that draws nothing: fermap's stages call tqdm.auto, a widget in a kernel."""
+
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    tqdm.auto.tqdm = Silent
+
+
+def _figure_png(fig) -> tuple[str, dict]:
+    """A figure as PNG with its alt text and caption in the output's metadata (the runner moves them
+    to the cell, where myst-nb reads them)."""
+    from IPython.core.pylabtools import print_figure
+    from matplotlib_inline.backend_inline import InlineBackend
+
+    from .plots import describe_figure
+
+    caption, alt = describe_figure(fig)
+    kwargs = dict(InlineBackend.instance().print_figure_kwargs)
+    return print_figure(fig, "png", base64=True, **kwargs), {"alt": alt, "caption": caption}
+
+
+def setup_chapter(run_dir: str | os.PathLike | None, profile: str | None = None, live: bool = True,
+                  source: str | None = None) -> tuple[dict | None, str, list[str]]:
+    """The first call of every chapter: quiet libraries, inline figures, pandas display, the run.
+
+    Parameters
+    ----------
+    run_dir : path or None
+        The run folder the chapter reads and writes; None for a chapter that uses no run.
+    profile : str, optional
+        The profile to start the run with when ``run_dir`` is not a run yet.
+    live : bool
+        True in JupyterLab (live widgets, warnings shown), False in the built book.
+    source : str, optional
+        What the chapter's results come from, when it is not the run (e.g. the authors' heatmaps).
+
+    Returns
+    -------
+    prof : dict or None
+        The run's profile (None without a run).
+    source : str
+        The caption every table and figure of the chapter carries; also shown in the chapter.
+    expressions : list of str
+        The six expressions, in the paper's order.
+    """
+    from IPython import get_ipython
+    from IPython.display import Markdown, display
+
+    from . import config, run
+
+    quiet_libraries(book=not live)
+    shell = get_ipython()
+    if shell is not None:
+        from matplotlib.figure import Figure
+
+        shell.run_line_magic("matplotlib", "inline")  # each figure shown once, then closed
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _figure_png)
+        if not live:
+            # C libraries (TensorFlow's oneDNN and absl start-up notes, which no log level silences)
+            # write to file descriptor 2, which the kernel forwards into the page. Python's own
+            # sys.stderr is the kernel's stream and is unaffected.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+    pd.set_option("display.precision", 3)
+    pd.set_option("styler.format.precision", 3)
+    pd.set_option("display.max_columns", 40)
+    prof = None
+    if run_dir is not None:
+        prof, run_source = run.open_run(run_dir, profile)
+        source = source or run_source
+    display(Markdown(f"*Source of every result in this chapter: {source}.*"))
+    return prof, source, list(config.paper()["expressions"])
+
+
+def finish_chapter(nb, name: str):
+    """An executed chapter made ready for the book: parameter cells hidden, figures captioned.
+
+    papermill's injected cell (tag ``injected-parameters``) and the ``parameters`` cell get
+    ``remove-cell``, which jupyter-book removes from the page. Each figure whose alt text and caption
+    :func:`setup_chapter` put in its output's metadata becomes a numbered figure: myst-nb reads them
+    from the cell's ``mystnb`` metadata and applies them to every output of a cell, so a figure that
+    shares its cell with other outputs moves to a cell of its own (input removed), in place. A cell
+    that sets its own ``mystnb`` figure or image options keeps them.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        The executed notebook; changed in place.
+    name : str
+        The chapter's name, for figure labels (``<name>-fig-<n>``).
+
+    Returns
+    -------
+    nbformat.NotebookNode
+        ``nb``.
+    """
+    import nbformat
+
+    def described(output) -> dict | None:
+        meta = output.get("metadata", {}).get("image/png", {})
+        return meta if "image/png" in output.get("data", {}) and meta.get("alt") else None
+
+    def outputs_only(outputs) -> "nbformat.NotebookNode":
+        cell = nbformat.v4.new_code_cell("", metadata={"tags": ["remove-input"]})
+        cell.outputs = outputs
+        return cell
+
+    cells, figures = [], 0
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        own = {"image", "figure"} & set(cell.metadata.get("mystnb", {}))
+        if cell.cell_type != "code" or own or not any(described(o) for o in cell.outputs):
+            cells.append(cell)
+            continue
+        outputs, cell.outputs, current = list(cell.outputs), [], cell
+        cells.append(cell)
+        for output in outputs:
+            meta = described(output)
+            if meta is None:
+                current.outputs.append(output)
+                continue
+            figures += 1
+            # the figure: in the cell itself while that shows nothing yet, else in a cell of its own
+            figure = current if current is cell and not cell.outputs else outputs_only([])
+            figure.outputs.append(output)
+            figure.metadata["mystnb"] = {"image": {"alt": meta["alt"]},
+                                         "figure": {"caption": meta["caption"], "name": f"{name}-fig-{figures}"}}
+            if figure is not cell:
+                cells.append(figure)
+            current = outputs_only([])  # what follows the figure is not part of it
+            cells.append(current)
+    nb.cells = [c for c in cells if c.cell_type != "code" or c.source or c.outputs]
+    return nb
+
+
+# ---------------------------------------------------------------- build
+
+def vendor_mathjax(root: str | os.PathLike) -> Path:
+    """Copy MathJax 3 (npm package ``mathjax``, installed by ``.ci/setup``) into the book's static folder.
+
+    Parameters
+    ----------
+    root : path
+        The book's root (``_config.yml``).
+
+    Returns
+    -------
+    Path
+        The copied ``tex-mml-chtml.js``.
+    """
+    root = Path(root)
+    target = root / MATHJAX_STATIC
+    if (target / "tex-mml-chtml.js").is_file():
+        return target / "tex-mml-chtml.js"
+    if not (MATHJAX_NPM / "tex-mml-chtml.js").is_file():
+        raise FermapError(f"MathJax not found at {MATHJAX_NPM}; run `bash .ci/setup` "
+                          "(npm install --prefix .venv/mathjax mathjax@3.2.2) so the book renders equations offline")
+    # The CommonHTML build and what it loads on demand; not the SVG output nor the speech rules (4 MB).
+    shutil.copytree(MATHJAX_NPM, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+        "sre", "*svg*", "*speech*", "node-main.js", "latest.js", "mml-chtml.js", "tex-chtml*.js"))
+    return target / "tex-mml-chtml.js"
+
+
+def build_book(builder: str = "html", root: str | os.PathLike | None = None) -> Path:
+    """``fermap book``: build the book with jupyter-book 1.x from the executed chapters (no execution).
+
+    Parameters
+    ----------
+    builder : str
+        jupyter-book's builder (``html``).
+    root : path, optional
+        The folder holding ``_config.yml``, ``_toc.yml`` and ``book/`` (default: this checkout).
+
+    Returns
+    -------
+    Path
+        ``<root>/_build/<builder>``.
+    """
+    import subprocess
+
+    from .config import section
+
+    root = Path(root or project_root())
+    book = section("book")
+    missing = [c for c in book["chapters"] if not (root / book["executed"] / f"{c}.ipynb").is_file()]
+    if missing:
+        raise FermapError(f"chapters not executed yet: {', '.join(missing)}; run `fermap run --profile ...` first")
+    vendor_mathjax(root)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jb) if jb.is_file() else "jupyter-book", "build", str(root), "--builder", builder]
+    done = subprocess.run(command, cwd=root)
+    if done.returncode:
+        raise FermapError(f"jupyter-book build failed (exit {done.returncode})")
+    return root / "_build" / builder
+
+
+# ---------------------------------------------------------------- browser check
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+WINDOW = "--window-size=1280,2400"
+
+# Run in the page after it loaded (and MathJax typeset): what a reader sees, as JSON in the DOM.
+_PROBE = r"""
+<script>
+window.addEventListener('load', () => setTimeout(() => {
+  const report = {wide: [], tex: [], outputs: [], noalt: []};
+  const column = el => el.closest('article, main, [role=main]') || document.body;
+  document.querySelectorAll('table').forEach((t, i) => {
+    let scroller = null;
+    for (let a = t.parentElement; a && a !== document.body; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX;
+      if (o === 'auto' || o === 'scroll') { scroller = a; break; }
+    }
+    const col = column(t).getBoundingClientRect();
+    const box = (scroller || t).getBoundingClientRect();
+    if (box.right > col.right + 1 || box.left < col.left - 1)
+      report.wide.push(`table ${i + 1} (${Math.round(t.getBoundingClientRect().width)} px in a ${Math.round(col.width)} px column)`);
+  });
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (n.parentElement.closest('script, style, pre, code, mjx-container, .fermap-probe')) continue;
+    if (/\\\(|\\\[|\$\$/.test(n.textContent)) report.tex.push(n.textContent.trim().slice(0, 60));
+  }
+  document.querySelectorAll('.cell_output, .output, .stderr').forEach(o => report.outputs.push(o.textContent));
+  document.querySelectorAll('img').forEach(im => {
+    const alt = (im.getAttribute('alt') || '').trim(), src = im.getAttribute('src') || '';
+    const name = src.split('/').pop();
+    if (!alt || alt === src || alt === name || src.endsWith(alt)) report.noalt.push(name.slice(0, 40));
+  });
+  const out = document.createElement('pre');
+  out.id = 'fermap-probe'; out.className = 'fermap-probe'; out.hidden = true;
+  out.textContent = JSON.stringify(report);
+  document.body.appendChild(out);
+}, 1500));
+</script>
+"""
+_ABSOLUTE = re.compile(r"(?<![\w./:%-])(/[\w.-]+)(?:/[\w.-]+)+")
+_WARNING = re.compile(r"\b\w*Warning: |\bwarnings\.warn\(|^\s*WARNING[: ]|W0000 ", re.M)
+
+
+def find_chromium() -> str | None:
+    """A headless-capable Chromium on this machine (Debian's ``chromium``), or None."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _render(chromium: str, url: str, profile_dir: Path, extra: list[str]) -> "subprocess.CompletedProcess":
+    import subprocess
+
+    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", *extra, url],
+                          capture_output=True, text=True, timeout=120)
+
+
+def machine_paths(html_dir: str | os.PathLike) -> list[str]:
+    """Absolute paths of the machine that built a book, none of which its pages may show.
+
+    Parameters
+    ----------
+    html_dir : path
+        The built HTML (``<root>/_build/html``).
+
+    Returns
+    -------
+    list of str
+        The book's root, this checkout, the Python environment, the home and temporary folders.
+    """
+    import tempfile
+
+    html_dir = Path(html_dir).resolve()
+    found = {html_dir.parents[1], project_root(), Path(sys.prefix), Path(sys.base_prefix), Path.home(),
+             Path(tempfile.gettempdir()).resolve(), Path.cwd()}
+    return sorted({str(p) for p in found if len(p.parts) > 1}, key=len, reverse=True)
+
+
+def page_problems(name: str, html: str, dom: str, probe: dict, paths: list[str]) -> list[str]:
+    """What a reader would see wrong on one page: leaked paths and warnings, cut tables, raw TeX, no alt text.
+
+    Parameters
+    ----------
+    name : str
+        The page's name, which every problem starts with.
+    html : str
+        The page as built (file contents).
+    dom : str
+        The page as Chromium rendered it.
+    probe : dict
+        The in-page report (``wide``, ``tex``, ``outputs``, ``noalt``).
+    paths : list of str
+        Absolute paths of the build machine (:func:`machine_paths`).
+
+    Returns
+    -------
+    list of str
+        One line per problem.
+    """
+    problems = []
+    text = html + dom
+    # This machine's own folders, and any absolute path whose top folder exists here (/work/..., /tmp/...)
+    found = [p for p in paths if re.search(r"(?<![\w./:%-])" + re.escape(p) + r"(?![\w.-])", text)]
+    found += [m.group(0) for m in _ABSOLUTE.finditer(text) if Path(m.group(1)).is_dir()]
+    if found:
+        problems.append(f"{name}: shows a path of the build machine ({found[0]})")
+    if "site-packages" in html:
+        problems.append(f"{name}: shows a site-packages path")
+    warned = [m.group(0).strip() for text in probe.get("outputs", []) for m in [_WARNING.search(text)] if m]
+    if warned:
+        problems.append(f"{name}: an output shows a warning ({warned[0]})")
+    for table in probe.get("wide", []):
+        problems.append(f"{name}: {table} is wider than its column and does not scroll")
+    if probe.get("tex"):
+        problems.append(f"{name}: raw TeX, math not rendered ({probe['tex'][0]!r})")
+    if probe.get("noalt"):
+        problems.append(f"{name}: {len(probe['noalt'])} image(s) without alt text ({probe['noalt'][0]})")
+    return problems
+
+
+def check_book(html_dir: str | os.PathLike, chapters: list[str] | None = None,
+               screenshots: list[str] = ("index", "07_scores")) -> list[str]:
+    """Open the built book's pages in headless Chromium as a reader would; return the problems found.
+
+    A problem is: a chapter not rendered; an image missing, empty or not decodable, or without alt
+    text; an output showing an error, a traceback or a Python warning; an absolute path of the build
+    machine; a table wider than its column that does not scroll; TeX that MathJax did not render.
+    Screenshots of the pages named in ``screenshots`` go to ``<build>/screenshots``.
+
+    Parameters
+    ----------
+    html_dir : path
+        The built HTML (``<root>/_build/html``).
+    chapters : list of str, optional
+        The chapters to read (default: the book's).
+    screenshots : list of str
+        Pages to photograph.
+
+    Returns
+    -------
+    list of str
+        One line per problem; empty when the book reads well.
+    """
+    import base64
+    import tempfile
+    from html.parser import HTMLParser
+    from urllib.parse import unquote, urlparse
+
+    import cv2
+    import numpy as np
+
+    from .config import section
+
+    chromium = find_chromium()
+    if chromium is None:
+        raise FermapError("no Chromium found (Debian: apt-get install chromium)")
+    html_dir = Path(html_dir).resolve()
+    chapters = chapters or list(section("book")["chapters"])
+    executed = section("book")["executed"]
+    pages = {"index": html_dir / "index.html", **{c: html_dir / executed / f"{c}.html" for c in chapters}}
+    shots = html_dir.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    paths = machine_paths(html_dir)
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.errors, self.h1, self.probe = [], 0, 0, None
+            self._probe_text = None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            classes = (a.get("class") or "").split()
+            if tag == "img" and a.get("src"):
+                self.images.append(a["src"])
+            if tag == "h1":
+                self.h1 += 1
+            if "traceback" in classes or ("output" in classes and "error" in classes):
+                self.errors += 1
+            if a.get("id") == "fermap-probe":
+                self._probe_text = []
+
+        def handle_data(self, data):
+            if self._probe_text is not None:
+                self._probe_text.append(data)
+
+        def handle_endtag(self, tag):
+            if tag == "pre" and self._probe_text is not None:
+                self.probe = json.loads("".join(self._probe_text))
+                self._probe_text = None
+
+    problems = []
+    with tempfile.TemporaryDirectory() as profile_dir:
+        for name, page in pages.items():
+            if not page.is_file():
+                problems.append(f"{name}: not rendered ({page} missing)")
+                continue
+            html = page.read_text(errors="replace")
+            redirect = re.search(r'http-equiv="refresh"\s+content="\d+;\s*url=([^"]+)"', html, re.I)
+            if redirect and (page.parent / redirect.group(1)).is_file():  # jupyter-book's index.html
+                page = (page.parent / redirect.group(1)).resolve()
+                html = page.read_text(errors="replace")
+            # A copy beside the page (same relative links) that reports its own layout once loaded.
+            probe_page = page.with_name(f".fermap-check-{page.name}")
+            probe_page.write_text(re.sub(r"</body>", lambda m: _PROBE + m.group(0), html, count=1, flags=re.I)
+                                  if re.search(r"</body>", html, re.I) else html + _PROBE)
+            try:
+                done = _render(chromium, probe_page.as_uri(), Path(profile_dir),
+                               ["--dump-dom", WINDOW, "--virtual-time-budget=15000"])
+            finally:
+                probe_page.unlink(missing_ok=True)
+            dom = done.stdout
+            if done.returncode or "<body" not in dom:
+                problems.append(f"{name}: Chromium could not render it ({done.stderr.strip()[-200:]})")
+                continue
+            parsed = Page()
+            parsed.feed(dom)
+            if not parsed.h1:
+                problems.append(f"{name}: no title rendered")
+            if parsed.errors or "Traceback (most recent call last)" in dom:
+                problems.append(f"{name}: an output shows an error or a traceback")
+            if parsed.probe is None:
+                problems.append(f"{name}: the page did not finish loading in the browser")
+            else:
+                problems += page_problems(name, html, dom, parsed.probe, paths)
+            for src in parsed.images:
+                if src.startswith("data:"):
+                    payload = src.split(",", 1)[1]
+                    blob = base64.b64decode(payload) if ";base64" in src.split(",", 1)[0] else payload.encode()
+                    if not blob or (not src.startswith("data:image/svg") and
+                                    cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED) is None):
+                        problems.append(f"{name}: an inline image does not decode")
+                    continue
+                url = urlparse(src)
+                if url.scheme in ("http", "https"):
+                    continue  # remote badges etc. are not the book's own images
+                target = (page.parent / unquote(url.path)).resolve() if url.scheme != "file" else Path(unquote(url.path))
+                if not target.is_file() or target.stat().st_size == 0:
+                    problems.append(f"{name}: image {src} is missing")
+                elif target.suffix.lower() != ".svg" and cv2.imread(str(target), cv2.IMREAD_UNCHANGED) is None:
+                    problems.append(f"{name}: image {src} does not decode")
+            if name in screenshots:
+                _render(chromium, page.as_uri(), Path(profile_dir),
+                        [f"--screenshot={shots / (re.sub(r'[^A-Za-z0-9_]', '_', name) + '.png')}",
+                         WINDOW, "--virtual-time-budget=15000"])
+    return problems
