@@ -136,9 +136,21 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     """Execute the book's chapters with papermill for a profile (unchanged chapters are skipped)."""
-    from .run import load_profile, parse_overrides, run_book
+    from .run import default_run_dir, load_profile, parse_overrides, run_book
 
+    if args.unpack:  # a finished run, handed out as one file: no chapter is executed
+        from .archive import archive_profile, unpack_run
+
+        name = archive_profile(args.unpack).get("name") or args.unpack.name.split(".")[0]
+        run_dir = unpack_run(args.unpack, args.run or default_run_dir({"name": name}))
+        print(f"run {name} unpacked -> {run_dir}; its chapters open without retraining")
+        return
     prof = load_profile(args.profile, args.config, parse_overrides(args.param))
+    if args.pack:
+        from .archive import pack_run
+
+        print(f"run packed -> {pack_run(args.run or default_run_dir(prof), args.pack)}")
+        return
     table = run_book(prof, args.run, args.chapters)
     print(table.to_string(index=False))
 
@@ -230,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute the book's chapters with papermill for a profile (skips unchanged ones)")
     _profile_arguments(p)
     p.add_argument("--chapters", nargs="*", help="only these chapters (names as in config.yaml), in order")
+    packing = p.add_mutually_exclusive_group()
+    packing.add_argument("--pack", type=Path, metavar="ARCHIVE",
+                         help="instead of executing, pack the finished run into ARCHIVE (.tar.gz)")
+    packing.add_argument("--unpack", type=Path, metavar="ARCHIVE",
+                         help="instead of executing, unpack ARCHIVE into --run (default runs/<its profile>)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("book", help="build the HTML book (_build/html) from the executed chapters")
