@@ -162,7 +162,9 @@ def cmd_book(args: argparse.Namespace) -> None:
     html = build_book()
     print(f"book -> {html}/index.html")
     if args.check:
-        problems = check_book(html)
+        from .teaching import check_teaching
+
+        problems = check_book(html) + check_teaching(html)  # as a reader, then as a teacher
         for p in problems:
             print(f"PROBLEM {p}")
         print(f"browser check: {len(problems)} problem(s); screenshots in {html.parent / 'screenshots'}")
@@ -251,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("book", help="build the HTML book (_build/html) from the executed chapters")
     p.add_argument("--check", action="store_true",
-                   help="then open every page in headless Chromium: missing images, errors, unrendered chapters")
+                   help="then open every page in headless Chromium (missing images, errors, unrendered chapters) "
+                        "and check every chapter's overview, exercises with solutions, summary and next step")
     p.set_defaults(func=cmd_book)
     return parser
 
