@@ -200,3 +200,43 @@ def command_problems(argv: list[str]) -> list[str]:
         if unknown:
             problems.append(f"fermap {text}: unknown chapter(s) {', '.join(unknown)}")
     return problems
+
+
+def notebook_problems(notebook: str | os.PathLike) -> list[str]:
+    """What a chapter's notebook lacks as a course text, read from its markdown source.
+
+    The same requirements as :func:`teaching_problems` (which reads the built HTML), checked
+    before any build: the sections as ``##`` headings, the exercises as ``:::{exercise}``
+    directives with their kind in ``:class:``, and one ``:::{solution}`` with ``:class: dropdown``
+    per exercise.
+
+    Parameters
+    ----------
+    notebook : path
+        A chapter's notebook.
+
+    Returns
+    -------
+    list of str
+        One line per problem, prefixed with the notebook's name.
+    """
+    import nbformat
+
+    name = Path(notebook).stem
+    text = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown")
+    headings = [h.strip().lower().replace("’", "'") for h in re.findall(r"^## (.+)$", text, flags=re.M)]
+    problems = [f"{name}: no '{s}' section" for s in SECTIONS if s not in headings]
+    if headings and headings[0] != "overview":
+        problems.append(f"{name}: the overview is not the first section")
+    blocks = re.split(r"^(?=:{3,}\{(?:exercise|solution)\})", text, flags=re.M)[1:]
+    exercises = [b for b in blocks if b.startswith(":::{exercise}")]
+    solutions = [b for b in blocks if b.startswith(":::{solution}")]
+    labels = {m.group(1) for b in exercises for m in [re.search(r"^:label: (\S+)", b, flags=re.M)] if m}
+    solved = {b.split("\n", 1)[0].split()[-1] for b in solutions}
+    if len(exercises) < MIN_EXERCISES:
+        problems.append(f"{name}: {len(exercises)} exercise(s), at least {MIN_EXERCISES} expected")
+    problems += [f"{name}: exercise {label} has no solution" for label in sorted(labels - solved)]
+    if any(not re.search(r"^:class: .*dropdown", b, flags=re.M) for b in solutions):
+        problems.append(f"{name}: a solution is shown, not hidden behind a toggle")
+    problems += [f"{name}: no {k[5:]} exercise" for k in KINDS if not any(f":class: {k}" in b for b in exercises)]
+    return problems
