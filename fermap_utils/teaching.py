@@ -72,7 +72,7 @@ def teaching_problems(html: str, name: str) -> list[str]:
     page = _Page()
     page.feed(html)
     problems = [f"{name}: no '{s}' section" for s in SECTIONS if s not in page.headings]
-    if page.headings and page.headings[0] != "overview":
+    if "overview" in page.headings and page.headings[0] != "overview":
         problems.append(f"{name}: the overview is not the first section")
     if len(page.exercises) < MIN_EXERCISES:
         problems.append(f"{name}: {len(page.exercises)} exercise(s), at least {MIN_EXERCISES} expected")
@@ -226,7 +226,7 @@ def notebook_problems(notebook: str | os.PathLike) -> list[str]:
     text = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown")
     headings = [h.strip().lower().replace("’", "'") for h in re.findall(r"^## (.+)$", text, flags=re.M)]
     problems = [f"{name}: no '{s}' section" for s in SECTIONS if s not in headings]
-    if headings and headings[0] != "overview":
+    if "overview" in headings and headings[0] != "overview":
         problems.append(f"{name}: the overview is not the first section")
     blocks = re.split(r"^(?=:{3,}\{(?:exercise|solution)\})", text, flags=re.M)[1:]
     exercises = [b for b in blocks if b.startswith(":::{exercise}")]
