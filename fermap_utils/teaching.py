@@ -115,7 +115,15 @@ def check_teaching(html_dir: str | os.PathLike, chapters: list[str] | None = Non
     return problems
 
 
-_FENCE = re.compile(r"^:{3,}\{(exercise|solution)\}", re.M)
+def _markdown(notebook: str | os.PathLike) -> list[str]:
+    import nbformat
+
+    return [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown"]
+
+
+def _directives(text: str) -> list[str]:
+    """The text from each ``:::{exercise}`` or ``:::{solution}`` fence to the next one."""
+    return re.split(r"^(?=:{3,}\{(?:exercise|solution)\})", text, flags=re.M)[1:]
 
 
 def exercise_commands(notebook: str | os.PathLike) -> list[list[str]]:
@@ -133,14 +141,9 @@ def exercise_commands(notebook: str | os.PathLike) -> list[list[str]]:
         found on the lines starting with ``fermap `` inside markdown cells that hold a
         ``kind-parameter`` exercise or in the solution of one (``ex-<chapter>-parameter``).
     """
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
     commands = []
-    for cell in nb.cells:
-        if cell.cell_type != "markdown" or not _FENCE.search(cell.source):
-            continue
-        for block in re.split(r"^(?=:{3,}\{(?:exercise|solution)\})", cell.source, flags=re.M):
+    for source in _markdown(notebook):
+        for block in _directives(source):
             head = block.split("\n", 1)[0]
             # an exercise says its kind in :class:; a solution names its exercise, ex-<chapter>-<kind>
             if ":class: kind-parameter" not in block and not (head.startswith(":::{solution}") and
@@ -213,22 +216,20 @@ def notebook_problems(notebook: str | os.PathLike) -> list[str]:
     Parameters
     ----------
     notebook : path
-        A chapter's notebook.
+        The chapter to check (an ``.ipynb`` file).
 
     Returns
     -------
     list of str
         One line per problem, prefixed with the notebook's name.
     """
-    import nbformat
-
     name = Path(notebook).stem
-    text = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown")
+    text = "\n".join(_markdown(notebook))
     headings = [h.strip().lower().replace("’", "'") for h in re.findall(r"^## (.+)$", text, flags=re.M)]
     problems = [f"{name}: no '{s}' section" for s in SECTIONS if s not in headings]
     if "overview" in headings and headings[0] != "overview":
         problems.append(f"{name}: the overview is not the first section")
-    blocks = re.split(r"^(?=:{3,}\{(?:exercise|solution)\})", text, flags=re.M)[1:]
+    blocks = _directives(text)
     exercises = [b for b in blocks if b.startswith(":::{exercise}")]
     solutions = [b for b in blocks if b.startswith(":::{solution}")]
     labels = {m.group(1) for b in exercises for m in [re.search(r"^:label: (\S+)", b, flags=re.M)] if m}
