@@ -29,11 +29,13 @@ class _Page(HTMLParser):
         self.headings: list[str] = []
         self.exercises: list[set[str]] = []
         self.solutions: list[set[str]] = []
+        self.classes: set[str] = set()
         self._in_h2 = False
         self._text = ""
 
     def handle_starttag(self, tag, attrs):
         classes = set((dict(attrs).get("class") or "").split())
+        self.classes |= classes
         if tag == "h2":
             self._in_h2, self._text = True, ""
         if tag == "div" and "admonition" in classes:
@@ -67,7 +69,8 @@ def teaching_problems(html: str, name: str) -> list[str]:
     list of str
         One line per problem: a missing section (overview, exercises, summary, what's next),
         fewer than three exercises, an exercise without its solution, a solution not hidden
-        behind a toggle, or a kind of exercise (figure, parameter, code) missing.
+        behind a toggle, no launch or download buttons, or a kind of exercise (figure,
+        parameter, code) missing.
     """
     page = _Page()
     page.feed(html)
@@ -80,6 +83,10 @@ def teaching_problems(html: str, name: str) -> list[str]:
         problems.append(f"{name}: {len(page.exercises) - len(page.solutions)} exercise(s) without a solution")
     if any("dropdown" not in s for s in page.solutions):
         problems.append(f"{name}: a solution is shown, not hidden behind a toggle")
+    # sphinx-book-theme's buttons: open the chapter on Binder / a JupyterHub, download it
+    for button, what in (("dropdown-launch-buttons", "launch"), ("dropdown-download-buttons", "download")):
+        if button not in page.classes:
+            problems.append(f"{name}: no {what} buttons")
     kinds = set().union(*page.exercises) if page.exercises else set()
     problems += [f"{name}: no {k[5:]} exercise" for k in KINDS if k not in kinds]
     return problems

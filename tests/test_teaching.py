@@ -37,9 +37,11 @@ def test_the_notebook_check_finds_what_is_missing(tmp_path):
     assert "the overview is not the first section" not in problems  # there is none to misplace
 
 
-def _page(exercises: int, dropdown: bool = True, sections=("Overview", "Exercises", "Summary", "What’s next")) -> str:
+def _page(exercises: int, dropdown: bool = True, sections=("Overview", "Exercises", "Summary", "What’s next"),
+          buttons=("launch", "download")) -> str:
     kinds = ["kind-figure", "kind-parameter", "kind-code"]
-    body = "".join(f"<section><h2>{s}<a class='headerlink'>#</a></h2></section>" for s in sections)
+    body = "".join(f'<div class="dropdown dropdown-{b}-buttons"></div>' for b in buttons)
+    body += "".join(f"<section><h2>{s}<a class='headerlink'>#</a></h2></section>" for s in sections)
     for k in range(exercises):
         body += f'<div class="exercise admonition {kinds[k % 3]}" id="e{k}"><p>Q</p></div>'
         body += f'<div class="solution {"dropdown " if dropdown else ""}admonition" id="s{k}"><p>A</p></div>'
@@ -51,6 +53,7 @@ def test_the_html_check_reads_the_rendered_chapter(tmp_path):
     assert teaching.teaching_problems(_page(2), "c") == ["c: 2 exercise(s), at least 3 expected", "c: no code exercise"]
     assert teaching.teaching_problems(_page(3, dropdown=False), "c") == ["c: a solution is shown, not hidden behind a toggle"]
     assert "c: no 'summary' section" in teaching.teaching_problems(_page(3, sections=("Overview", "Exercises")), "c")
+    assert teaching.teaching_problems(_page(3, buttons=("download",)), "c") == ["c: no launch buttons"]
     assert "c: the overview is not the first section" in teaching.teaching_problems(
         _page(3, sections=("Exercises", "Overview", "Summary", "What's next")), "c")
     # a built book: chapters as pages, the glossary and the lab plan beside them
