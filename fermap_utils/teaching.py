@@ -30,14 +30,16 @@ class _Page(HTMLParser):
         self.exercises: list[set[str]] = []
         self.solutions: list[set[str]] = []
         self.classes: set[str] = set()
-        self._in_h2 = False
+        self._in_h2 = self._section = False
         self._text = ""
 
     def handle_starttag(self, tag, attrs):
         classes = set((dict(attrs).get("class") or "").split())
         self.classes |= classes
         if tag == "h2":
-            self._in_h2, self._text = True, ""
+            self._in_h2, self._text, self._section = True, "", False
+        if tag == "a" and self._in_h2 and "headerlink" in classes:
+            self._section = True  # a section's title; the theme's own h2s ("Contents") have no anchor
         if tag == "div" and "admonition" in classes:
             if "exercise" in classes:
                 self.exercises.append(classes)
@@ -47,7 +49,8 @@ class _Page(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "h2" and self._in_h2:
             self._in_h2 = False
-            self.headings.append(" ".join(self._text.replace("#", "").split()).lower().replace("’", "'"))
+            if self._section:
+                self.headings.append(" ".join(self._text.replace("#", "").split()).lower().replace("’", "'"))
 
     def handle_data(self, data):
         if self._in_h2:

@@ -40,7 +40,8 @@ def test_the_notebook_check_finds_what_is_missing(tmp_path):
 def _page(exercises: int, dropdown: bool = True, sections=("Overview", "Exercises", "Summary", "What’s next"),
           buttons=("launch", "download")) -> str:
     kinds = ["kind-figure", "kind-parameter", "kind-code"]
-    body = "".join(f'<div class="dropdown dropdown-{b}-buttons"></div>' for b in buttons)
+    body = "<h2>Contents</h2>"  # the theme's table of contents: not a section
+    body += "".join(f'<div class="dropdown dropdown-{b}-buttons"></div>' for b in buttons)
     body += "".join(f"<section><h2>{s}<a class='headerlink'>#</a></h2></section>" for s in sections)
     for k in range(exercises):
         body += f'<div class="exercise admonition {kinds[k % 3]}" id="e{k}"><p>Q</p></div>'
