@@ -53,6 +53,9 @@ def pack_run(run_dir: str | os.PathLike, archive: str | os.PathLike | None = Non
         with tarfile.open(tmp, "w:gz") as tar:
             for path in sorted(run_dir.iterdir()):
                 tar.add(path, arcname=path.name, filter=_kept)
+    umask = os.umask(0)
+    os.umask(umask)
+    archive.chmod(0o666 & ~umask)  # an archive is made to be handed out (atomic_path's temp file is private)
     return archive
 
 
