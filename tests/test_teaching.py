@@ -145,7 +145,9 @@ def test_a_run_packs_and_unpacks_byte_for_byte(tmp_path, reference):
     run = _finished_run(tmp_path / "run", reference)
     (run / ".run.json.tmp123.json").write_text("partial")  # an interrupted atomic write is not packed
     packed = archive.pack_run(run)
-    assert packed == tmp_path / "run.tar.gz" and packed.stat().st_mode & 0o044  # readable by others
+    umask = os.umask(0)
+    os.umask(umask)
+    assert packed == tmp_path / "run.tar.gz" and packed.stat().st_mode & 0o777 == 0o666 & ~umask  # not private
     assert archive.archive_profile(packed)["networks"] == ["InceptionV3", "VGG16"]
     out = archive.unpack_run(packed, tmp_path / "copy")
     files = sorted(p.relative_to(run) for p in run.rglob("*") if p.is_file() and not p.name.startswith("."))
