@@ -165,7 +165,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     from ._io import folder_lock
     from .run import default_run_dir, load_profile, parse_overrides, run_book
 
+    if args.unpack:  # a finished run, handed out as one file: no chapter is executed
+        from .archive import archive_profile, unpack_run
+
+        name = archive_profile(args.unpack).get("name") or args.unpack.name.split(".")[0]
+        run_dir = unpack_run(args.unpack, args.run or default_run_dir({"name": name}))
+        print(f"run {name} unpacked -> {run_dir}; its chapters open without retraining")
+        return
     prof = load_profile(args.profile, args.config, parse_overrides(args.param))
+    if args.pack:
+        from .archive import pack_run
+
+        print(f"run packed -> {pack_run(args.run or default_run_dir(prof), args.pack)}")
+        return
     with folder_lock(args.run or default_run_dir(prof), "fermap run"):
         table = run_book(prof, args.run, args.chapters)
     print(table.to_string(index=False))
@@ -178,7 +190,9 @@ def cmd_book(args: argparse.Namespace) -> None:
     html = build_book()
     print(f"book -> {html}/index.html")
     if args.check:
-        problems = check_book(html)
+        from .teaching import check_teaching
+
+        problems = check_book(html) + check_teaching(html)  # as a reader, then as a teacher
         for p in problems:
             print(f"PROBLEM {p}")
         print(f"browser check: {len(problems)} problem(s); screenshots in {html.parent / 'screenshots'}")
@@ -258,11 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute the book's chapters with papermill for a profile (skips unchanged ones)")
     _profile_arguments(p)
     p.add_argument("--chapters", nargs="*", help="only these chapters (names as in config.yaml), in order")
+    packing = p.add_mutually_exclusive_group()
+    packing.add_argument("--pack", type=Path, metavar="ARCHIVE",
+                         help="instead of executing, pack the finished run into ARCHIVE (.tar.gz)")
+    packing.add_argument("--unpack", type=Path, metavar="ARCHIVE",
+                         help="instead of executing, unpack ARCHIVE into --run (default runs/<its profile>)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("book", help="build the HTML book (_build/html) from the executed chapters")
     p.add_argument("--check", action="store_true",
-                   help="then open every page in headless Chromium: missing images, errors, unrendered chapters")
+                   help="then open every page in headless Chromium (missing images, errors, unrendered chapters) "
+                        "and check every chapter's overview, exercises with solutions, summary and next step")
     p.set_defaults(func=cmd_book)
     return parser
 

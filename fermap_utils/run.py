@@ -416,10 +416,15 @@ def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[di
     """A run's profile and the caption every table and figure of the book carries:
     which profile, dataset and networks produced it (synthetic data said so).
 
-    A folder that is not a run yet becomes one, with the named profile (a chapter
+    A folder that is not a run yet is unpacked from ``<run_dir>.tar.gz`` when that archive
+    exists (``fermap run --pack``), else becomes a run of the named profile (a chapter
     opened by hand in JupyterLab starts its own run).
     """
     run_dir = Path(run_dir)
+    from .archive import archive_beside, unpack_run
+
+    if not (run_dir / "run.json").is_file() and archive_beside(run_dir):  # a handed-out run: no retraining
+        unpack_run(archive_beside(run_dir), run_dir)
     if not (run_dir / "run.json").is_file() and profile:
         record_profile(run_dir, load_profile(profile))
     prof = read_profile(run_dir)

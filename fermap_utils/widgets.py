@@ -28,16 +28,25 @@ def _scores_text(scores: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
 
 
-def _player(frames: list, draw, figsize=(4.2, 4.4)):
-    """A client-side player (inline JavaScript, no CDN) over the frames ``draw(ax, frame)`` paints."""
+def _player(frames: list, draw, figsize=(4.2, 4.4), ncols: int = 1, prepare=None):
+    """A client-side player (inline JavaScript, no CDN) over the frames ``draw(ax, frame)`` paints.
+
+    With ``ncols`` > 1, ``draw`` gets the row of axes; ``prepare(axes)`` draws once what every
+    frame shares (and returns the artists ``draw`` may move), so a frame need not redraw it.
+    """
     from IPython.display import HTML
     from matplotlib.animation import FuncAnimation
 
-    fig, ax = plt.subplots(figsize=figsize)
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, squeeze=False)
+    ax = axes[0, 0] if ncols == 1 else list(axes[0])
+    shared = prepare(ax) if prepare else None
 
     def update(i):
-        ax.clear()
-        draw(ax, frames[i])
+        if ncols == 1:
+            ax.clear()
+            draw(ax, frames[i])
+        else:
+            draw(ax, frames[i], shared)
         return []
 
     anim = FuncAnimation(fig, update, frames=len(frames), interval=900)
@@ -155,17 +164,32 @@ def _threshold_figure(heatmap, mask, t, otsu, curves, title=""):
 
 
 def threshold_explorer_static(heatmap: np.ndarray, mask: np.ndarray, title: str = ""):
-    """Static: a player over thresholds from 20 to 220 and Otsu's, each with its scores."""
+    """Static: a player over thresholds from 20 to 220 and Otsu's. Each frame shows the
+    thresholded heatmap with its scores, beside the IoU, F1, precision and recall curves
+    against the threshold, with Otsu's threshold dotted and the frame's one in red."""
     otsu = otsu_threshold(heatmap)
     frames = sorted({*range(20, 240, 20), otsu})
+    curves = threshold_scores(heatmap, mask, np.arange(0, 255, 5))
 
-    def draw(ax, t):
-        binary = binarize(heatmap, float(t))
-        _overlay(ax, heatmap, mask, binary)
-        label = "Otsu" if t == otsu else "slide"
-        ax.set_title(f"{title} t = {t} ({label})\n{_scores_text(score_heatmap(heatmap, mask, float(t)))}", fontsize=7)
+    def prepare(axes):
+        plot = axes[1]
+        for m in ("iou", "f1", "precision", "recall"):
+            plot.plot(curves.threshold, curves[m], label=m)
+        plot.axvline(otsu, color="black", ls=":", lw=1, label=f"Otsu ({otsu})")
+        plot.set_xlabel("threshold")
+        plot.set_ylim(0, 1)
+        plot.legend(fontsize=7)
+        return plot.axvline(otsu, color="tab:red", lw=1.2)
 
-    return _player(frames, draw)
+    def draw(axes, t, marker):
+        image = axes[0]
+        image.clear()
+        _overlay(image, heatmap, mask, binarize(heatmap, float(t)))
+        image.set_title(f"{title} t = {t}" + (" (Otsu)" if t == otsu else ""), fontsize=8)
+        marker.set_xdata([t, t])
+        axes[1].set_title(_scores_text(score_heatmap(heatmap, mask, float(t))), fontsize=7)
+
+    return _player(frames, draw, figsize=(7.5, 3.6), ncols=2, prepare=prepare)
 
 
 # ---------------------------------------------------------------- AU mask builder
@@ -372,15 +396,17 @@ class ClickToReveal:
 
 
 def attention_static(image: np.ndarray, landmarks: np.ndarray, expression: str, clicks: list[tuple[int, int]],
-                     tiles: int = 8) -> plt.Figure:
+                     tiles: int = 8, heatmaps: dict[str, np.ndarray] | None = None) -> plt.Figure:
     """Static: how a session turns into a map (for the book): the covered face after the clicks,
-    the attention map, and the map on the standard face over the Ekman mask."""
+    the attention map, and the map on the standard face over the Ekman mask, with the scores the
+    live game reports (IoU, F1 and ROC-AUC against the mask; NCC with each network in ``heatmaps``)."""
     from .masks import ekman_masks
     from .warping import warp_to_standard
 
     attention = attention_from_clicks(clicks, tiles, image.shape)
     standard = warp_to_standard(attention, landmarks)[0]
-    fig, axes = plt.subplots(1, 3, figsize=(8, 3.2))
+    scores = score_attention(standard, ekman_masks()[expression], heatmaps or {})
+    fig, axes = plt.subplots(1, 3, figsize=(8, 3.6))
     axes[0].imshow(covered_face(np.asarray(image), clicks, tiles), cmap="gray", vmin=0, vmax=255)
     axes[0].set_title(f"{len(clicks)} tiles uncovered", fontsize=8)
     axes[1].imshow(attention, cmap="jet")
@@ -390,5 +416,63 @@ def attention_static(image: np.ndarray, landmarks: np.ndarray, expression: str, 
     axes[2].set_title(f"standardised, {expression} mask", fontsize=8)
     for a in axes:
         a.axis("off")
-    fig.tight_layout()
+    m = scores["mask"]
+    line = f"against the {expression} mask: IoU {m['iou']:.3f}  F1 {m['f1']:.3f}  ROC-AUC {m['roc_auc']:.3f}"
+    if scores["ncc"]:
+        line += "\nNCC with " + "  ".join(f"{n} {v:.3f}" for n, v in sorted(scores["ncc"].items(), key=lambda kv: -kv[1]))
+    fig.suptitle(line, fontsize=8, y=0.02, va="bottom")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
+
+
+def pool_sessions(folder: str, shape: tuple[int, int] | None = None) -> tuple[dict[str, np.ndarray], "pd.DataFrame"]:
+    """Pool saved click-to-reveal sessions (``ClickToReveal(out=folder)``) into one map per expression.
+
+    Parameters
+    ----------
+    folder : str
+        A folder of session files ``<session>_<Expression>.json`` (searched recursively, so the
+        folders of several students can be gathered under one).
+    shape : tuple of int, optional
+        (rows, columns) every map must have; a session of another shape is an error.
+        Default: the standard face's, 275 x 224.
+
+    Returns
+    -------
+    maps : dict
+        Expression -> the mean of its sessions' standardised attention maps (float, the same
+        weight for every session, as the paper's Eq. 1 weighs every explanation).
+    sessions : pandas.DataFrame
+        One row per session: file, session, expression, answer, correct, tiles uncovered, and
+        the session's IoU with the Ekman mask.
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .errors import FermapError
+    from .landmarks import STANDARD_SIZE
+
+    shape = tuple(shape or STANDARD_SIZE[::-1])
+    files = sorted(Path(folder).rglob("*.json"))
+    if not files:
+        raise FermapError(f"{folder}: no saved click-to-reveal sessions (*.json)")
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    rows = []
+    for path in files:
+        try:
+            s = json.loads(path.read_text())
+            standard = np.asarray(s["standard_map"], np.float64)
+            expression = s["expression"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FermapError(f"{path}: not a click-to-reveal session ({exc})") from None
+        if standard.shape != shape:
+            raise FermapError(f"{path}: map of shape {standard.shape}, not {shape}")
+        sums[expression] = sums.get(expression, 0) + standard
+        counts[expression] = counts.get(expression, 0) + 1
+        rows.append({"file": path.name, "session": s.get("session"), "expression": expression,
+                     "answer": s.get("answer"), "correct": s.get("correct"), "tiles": len(s.get("clicks", [])),
+                     "iou_mask": s.get("scores", {}).get("mask", {}).get("iou")})
+    return {e: sums[e] / counts[e] for e in sums}, pd.DataFrame(rows)

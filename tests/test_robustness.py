@@ -484,7 +484,7 @@ def test_a_run_archive_unpacks_safely(tmp_path, tiny_run):
     import io
     import tarfile
 
-    from fermap_utils._io import pack_run, unpack_run
+    from fermap_utils.archive import pack_run, unpack_run
 
     (tiny_run / "run.json").write_text(json.dumps({"name": "smoke", "networks": ["FER2013"]}))
     (tiny_run / ".fermap-tmp.x").write_text("stale")
@@ -495,6 +495,7 @@ def test_a_run_archive_unpacks_safely(tmp_path, tiny_run):
     def crafted(name: str, link: str | None = None) -> Path:
         evil = tmp_path / "evil.tar"
         with tarfile.open(evil, "w") as tar:
+            tar.add(tiny_run / "run.json", arcname="run.json")
             info = tarfile.TarInfo(name)
             if link:
                 info.type, info.linkname = tarfile.SYMTYPE, link

@@ -102,3 +102,64 @@ def test_click_to_reveal_driven_by_simulated_clicks(astronaut_face, tmp_path):
     assert std.shape == (275, 224) and std.max() == pytest.approx(1.0, abs=1e-3)
     assert saved["scores"]["ncc"]["A"] > 0.2  # mouth clicks resemble a mouth heatmap
     assert 0 <= saved["scores"]["mask"]["iou"] <= 1
+
+
+def test_threshold_fallback_draws_the_score_curves(maps, monkeypatch):
+    """The static player's second panel holds IoU and F1 against the threshold, as defined:
+    IoU = |B ∩ M| / |B ∪ M| and F1 = 2|B ∩ M| / (|B| + |M|), with B = heatmap > t."""
+    import matplotlib.pyplot as plt
+
+    captured = {}
+    monkeypatch.setattr(widgets, "_player", lambda frames, draw, **kw: captured.update(frames=frames, draw=draw, **kw))
+    hm, mask = maps[("global", "all", "Fear")], masks.ekman_masks()["Fear"].astype(bool)
+    widgets.threshold_explorer_static(hm, mask, "Fear")
+    fig, axes = plt.subplots(1, 2)
+    marker = captured["prepare"](list(axes))
+    lines = {ln.get_label(): ln for ln in axes[1].get_lines()}
+    t = np.asarray(lines["iou"].get_xdata())
+    inter = np.array([(hm[mask] > x).sum() for x in t])
+    kept = np.array([(hm > x).sum() for x in t])
+    np.testing.assert_allclose(lines["iou"].get_ydata(), inter / (kept + mask.sum() - inter), atol=1e-9)
+    np.testing.assert_allclose(lines["f1"].get_ydata(), 2 * inter / (kept + mask.sum()), atol=1e-9)
+    captured["draw"](list(axes), 120, marker)  # a frame moves the red marker to its threshold
+    assert list(marker.get_xdata()) == [120, 120] and captured["ncols"] == 2
+    plt.close(fig)
+
+
+def test_attention_fallback_shows_the_session_scores(astronaut_face):
+    from fermap_utils.heatmaps import stretch, to_uint8
+    from fermap_utils.warping import warp_to_standard
+
+    face, marks = astronaut_face
+    clicks = [(5, 3), (5, 4), (6, 3), (2, 2)]
+    mask = masks.ekman_masks()["Happiness"].astype(bool)
+    fig = widgets.attention_static(face, marks, "Happiness", clicks, heatmaps={"A": mask.astype(np.uint8) * 255})
+    text = fig._suptitle.get_text()
+    standard = to_uint8(stretch(warp_to_standard(widgets.attention_from_clicks(clicks, 8, face.shape), marks)[0]))
+    kept = standard > metrics.otsu_threshold(standard)
+    iou = (kept & mask).sum() / (kept | mask).sum()
+    assert f"IoU {iou:.3f}" in text and "NCC with A" in text
+
+
+def test_sessions_pool_into_one_map_per_expression(tmp_path):
+    import json
+
+    from fermap_utils.errors import FermapError
+
+    rng = np.random.default_rng(0)
+    made = {}
+    for k, expr in enumerate(["Happiness", "Happiness", "Fear"]):
+        m = rng.random((6, 5))
+        made.setdefault(expr, []).append(m)
+        folder = tmp_path / f"student{k}"
+        folder.mkdir()
+        (folder / f"s{k}_{expr}.json").write_text(json.dumps(
+            {"session": f"s{k}", "expression": expr, "answer": expr, "correct": True, "clicks": [[0, 0]] * (k + 1),
+             "scores": {"mask": {"iou": 0.1 * k}}, "standard_map": m.tolist()}))
+    pooled, table = widgets.pool_sessions(str(tmp_path), shape=(6, 5))
+    np.testing.assert_allclose(pooled["Happiness"], np.mean(made["Happiness"], axis=0))
+    np.testing.assert_allclose(pooled["Fear"], made["Fear"][0])
+    assert sorted(table.expression) == ["Fear", "Happiness", "Happiness"] and table.tiles.tolist() == [1, 2, 3]
+    (tmp_path / "bad_Fear.json").write_text(json.dumps({"expression": "Fear", "standard_map": [[0.0]]}))
+    with pytest.raises(FermapError, match="bad_Fear.json"):
+        widgets.pool_sessions(str(tmp_path), shape=(6, 5))

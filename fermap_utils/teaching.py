@@ -1,0 +1,253 @@
+"""The book as a course text: every chapter's teaching apparatus, checked.
+
+Each chapter opens with an *Overview* (what you will learn, prerequisites, time to read and
+to run) and ends with *Exercises* (sphinx-exercise directives, solutions behind a toggle),
+a *Summary* and *What's next*. Exercises come in three kinds, named by their ``:class:``:
+``kind-figure`` (a question on the chapter's figures), ``kind-parameter`` (a parameter to
+change and re-run, with the exact command) and ``kind-code`` (a short coding task that calls
+``fermap_utils``). :func:`check_teaching` reads the built HTML; :func:`exercise_commands`
+reads the commands of the parameter exercises from the notebooks, for the test that runs them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from html.parser import HTMLParser
+from pathlib import Path
+
+SECTIONS = ("overview", "exercises", "summary", "what's next")
+KINDS = ("kind-figure", "kind-parameter", "kind-code")
+MIN_EXERCISES = 3
+
+
+class _Page(HTMLParser):
+    """Headings (h2) and exercise / solution admonitions of one rendered chapter."""
+
+    def __init__(self):
+        super().__init__()
+        self.headings: list[str] = []
+        self.exercises: list[set[str]] = []
+        self.solutions: list[set[str]] = []
+        self.classes: set[str] = set()
+        self._in_h2 = self._section = False
+        self._text = ""
+
+    def handle_starttag(self, tag, attrs):
+        classes = set((dict(attrs).get("class") or "").split())
+        self.classes |= classes
+        if tag == "h2":
+            self._in_h2, self._text, self._section = True, "", False
+        if tag == "a" and self._in_h2 and "headerlink" in classes:
+            self._section = True  # a section's title; the theme's own h2s ("Contents") have no anchor
+        if tag == "div" and "admonition" in classes:
+            if "exercise" in classes:
+                self.exercises.append(classes)
+            elif "solution" in classes:
+                self.solutions.append(classes)
+
+    def handle_endtag(self, tag):
+        if tag == "h2" and self._in_h2:
+            self._in_h2 = False
+            if self._section:
+                self.headings.append(" ".join(self._text.replace("#", "").split()).lower().replace("’", "'"))
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self._text += data
+
+
+def teaching_problems(html: str, name: str) -> list[str]:
+    """What one rendered chapter lacks as a course text.
+
+    Parameters
+    ----------
+    html : str
+        The chapter's HTML as built (or as a browser's DOM).
+    name : str
+        The chapter's name, to prefix each problem.
+
+    Returns
+    -------
+    list of str
+        One line per problem: a missing section (overview, exercises, summary, what's next),
+        fewer than three exercises, an exercise without its solution, a solution not hidden
+        behind a toggle, no launch or download buttons, or a kind of exercise (figure,
+        parameter, code) missing.
+    """
+    page = _Page()
+    page.feed(html)
+    problems = [f"{name}: no '{s}' section" for s in SECTIONS if s not in page.headings]
+    if "overview" in page.headings and page.headings[0] != "overview":
+        problems.append(f"{name}: the overview is not the first section")
+    if len(page.exercises) < MIN_EXERCISES:
+        problems.append(f"{name}: {len(page.exercises)} exercise(s), at least {MIN_EXERCISES} expected")
+    if len(page.solutions) < len(page.exercises):
+        problems.append(f"{name}: {len(page.exercises) - len(page.solutions)} exercise(s) without a solution")
+    if any("dropdown" not in s for s in page.solutions):
+        problems.append(f"{name}: a solution is shown, not hidden behind a toggle")
+    # sphinx-book-theme's buttons: open the chapter on Binder / a JupyterHub, download it
+    for button, what in (("dropdown-launch-buttons", "launch"), ("dropdown-download-buttons", "download")):
+        if button not in page.classes:
+            problems.append(f"{name}: no {what} buttons")
+    kinds = set().union(*page.exercises) if page.exercises else set()
+    problems += [f"{name}: no {k[5:]} exercise" for k in KINDS if k not in kinds]
+    return problems
+
+
+def check_teaching(html_dir: str | os.PathLike, chapters: list[str] | None = None) -> list[str]:
+    """Every chapter of the built book has its overview, exercises with solutions, summary and next step.
+
+    Parameters
+    ----------
+    html_dir : path
+        The built HTML book (``_build/html``).
+    chapters : list of str, optional
+        Chapter names (default: the book's, from ``config.yaml``).
+
+    Returns
+    -------
+    list of str
+        The problems found (:func:`teaching_problems`), plus a missing glossary or lab page.
+    """
+    from .config import section
+
+    book = section("book")
+    html_dir = Path(html_dir)
+    problems = []
+    for name in chapters or list(book["chapters"]):
+        page = html_dir / book["executed"] / f"{name}.html"
+        if page.is_file():  # a missing chapter is check_book's to report
+            problems += teaching_problems(page.read_text(encoding="utf-8"), name)
+    for page in ("glossary", "teaching"):
+        if not (html_dir / "book" / f"{page}.html").is_file():
+            problems.append(f"book/{page}: not rendered")
+    return problems
+
+
+def _markdown(notebook: str | os.PathLike) -> list[str]:
+    import nbformat
+
+    return [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown"]
+
+
+def _directives(text: str) -> list[str]:
+    """The text from each ``:::{exercise}`` or ``:::{solution}`` fence to the next one."""
+    return re.split(r"^(?=:{3,}\{(?:exercise|solution)\})", text, flags=re.M)[1:]
+
+
+def exercise_commands(notebook: str | os.PathLike) -> list[list[str]]:
+    """The ``fermap`` commands of a notebook's parameter exercises and their solutions.
+
+    Parameters
+    ----------
+    notebook : path
+        A chapter's notebook.
+
+    Returns
+    -------
+    list of list of str
+        Each command split as a shell would (``shlex``), without the leading ``fermap``;
+        found on the lines starting with ``fermap `` inside markdown cells that hold a
+        ``kind-parameter`` exercise or in the solution of one (``ex-<chapter>-parameter``).
+    """
+    commands = []
+    for source in _markdown(notebook):
+        for block in _directives(source):
+            head = block.split("\n", 1)[0]
+            # an exercise says its kind in :class:; a solution names its exercise, ex-<chapter>-<kind>
+            if ":class: kind-parameter" not in block and not (head.startswith(":::{solution}") and
+                                                               head.rstrip().endswith("-parameter")):
+                continue
+            for line in block.splitlines():
+                line = line.strip()
+                if line.startswith("fermap "):
+                    commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def command_problems(argv: list[str]) -> list[str]:
+    """Why an exercise's ``fermap`` command would not do what it says (empty if it would).
+
+    Parameters
+    ----------
+    argv : list of str
+        The command's arguments, without ``fermap`` (as :func:`exercise_commands` gives them).
+
+    Returns
+    -------
+    list of str
+        Problems: arguments the command line rejects, an unknown profile or chapter, or a
+        ``-p KEY VALUE`` whose key no profile has (a typo would otherwise be applied silently).
+    """
+    import contextlib
+    import io
+
+    from .cli import build_parser
+    from .config import section
+    from .errors import FermapError
+    from .explain import LimeSettings
+    from .run import load_profile, parse_overrides
+
+    text = " ".join(argv)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(argv)
+    except SystemExit:
+        return [f"fermap {text}: the command line rejects it"]
+    problems = []
+    if getattr(args, "param", None) is not None or hasattr(args, "chapters"):
+        profiles = section("profiles")
+        top = set().union(*profiles.values()) | {"tune"}
+        inner = set(section("lime")) | set(LimeSettings.__dataclass_fields__)
+        inner |= set().union(*[p.get("explain") or {} for p in profiles.values()])
+        for key, _ in args.param or []:
+            head, *rest = key.split(".")
+            if head not in top or (head == "explain" and rest and rest[0] not in inner):
+                problems.append(f"fermap {text}: no profile has the key {key!r}")
+        try:
+            load_profile(getattr(args, "profile", None), getattr(args, "config", None), parse_overrides(args.param))
+        except FermapError as exc:
+            problems.append(f"fermap {text}: {exc}")
+        unknown = [c for c in getattr(args, "chapters", None) or [] if c not in section("book")["chapters"]]
+        if unknown:
+            problems.append(f"fermap {text}: unknown chapter(s) {', '.join(unknown)}")
+    return problems
+
+
+def notebook_problems(notebook: str | os.PathLike) -> list[str]:
+    """What a chapter's notebook lacks as a course text, read from its markdown source.
+
+    The same requirements as :func:`teaching_problems` (which reads the built HTML), checked
+    before any build: the sections as ``##`` headings, the exercises as ``:::{exercise}``
+    directives with their kind in ``:class:``, and one ``:::{solution}`` with ``:class: dropdown``
+    per exercise.
+
+    Parameters
+    ----------
+    notebook : path
+        The chapter to check (an ``.ipynb`` file).
+
+    Returns
+    -------
+    list of str
+        One line per problem, prefixed with the notebook's name.
+    """
+    name = Path(notebook).stem
+    text = "\n".join(_markdown(notebook))
+    headings = [h.strip().lower().replace("’", "'") for h in re.findall(r"^## (.+)$", text, flags=re.M)]
+    problems = [f"{name}: no '{s}' section" for s in SECTIONS if s not in headings]
+    if "overview" in headings and headings[0] != "overview":
+        problems.append(f"{name}: the overview is not the first section")
+    blocks = _directives(text)
+    exercises = [b for b in blocks if b.startswith(":::{exercise}")]
+    solutions = [b for b in blocks if b.startswith(":::{solution}")]
+    labels = {m.group(1) for b in exercises for m in [re.search(r"^:label: (\S+)", b, flags=re.M)] if m}
+    solved = {b.split("\n", 1)[0].split()[-1] for b in solutions}
+    if len(exercises) < MIN_EXERCISES:
+        problems.append(f"{name}: {len(exercises)} exercise(s), at least {MIN_EXERCISES} expected")
+    problems += [f"{name}: exercise {label} has no solution" for label in sorted(labels - solved)]
+    if any(not re.search(r"^:class: .*dropdown", b, flags=re.M) for b in solutions):
+        problems.append(f"{name}: a solution is shown, not hidden behind a toggle")
+    problems += [f"{name}: no {k[5:]} exercise" for k in KINDS if not any(f":class: {k}" in b for b in exercises)]
+    return problems
