@@ -49,9 +49,9 @@ def grade_heatmaps(heatmaps: dict[tuple[str, str], np.ndarray], regions: dict[st
                    planted: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Grade many heatmaps, keyed ``(network, expression)``, against the planted truth (and the Ekman masks).
 
-    Returns one row per heatmap: network, expression, ``truth`` (``planted`` or
-    ``Ekman``) and the scores of :func:`grade_heatmap` (``ncc`` against the
-    planted map in both rows).
+    Returns one row per heatmap and truth: network, expression, ``truth``
+    (``planted`` or ``Ekman``) and the scores of :func:`grade_heatmap` (``ncc``,
+    the correlation with the planted map, only in the ``planted`` rows).
     """
     rows = []
     for (network, expression), h in sorted(heatmaps.items()):
@@ -59,9 +59,9 @@ def grade_heatmaps(heatmaps: dict[tuple[str, str], np.ndarray], regions: dict[st
             continue
         rows.append({"network": network, "expression": expression, "truth": "planted",
                      **grade_heatmap(h, regions[expression], planted[expression])})
-        if masks is not None:
+        if masks is not None:  # ncc is against the planted map only: not repeated for the masks
             rows.append({"network": network, "expression": expression, "truth": "Ekman",
-                         **grade_heatmap(h, masks[expression], planted[expression])})
+                         **grade_heatmap(h, masks[expression], planted[expression]), "ncc": np.nan})
     return pd.DataFrame(rows)
 
 
