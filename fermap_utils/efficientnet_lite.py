@@ -38,7 +38,7 @@ def torch_weights_path() -> Path:
     return path
 
 
-def read_torch_legacy(path: str | Path) -> "OrderedDict[str, np.ndarray]":
+def read_torch_legacy(path: str | Path) -> OrderedDict[str, np.ndarray]:
     """Read a state dict saved by torch < 1.6 (the legacy, non-zip format) into numpy arrays."""
     with open(path, "rb") as fh:
         if pickle.load(fh) != 0x1950A86A20F9469CFC6C:  # torch's legacy magic number
@@ -123,7 +123,7 @@ def build(input_shape=(224, 224, 3), classes: int | None = 1000, name: str = "ef
     return keras.Model(inputs, x, name=name)
 
 
-def port_weights(model, state: "OrderedDict[str, np.ndarray]") -> int:
+def port_weights(model, state: OrderedDict[str, np.ndarray]) -> int:
     """Copy a PyTorch Lite0 state dict into a model from :func:`build`. Returns the tensors copied."""
     copied = 0
     for layer in model.layers:

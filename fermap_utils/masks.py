@@ -5,7 +5,7 @@ a mask be built from any set of action units (Table 2 is the default set).
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import cv2
@@ -17,7 +17,7 @@ from .landmarks import STANDARD_SIZE, standard_points
 #: The six expressions, in the paper's order.
 EXPRESSIONS: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> dict:
     text = resources.files(__package__).joinpath("data").joinpath(name).read_text()
     return yaml.safe_load(text)
@@ -40,7 +40,9 @@ def expand_items(items: list, groups: dict | None = None) -> list[list]:
                 raise ValueError(f"unknown group {item['use']!r} in mask data")
             polygons += expand_items(groups[item["use"]], groups)
         else:
-            raise ValueError(f"bad mask item {item!r}: use [a, b, c], {{strip: [...]}}, {{fan: [...]}} or {{use: name}}")
+            raise ValueError(
+                f"bad mask item {item!r}: use [a, b, c], {{strip: [...]}}, {{fan: [...]}} or {{use: name}}"
+            )
     return polygons
 
 

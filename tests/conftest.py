@@ -9,6 +9,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """Every test caches into a temporary ``FERMAP_CACHE``, never into the user's home."""
+    cache = tmp_path_factory.mktemp("fermap_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FERMAP_CACHE", str(cache))
+        yield cache
+
+
 @pytest.fixture(scope="session")
 def reference() -> Path:
     """``book/data/authors``: the authors' heatmaps (``gray/``), masks (``ekman_masks/``) and the
