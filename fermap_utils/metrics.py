@@ -302,6 +302,8 @@ def score_table(
         ``(network, fold, expression) -> uint8 heatmap``.
     masks : dict
         ``expression -> boolean mask``.
+    network_order : list of str, optional
+        The rows' order; networks not in it follow, sorted.
 
     Returns
     -------
@@ -597,6 +599,12 @@ def fold_intervals(per_fold: pd.DataFrame, metric: str = "iou", by: str = "netwo
     ----------
     per_fold : DataFrame
         One row per heatmap with ``fold``, ``by`` and ``metric`` columns (:func:`per_fold_scores`).
+    metric : str, optional
+        The score to average.
+    by : str, optional
+        The column that names the groups.
+    n, level, seed
+        Replicates, confidence level and seed of :func:`bootstrap_ci`.
 
     Returns
     -------
