@@ -42,10 +42,8 @@ def translate(image: np.ndarray, landmarks: np.ndarray, dx: float, dy: float) ->
 
     Parameters
     ----------
-    image : (H, W) array
-        A grey face.
-    landmarks : (68, 2) array of (x, y)
-        Its landmarks.
+    image, landmarks : (H, W) array, (68, 2) array of (x, y)
+        A grey face and its landmarks.
     dx, dy : float
         The shift, right and down positive.
 
@@ -65,10 +63,8 @@ def mirror(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.nda
 
     Parameters
     ----------
-    image : (H, W) array
-        A grey face.
-    landmarks : (68, 2) array of (x, y)
-        Its landmarks.
+    image, landmarks : (H, W) array, (68, 2) array of (x, y)
+        A grey face and its landmarks.
 
     Returns
     -------

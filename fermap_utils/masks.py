@@ -276,10 +276,8 @@ def au_mask(aus: list[int] | tuple[int, ...], points: np.ndarray | None = None,
     ----------
     aus : sequence of int
         The action units.
-    points : (89, 2) array, optional
-        The points to draw over; the standard face's by default.
-    shape : (height, width), optional
-        The canvas; the standard face's (275, 224) by default.
+    points, shape : optional
+        As for :func:`au_region`.
 
     Returns
     -------

@@ -193,7 +193,8 @@ def ncc_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     Parameters
     ----------
-    a, b : arrays with the same number of pixels
+    a, b : arrays
+        As for :func:`ncc`.
 
     Returns
     -------
@@ -258,10 +259,8 @@ def per_fold_scores(heatmaps: dict[tuple[str, int, str], np.ndarray], masks: dic
 
     Parameters
     ----------
-    heatmaps : dict
-        ``(network, fold, expression) -> uint8 heatmap``.
-    masks : dict
-        ``expression -> boolean mask``.
+    heatmaps, masks : dict
+        ``(network, fold, expression) -> uint8 heatmap`` and ``expression -> boolean mask``.
     score : callable, optional
         ``score(heatmap, mask) -> dict``; :func:`score_heatmap` (Otsu, then IoU, F1,
         precision, recall) by default.
