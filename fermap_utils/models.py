@@ -9,11 +9,15 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import cache_dir, section
 from .errors import FermapError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 N_CLASSES = 6
 
@@ -258,7 +262,7 @@ def summary_key(sources: tuple[Path, ...] = BUILDER_SOURCES) -> str:
     return h.hexdigest()[:16]
 
 
-def summary(check_weights: bool = False) -> "pd.DataFrame":
+def summary(check_weights: bool = False) -> pd.DataFrame:
     """``fermap models summary``: every network at the paper's size, its parameters against Table 1.
 
     With ``check_weights`` the ImageNet weights are requested, to report whether
