@@ -32,7 +32,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
+import numpy as np  # noqa: E402  (after the path fix and TF's log level, on purpose)
 
 
 def faces() -> np.ndarray:
@@ -72,7 +72,7 @@ def main() -> None:
         explainer = lime_image.LimeImageExplainer(kernel_width=settings.kernel_width, random_state=0)
         slic = SegmentationAlgorithm("slic", n_segments=settings.n_segments, compactness=settings.compactness,
                                      start_label=0)
-        for image, label in zip(images, labels):
+        for image, label in zip(images, labels, strict=True):
             with contextlib.redirect_stderr(io.StringIO()):  # lime always draws a tqdm bar
                 explainer.explain_instance(gray2rgb(image / 255.0),
                                            classifier,

@@ -13,6 +13,7 @@ import argparse
 import os
 import time
 import warnings
+from functools import partial
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,12 +52,12 @@ def main() -> None:
             built = build_network(name, size=size_for(name, prof), imagenet=False)
         s = built.input_size
         x64 = rng.uniform(0, 255, (64, s, s, 1)).astype("float32")
-        infer = throughput(lambda: built.model.predict_on_batch(x64), 64, args.seconds)
+        infer = throughput(partial(built.model.predict_on_batch, x64), 64, args.seconds)
         train = float("nan")
         if built.trainable:
             built.model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
             x32, y32 = x64[:32], rng.integers(0, 6, 32)
-            train = throughput(lambda: built.model.train_on_batch(x32, y32), 32, args.seconds)
+            train = throughput(partial(built.model.train_on_batch, x32, y32), 32, args.seconds)
             slowest = min(slowest, train)
         print(f"{name:26s} {s:5d} {infer:12.1f} {train:12.1f}", flush=True)
         del built

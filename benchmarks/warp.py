@@ -16,7 +16,13 @@ import numpy as np
 from skimage import data
 from skimage.transform import PiecewiseAffineTransform, warp
 
-from fermap_utils.landmarks import STANDARD_SIZE, detect_landmarks, predict_landmarks, standard_points, with_border_points
+from fermap_utils.landmarks import (
+    STANDARD_SIZE,
+    detect_landmarks,
+    predict_landmarks,
+    standard_points,
+    with_border_points,
+)
 from fermap_utils.warping import apply_map, piecewise_affine_map
 
 

@@ -15,20 +15,65 @@ FEATURES = slice(17, 68)
 
 
 def adjust_gamma(image: np.ndarray, gamma: float) -> np.ndarray:
-    """Gamma correction of an 8-bit image: out = 255 * (in / 255) ** gamma."""
+    """Gamma correction of an 8-bit image: out = 255 (in / 255) ** gamma, rounded.
+
+    Parameters
+    ----------
+    image : uint8 array
+        Any shape ``cv2.LUT`` takes.
+    gamma : float
+        Below 1 brightens, above 1 darkens.
+
+    Returns
+    -------
+    out : uint8 array of ``image``'s shape
+
+    Examples
+    --------
+    >>> adjust_gamma(np.array([[0, 64, 128, 255]], np.uint8), 0.5).tolist()
+    [[0, 128, 181, 255]]
+    """
     lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
     return cv2.LUT(image, lut)
 
 
 def translate(image: np.ndarray, landmarks: np.ndarray, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shift by (dx, dy) pixels; the uncovered border repeats the edge."""
+    """Shift an image and its landmarks by (dx, dy) pixels; the uncovered border repeats the edge.
+
+    Parameters
+    ----------
+    image, landmarks : (H, W) array, (68, 2) array of (x, y)
+        A grey face and its landmarks.
+    dx, dy : float
+        The shift, right and down positive.
+
+    Returns
+    -------
+    image : (H, W) array
+    landmarks : (68, 2) float array
+        Shifted by the same (dx, dy).
+    """
     m = np.float32([[1, 0, dx], [0, 1, dy]])
     out = cv2.warpAffine(image, m, image.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out, landmarks + (dx, dy)
 
 
 def mirror(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flip left-right, re-indexing the landmarks so that 'left eye' stays the left eye."""
+    """Flip an image left-right, re-indexing the landmarks so that "left eye" stays the left eye.
+
+    Parameters
+    ----------
+    image, landmarks : (H, W) array, (68, 2) array of (x, y)
+        A grey face and its landmarks.
+
+    Returns
+    -------
+    image : (H, W) array
+        The flipped copy.
+    landmarks : (68, 2) array
+        x becomes (W - 1) - x, then the rows are permuted by
+        :func:`~fermap_utils.landmarks.mirror_index`.
+    """
     w = image.shape[1]
     flipped = landmarks.copy()
     flipped[:, 0] = (w - 1) - flipped[:, 0]
@@ -38,7 +83,27 @@ def mirror(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.nda
 def crop_keeping_features(
     image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, min_scale: float = 0.8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A random square crop, resized back to full size, that always keeps the eyes, nose and mouth."""
+    """A random square crop, resized back to full size, that always keeps the eyes, nose and mouth.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        A grey face.
+    landmarks : (68, 2) array of (x, y)
+        Its landmarks; points 18-68 (brows, eyes, nose, mouth) stay inside the crop.
+    rng : numpy.random.Generator
+        The only source of randomness.
+    min_scale : float, optional
+        The smallest crop side, as a share of the image's shorter side (raised when the
+        features need more).
+
+    Returns
+    -------
+    image : (H, W) array
+        The crop, resized to the input's size.
+    landmarks : (68, 2) float array
+        Mapped by the same affine transform.
+    """
     h, w = image.shape
     feats = landmarks[FEATURES]
     x0, y0 = np.floor(feats.min(axis=0))
@@ -64,7 +129,29 @@ def random_augment(
     crop_probability: float = 0.5,
     mirror_probability: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One random draw of the paper's augmentations: gamma, translation, a feature-keeping crop, mirroring."""
+    """One random draw of the paper's augmentations: gamma, a feature-keeping crop, translation, mirroring.
+
+    Parameters
+    ----------
+    image : (H, W) uint8 array
+        A grey face.
+    landmarks : (68, 2) array of (x, y)
+        Its landmarks.
+    rng : numpy.random.Generator
+        The only source of randomness.
+    gamma_sigma : float, optional
+        Gamma is exp(N(0, gamma_sigma)), so darker and brighter are equally likely.
+    max_shift : float, optional
+        The largest shift, as a share of the width (x) and height (y).
+    crop_probability, mirror_probability : float, optional
+        How often a crop (:func:`crop_keeping_features`) and a mirroring are applied.
+
+    Returns
+    -------
+    image : (H, W) uint8 array
+    landmarks : (68, 2) float array
+        Transformed with the image.
+    """
     h, w = image.shape
     out = adjust_gamma(image, float(np.exp(rng.normal(0.0, gamma_sigma))))
     marks = np.asarray(landmarks, dtype=np.float64)

@@ -1,8 +1,10 @@
 """fermap's configuration (``data/config.yaml``): paper facts and run profiles, in one place."""
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import yaml
 
@@ -30,9 +32,6 @@ def section(name: str) -> dict:
     return cfg[name]
 
 
-def cache_dir() -> "Path":
+def cache_dir() -> Path:
     """Where fermap caches generated data: ``$FERMAP_CACHE``, else ``~/.cache/fermap``."""
-    import os
-    from pathlib import Path
-
     return Path(os.environ.get("FERMAP_CACHE") or Path.home() / ".cache" / "fermap")

@@ -73,7 +73,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return key
 
 
-def read_torch_legacy(path: str | Path) -> "OrderedDict[str, np.ndarray]":
+def read_torch_legacy(path: str | Path) -> OrderedDict[str, np.ndarray]:
     """Read a state dict saved by torch < 1.6 (the legacy, non-zip format) into numpy arrays.
 
     The file is five pickles and the raw storages; each pickle is read by a restricted
@@ -142,7 +142,7 @@ def build(input_shape=(224, 224, 3), classes: int | None = 1000, name: str = "ef
     return keras.Model(inputs, x, name=name)
 
 
-def port_weights(model, state: "OrderedDict[str, np.ndarray]") -> int:
+def port_weights(model, state: OrderedDict[str, np.ndarray]) -> int:
     """Copy a PyTorch Lite0 state dict into a model from :func:`build`. Returns the tensors copied."""
     copied = 0
     for layer in model.layers:

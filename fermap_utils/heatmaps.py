@@ -30,7 +30,26 @@ CANVAS_SHAPE: tuple[int, int] = (STANDARD_SIZE[1], STANDARD_SIZE[0])
 
 
 def heatmap_filename(expression: str, network: str | None = None, fold: int | None = None) -> str:
-    """The authors' file name for a heatmap of a class, a (network, class) or a (network, fold, class)."""
+    """The authors' file name for a heatmap.
+
+    Parameters
+    ----------
+    expression : str
+        The class.
+    network : str, optional
+        The network; without it, the name of the class's global heatmap H_c.
+    fold : int, optional
+        The fold (with ``network``); without it, the name of H_{n,c}.
+
+    Returns
+    -------
+    name : str
+
+    Examples
+    --------
+    >>> heatmap_filename("Fear"), heatmap_filename("Fear", "VGG16"), heatmap_filename("Fear", "VGG16", 3)
+    ('Fear_heatmap.png', 'VGG16_Fear_heatmap.png', 'VGG16_CV3_Fear_heatmap.png')
+    """
     if network is None:
         return f"{expression}_heatmap.png"
     if fold is None:
@@ -39,7 +58,22 @@ def heatmap_filename(expression: str, network: str | None = None, fold: int | No
 
 
 def mean_explanation(explanations: np.ndarray) -> np.ndarray:
-    """Eq. 1: the pixel-wise mean of a stack of standardised explanations, (N, H, W) -> (H, W)."""
+    """Eq. 1: the pixel-wise mean of a stack of standardised explanations.
+
+    Parameters
+    ----------
+    explanations : (N, H, W) array
+        N >= 1 explanations on one canvas.
+
+    Returns
+    -------
+    mean : (H, W) float64 array
+
+    Raises
+    ------
+    ValueError
+        When the stack is empty or not 3-D.
+    """
     explanations = np.asarray(explanations, dtype=np.float64)
     if explanations.ndim != 3 or len(explanations) == 0:
         raise ValueError(f"expected a non-empty (N, H, W) stack, got {explanations.shape}")
@@ -47,19 +81,60 @@ def mean_explanation(explanations: np.ndarray) -> np.ndarray:
 
 
 def stretch(heatmap: np.ndarray) -> np.ndarray:
-    """Min-max stretch to [0, 1]; a constant heatmap becomes all zeros."""
+    """Min-max stretch of a heatmap to [0, 1].
+
+    Parameters
+    ----------
+    heatmap : array
+
+    Returns
+    -------
+    stretched : float64 array of ``heatmap``'s shape
+        Its minimum becomes 0 and its maximum 1; a constant heatmap becomes all zeros.
+
+    Examples
+    --------
+    >>> stretch(np.array([2.0, 4.0, 6.0])).tolist(), stretch(np.ones(2)).tolist()
+    ([0.0, 0.5, 1.0], [0.0, 0.0])
+    """
     h = np.asarray(heatmap, dtype=np.float64)
     lo, hi = float(h.min()), float(h.max())
     return np.zeros_like(h) if hi == lo else (h - lo) / (hi - lo)
 
 
 def to_uint8(heatmap: np.ndarray) -> np.ndarray:
-    """A [0, 1] heatmap as 8-bit grey, 0..255."""
+    """A [0, 1] heatmap as 8-bit grey.
+
+    Parameters
+    ----------
+    heatmap : array
+        Values in [0, 1]; others are clipped.
+
+    Returns
+    -------
+    grey : uint8 array of ``heatmap``'s shape
+        round(255 x), so 0.5 becomes 128.
+
+    Examples
+    --------
+    >>> to_uint8(np.array([0.0, 0.5, 1.0, 1.2])).tolist()
+    [0, 128, 255, 255]
+    """
     return np.clip(np.round(np.asarray(heatmap, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
 def heatmap(explanations: np.ndarray) -> np.ndarray:
-    """Eq. 1 then the min-max stretch: the [0, 1] heatmap of a group of explanations."""
+    """Eq. 1 then the min-max stretch: the [0, 1] heatmap of a group of explanations.
+
+    Parameters
+    ----------
+    explanations : (N, H, W) array
+        The group's standardised explanations.
+
+    Returns
+    -------
+    heatmap : (H, W) float64 array in [0, 1]
+    """
     return stretch(mean_explanation(explanations))
 
 
@@ -68,6 +143,23 @@ def pooled_heatmap(sums: list[np.ndarray], counts: list[int]) -> np.ndarray:
 
     Pooling folds gives H_{n,c}; pooling networks and folds gives H_c. Every
     explanation weighs the same, whichever group it came from.
+
+    Parameters
+    ----------
+    sums : list of (H, W) arrays
+        Each group's sum of standardised explanations.
+    counts : list of int
+        How many explanations each sum holds.
+
+    Returns
+    -------
+    heatmap : (H, W) float64 array in [0, 1]
+        The stretched mean of all explanations.
+
+    Raises
+    ------
+    ValueError
+        When the counts add up to 0.
     """
     total = int(np.sum(counts))
     if total == 0:
@@ -76,12 +168,40 @@ def pooled_heatmap(sums: list[np.ndarray], counts: list[int]) -> np.ndarray:
 
 
 def save_heatmap(path: str | os.PathLike, heatmap01: np.ndarray) -> None:
-    """Save a [0, 1] heatmap as an 8-bit PNG (atomically)."""
+    """Save a [0, 1] heatmap as an 8-bit PNG, atomically.
+
+    Parameters
+    ----------
+    path : path
+        The PNG to write; its folder is created.
+    heatmap01 : (H, W) array in [0, 1]
+
+    Returns
+    -------
+    None
+    """
     write_gray(path, to_uint8(heatmap01))
 
 
 def load_heatmap(path: str | os.PathLike, require_contrast: bool = True) -> np.ndarray:
-    """Read one 8-bit, 224x275 heatmap; a constant one is an error (Otsu is undefined on it)."""
+    """Read one 8-bit, 224x275 heatmap.
+
+    Parameters
+    ----------
+    path : path
+        A grey PNG.
+    require_contrast : bool, optional
+        Refuse a constant heatmap, on which Otsu's threshold is undefined.
+
+    Returns
+    -------
+    heatmap : (275, 224) uint8 array
+
+    Raises
+    ------
+    FermapError
+        Naming the file: unreadable, of another size, or constant.
+    """
     image = read_gray(path, CANVAS_SHAPE)
     if require_contrast and image.min() == image.max():
         raise FermapError(f"{path}: constant heatmap (every pixel {image.min()}): nothing to threshold")
@@ -115,9 +235,23 @@ def load_fold_heatmaps(
     ``allow_missing`` the gaps are listed in a warning instead, and only what
     exists is returned.
 
+    Parameters
+    ----------
+    directory : path
+        The folder (other files in it are ignored).
+    expressions : sequence of str
+        The expressions to load.
+    allow_missing : bool, optional
+        Warn about gaps (``RuntimeWarning``) instead of failing.
+
     Returns
     -------
     dict ``(network, fold, expression) -> uint8 heatmap``, networks named as in the files.
+
+    Raises
+    ------
+    FermapError
+        For a missing folder, no heatmaps, a gap (unless ``allow_missing``) or a bad file.
     """
     directory = _require_dir(Path(directory))
     found: dict[tuple[str, int, str], Path] = {}
@@ -152,9 +286,21 @@ def load_network_heatmaps(
 ) -> dict[tuple[str, str], np.ndarray]:
     """Load a folder of by-network heatmaps ``{Net}_{Expression}_heatmap.png``.
 
+    Parameters
+    ----------
+    directory : path
+        The folder (per-fold heatmaps and other files in it are ignored).
+    expressions : sequence of str
+        The expressions every network must have.
+
     Returns
     -------
-    dict ``(network, expression) -> uint8 heatmap``; every network must have every expression.
+    dict ``(network, expression) -> uint8 heatmap``.
+
+    Raises
+    ------
+    FermapError
+        For a missing folder, no heatmaps, a missing (network, expression) or a bad file.
     """
     directory = _require_dir(Path(directory))
     found: dict[tuple[str, str], Path] = {}
@@ -177,7 +323,25 @@ def load_network_heatmaps(
 
 
 def load_masks(directory: str | os.PathLike, expressions: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load ``{Expression}_gt.png`` masks (white = mask) as booleans."""
+    """Load ``{Expression}_gt.png`` masks (white = mask) as booleans.
+
+    Parameters
+    ----------
+    directory : path
+        The folder holding the masks, 224x275 grey PNGs.
+    expressions : sequence of str
+        The expressions to load.
+
+    Returns
+    -------
+    masks : dict of str to (275, 224) bool array
+        True where the image is above 127.
+
+    Raises
+    ------
+    FermapError
+        For a missing folder or file, a wrong size or an empty mask.
+    """
     directory = _require_dir(Path(directory))
     masks = {}
     for e in expressions:
@@ -194,8 +358,20 @@ def score_folder(
 ) -> "pd.DataFrame":
     """Tables 3 and 4 from a folder of per-fold heatmaps (``fermap score``).
 
-    Networks take the paper's names; masks are fermap's own unless ``mask_directory`` is given.
-    With ``allow_missing``, a (network, expression) averages over the folds it has.
+    Parameters
+    ----------
+    directory : path
+        A folder of ``{Net}_CV{k}_{Expression}_heatmap.png`` files.
+    mask_directory : path, optional
+        A folder of ``{Expression}_gt.png`` masks; fermap's own Ekman masks by default.
+    allow_missing : bool, optional
+        Score what exists: a (network, expression) averages over the folds it has.
+
+    Returns
+    -------
+    DataFrame
+        :func:`~fermap_utils.metrics.score_table`'s long table, networks under the paper's
+        names and in its order.
     """
     from .config import display_name, paper
     from .masks import ekman_masks
@@ -211,8 +387,17 @@ def score_folder(
 def similarity_folder(directory: str | os.PathLike) -> tuple["pd.DataFrame", dict[str, "pd.DataFrame"]]:
     """1 - NCC between the by-network heatmaps of each expression (``fermap similarity``).
 
-    Returns the pairs as a long table (``expression, net_a, net_b, distance``) and
-    each expression's square distance matrix.
+    Parameters
+    ----------
+    directory : path
+        A folder of ``{Net}_{Expression}_heatmap.png`` files.
+
+    Returns
+    -------
+    pairs : DataFrame
+        One row per expression and pair of networks: ``expression, net_a, net_b, distance``.
+    matrices : dict of str to DataFrame
+        Each expression's square distance matrix, networks under the paper's names.
     """
     import pandas as pd
 
@@ -294,10 +479,25 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame",
 
 
 def load_run_heatmaps(run_dir: str | os.PathLike, folder: str = "heatmaps") -> dict[tuple[str, str, str], np.ndarray]:
-    """Every heatmap a run wrote (``folder``: ``heatmaps``, or ``heatmaps_<method>``), keyed
-    ``(grouping, network, expression)``.
+    """Every heatmap a run wrote.
 
-    grouping is ``fold k`` (H_{n,t,c}), ``all folds`` (H_{n,c}) or ``global`` (H_c, network ``all``).
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    folder : str, optional
+        ``heatmaps`` (LIME's), or ``heatmaps_<method>``.
+
+    Returns
+    -------
+    dict ``(grouping, network, expression) -> uint8 heatmap``
+        grouping is ``fold k`` (H_{n,t,c}), ``all folds`` (H_{n,c}) or ``global``
+        (H_c, network ``all``).
+
+    Raises
+    ------
+    FermapError
+        When the folder is missing or holds no heatmap.
     """
     base = _require_dir(Path(run_dir) / folder)
     out: dict[tuple[str, str, str], np.ndarray] = {}

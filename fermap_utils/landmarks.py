@@ -31,7 +31,22 @@ _MIRROR_PAIRS = (
 
 
 def mirror_index() -> np.ndarray:
-    """Permutation of the 68 landmark indices that swaps left and right (for mirrored faces)."""
+    """Permutation of the 68 landmark indices that swaps left and right, for mirrored faces.
+
+    Returns
+    -------
+    perm : (68,) int array
+        ``landmarks[perm]`` relabels the landmarks of a horizontally flipped face so that
+        each index names the same facial point as before the flip. It is its own inverse.
+
+    Examples
+    --------
+    >>> perm = mirror_index()
+    >>> perm[[0, 16, 36, 45, 30]].tolist()  # jaw ends and outer eye corners swap; the nose tip stays
+    [16, 0, 45, 36, 30]
+    >>> bool((perm[perm] == range(68)).all())
+    True
+    """
     perm = np.arange(N_LANDMARKS)
     for a, b in _MIRROR_PAIRS:
         perm[a], perm[b] = b, a
@@ -42,6 +57,16 @@ def predictor_path() -> str:
     """Path of dlib's 68-point predictor shipped by ``face-recognition-models``.
 
     Its training data (iBUG 300-W) rule out commercial use.
+
+    Returns
+    -------
+    path : str
+        The ``shape_predictor_68_face_landmarks.dat`` file inside the installed package.
+
+    Raises
+    ------
+    FermapError
+        When the package is not installed, with the command that installs it.
     """
     from ._io import package_file
 
@@ -97,9 +122,17 @@ def predict_landmarks(image: np.ndarray, box: tuple[int, int, int, int]) -> np.n
 def detect_faces(image: np.ndarray, upsample: int = 1) -> np.ndarray:
     """Face boxes found by dlib's HOG detector, largest first.
 
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 3) array
+        Grey or RGB image; floats are taken in [0, 1] or [0, 255].
+    upsample : int, optional
+        How many times dlib doubles the image before detecting (finds smaller faces, slower).
+
     Returns
     -------
     boxes : (N, 4) int array of (left, top, right, bottom)
+        Empty, shape (0, 4), when no face is found.
     """
     rects = _detector()(_as_gray_u8(image), upsample)
     boxes = np.array([(r.left(), r.top(), r.right(), r.bottom()) for r in rects], dtype=int).reshape(-1, 4)
@@ -109,6 +142,20 @@ def detect_faces(image: np.ndarray, upsample: int = 1) -> np.ndarray:
 
 def detect_landmarks(image: np.ndarray, name: str = "image", upsample: int = 1) -> np.ndarray:
     """Detect the largest face and return its 68 landmarks.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 3) array
+        Grey or RGB image; floats are taken in [0, 1] or [0, 255].
+    name : str, optional
+        What to call the image in the error message.
+    upsample : int, optional
+        Passed to :func:`detect_faces`.
+
+    Returns
+    -------
+    landmarks : (68, 2) float64 array of (x, y)
+        The landmarks of the largest face found.
 
     Raises
     ------
@@ -124,7 +171,27 @@ def detect_landmarks(image: np.ndarray, name: str = "image", upsample: int = 1) 
 def border_points(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     """The paper's 21 extra points: the 17 jaw x's on the top border, then the 4 corners.
 
-    Corners come in the order (0, 0), (0, H), (W, 0), (W, H).
+    Parameters
+    ----------
+    landmarks : (68, 2) array of (x, y)
+        The image's landmarks; only the jaw (points 1-17) is used.
+    width, height : int
+        The image's size.
+
+    Returns
+    -------
+    points : (21, 2) float64 array of (x, y)
+        Points 69-85 (each jaw point's x at y = 0), then points 86-89, the corners
+        (0, 0), (0, H), (W, 0), (W, H).
+
+    Examples
+    --------
+    >>> jaw = np.column_stack([np.arange(10.0, 180.0, 10.0), np.full(17, 50.0)])
+    >>> extra = border_points(np.vstack([jaw, np.zeros((51, 2))]), width=200, height=100)
+    >>> extra.shape
+    (21, 2)
+    >>> extra[[0, 16]].tolist(), extra[17:].tolist()
+    ([[10.0, 0.0], [170.0, 0.0]], [[0.0, 0.0], [0.0, 100.0], [200.0, 0.0], [200.0, 100.0]])
     """
     landmarks = np.asarray(landmarks, dtype=np.float64)
     top = np.column_stack([landmarks[:17, 0], np.zeros(17)])
@@ -133,7 +200,24 @@ def border_points(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def with_border_points(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The 89 points of an image: its 68 landmarks followed by :func:`border_points`."""
+    """The 89 points of an image: its 68 landmarks followed by :func:`border_points`.
+
+    Parameters
+    ----------
+    landmarks : (68, 2) array of (x, y)
+        The image's landmarks.
+    width, height : int
+        The image's size.
+
+    Returns
+    -------
+    points : (89, 2) float64 array of (x, y)
+
+    Raises
+    ------
+    ValueError
+        When ``landmarks`` is not (68, 2).
+    """
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != (N_LANDMARKS, 2):
         raise ValueError(f"expected (68, 2) landmarks, got {landmarks.shape}")
@@ -153,10 +237,21 @@ def mean_shape() -> np.ndarray:
 
     The predictor run on a black 224x275 canvas with the face box (0, 0, 224, 250);
     the points are used as they come (the chin falls below the box).
+
+    Returns
+    -------
+    landmarks : (68, 2) float64 array of (x, y)
+        A fresh copy, safe to modify.
     """
     return _mean_shape().copy()
 
 
 def standard_points() -> np.ndarray:
-    """The 89 points of the standard face, (89, 2) float64 of (x, y)."""
+    """The 89 points of the standard face.
+
+    Returns
+    -------
+    points : (89, 2) float64 array of (x, y)
+        :func:`mean_shape` on the 224x275 canvas, followed by its :func:`border_points`.
+    """
     return with_border_points(_mean_shape(), *STANDARD_SIZE)

@@ -25,6 +25,27 @@ def otsu_threshold(image: np.ndarray) -> int:
 
     Pixels strictly above the threshold are the foreground. Among equally good
     thresholds the lowest is taken, as OpenCV does.
+
+    Parameters
+    ----------
+    image : uint8 array
+        Any shape; only the histogram matters.
+
+    Returns
+    -------
+    threshold : int
+        The grey level t in [0, 255] that maximises the between-class variance of
+        {<= t} and {> t}; 0 for a constant image.
+
+    Raises
+    ------
+    TypeError
+        When ``image`` is not uint8.
+
+    Examples
+    --------
+    >>> otsu_threshold(np.array([10, 10, 12, 200, 201, 203], np.uint8))
+    12
     """
     image = np.asarray(image)
     if image.dtype != np.uint8:
@@ -44,7 +65,19 @@ def otsu_threshold(image: np.ndarray) -> int:
 
 
 def binarize(heatmap: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Threshold a heatmap: ``heatmap > threshold``, Otsu's by default (heatmap must then be uint8)."""
+    """Threshold a heatmap: ``heatmap > threshold``.
+
+    Parameters
+    ----------
+    heatmap : array
+        uint8 when ``threshold`` is None.
+    threshold : float, optional
+        By default Otsu's (:func:`otsu_threshold`).
+
+    Returns
+    -------
+    binary : bool array of ``heatmap``'s shape
+    """
     heatmap = np.asarray(heatmap)
     t = otsu_threshold(heatmap) if threshold is None else threshold
     return heatmap > t
@@ -53,8 +86,29 @@ def binarize(heatmap: np.ndarray, threshold: float | None = None) -> np.ndarray:
 def binary_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """IoU, F1, precision and recall of a binary prediction against a binary ground truth.
 
-    An empty prediction, mask or union gives 0 for the undefined ratios and a
-    ``RuntimeWarning``; never NaN.
+    With TP, FP and FN counted pixel by pixel: IoU = TP / (TP + FP + FN),
+    F1 = 2 TP / (2 TP + FP + FN), precision = TP / (TP + FP), recall = TP / (TP + FN).
+
+    Parameters
+    ----------
+    prediction, truth : bool arrays of one shape
+        The thresholded heatmap and the mask (the ground truth).
+
+    Returns
+    -------
+    scores : dict of str to float
+        ``iou``, ``f1``, ``precision``, ``recall``. An empty prediction, mask or union gives
+        0 for the undefined ratios and a ``RuntimeWarning``; never NaN.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ.
+
+    Examples
+    --------
+    >>> binary_scores(np.array([1, 1, 1, 0, 0]), np.array([0, 1, 1, 1, 0]))
+    {'iou': 0.5, 'f1': 0.6666666666666666, 'precision': 0.6666666666666666, 'recall': 0.6666666666666666}
     """
     pred = np.asarray(prediction, dtype=bool)
     true = np.asarray(truth, dtype=bool)
@@ -79,15 +133,48 @@ def binary_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]
 
 
 def score_heatmap(heatmap: np.ndarray, mask: np.ndarray, threshold: float | None = None) -> dict[str, float]:
-    """Binarise a heatmap (Otsu by default) and score it against a mask."""
+    """Binarise a heatmap and score it against a mask, as the paper does.
+
+    Parameters
+    ----------
+    heatmap : array
+        uint8 when ``threshold`` is None.
+    mask : bool array of ``heatmap``'s shape
+    threshold : float, optional
+        By default Otsu's.
+
+    Returns
+    -------
+    scores : dict of str to float
+        :func:`binary_scores` of ``heatmap > threshold`` against ``mask``.
+    """
     return binary_scores(binarize(heatmap, threshold), mask)
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
-    """Zero-mean normalised cross-correlation of two same-size images, in [-1, 1].
+    """Zero-mean normalised cross-correlation of two same-size images.
 
-    Equal to OpenCV's ``TM_CCOEFF_NORMED`` for images of the same size. A
-    constant image has no defined correlation: ``ValueError``.
+    Equal to OpenCV's ``TM_CCOEFF_NORMED`` for images of the same size.
+
+    Parameters
+    ----------
+    a, b : arrays with the same number of pixels
+
+    Returns
+    -------
+    r : float
+        In [-1, 1]: the Pearson correlation of the pixel values.
+
+    Raises
+    ------
+    ValueError
+        When the sizes differ, or an image is constant (no correlation is defined).
+
+    Examples
+    --------
+    >>> a = np.array([[0, 1], [2, 3]])
+    >>> ncc(a, 10 * a + 5), ncc(a, -a)
+    (1.0, -1.0)
     """
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
@@ -102,12 +189,39 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ncc_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """1 - NCC: 0 for identical heatmaps, 2 for inverse ones."""
+    """1 - NCC, the authors' distance between heatmaps.
+
+    Parameters
+    ----------
+    a, b : arrays
+        As for :func:`ncc`.
+
+    Returns
+    -------
+    distance : float
+        In [0, 2]: 0 for heatmaps equal up to brightness and contrast, 2 for inverse ones.
+    """
     return 1.0 - ncc(a, b)
 
 
 def distance_matrix(heatmaps: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Pairwise 1 - NCC distances between named heatmaps, as a square DataFrame."""
+    """Pairwise 1 - NCC distances between named heatmaps.
+
+    Parameters
+    ----------
+    heatmaps : dict of str to array
+        Heatmaps of one size, by name.
+
+    Returns
+    -------
+    distances : DataFrame
+        Square, indexed and labelled by name, symmetric, 0 on the diagonal, in [0, 2].
+
+    Raises
+    ------
+    ValueError
+        Naming the constant heatmaps, for which no correlation is defined.
+    """
     names = list(heatmaps)
     flat = np.stack([np.asarray(heatmaps[n], dtype=np.float64).ravel() for n in names])
     flat = flat - flat.mean(axis=1, keepdims=True)
@@ -122,7 +236,18 @@ def distance_matrix(heatmaps: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def average_linkage(distances: pd.DataFrame) -> np.ndarray:
-    """Average-linkage (UPGMA) clustering of a square distance matrix, as scipy's linkage matrix."""
+    """Average-linkage (UPGMA) clustering of a square distance matrix.
+
+    Parameters
+    ----------
+    distances : (N, N) DataFrame or array
+        Made symmetric by averaging with its transpose.
+
+    Returns
+    -------
+    linkage : (N - 1, 4) array
+        scipy's linkage matrix, for ``scipy.cluster.hierarchy.dendrogram``.
+    """
     d = np.asarray(distances, dtype=np.float64)
     d = (d + d.T) / 2.0
     return linkage(squareform(d, checks=False), method="average")
@@ -130,8 +255,26 @@ def average_linkage(distances: pd.DataFrame) -> np.ndarray:
 
 def per_fold_scores(heatmaps: dict[tuple[str, int, str], np.ndarray], masks: dict[str, np.ndarray],
                     score=None) -> pd.DataFrame:
-    """One row per (network, fold, expression) heatmap with its scores against the expression's mask
-    (``score(heatmap, mask) -> dict``; Otsu then IoU, F1, precision, recall by default)."""
+    """Score every (network, fold, expression) heatmap against its expression's mask.
+
+    Parameters
+    ----------
+    heatmaps, masks : dict
+        ``(network, fold, expression) -> uint8 heatmap`` and ``expression -> boolean mask``.
+    score : callable, optional
+        ``score(heatmap, mask) -> dict``; :func:`score_heatmap` (Otsu, then IoU, F1,
+        precision, recall) by default.
+
+    Returns
+    -------
+    scores : DataFrame
+        One row per heatmap: ``network, fold, expression`` and the scores.
+
+    Raises
+    ------
+    KeyError
+        When a heatmap's expression has no mask.
+    """
     score = score or score_heatmap
     rows = []
     for (net, fold, expr), hm in heatmaps.items():
@@ -158,6 +301,8 @@ def score_table(
         ``(network, fold, expression) -> uint8 heatmap``.
     masks : dict
         ``expression -> boolean mask``.
+    network_order : list of str, optional
+        The rows' order; networks not in it follow, sorted.
 
     Returns
     -------
@@ -184,7 +329,19 @@ def score_table(
 def compare_tables(ours: pd.DataFrame, paper: pd.DataFrame, decimals: int = 4) -> pd.DataFrame:
     """Join a score table with the paper's, cell by cell, rounded to the paper's decimals.
 
-    Returns one row per (network, expression, metric) with ``ours``, ``paper`` and ``equal``.
+    Parameters
+    ----------
+    ours, paper : DataFrame
+        Long score tables (``network, expression`` and metric columns), as
+        :func:`score_table` and :func:`load_paper_tables` give them.
+    decimals : int, optional
+        The paper's decimals.
+
+    Returns
+    -------
+    comparison : DataFrame
+        One row per (network, expression, metric) of ``paper``, with ``ours`` (NaN where
+        fermap has no cell), ``paper`` and ``equal``.
     """
     metrics = [m for m in METRICS if m in paper.columns]
     left = ours.melt(id_vars=["network", "expression"], value_vars=metrics, var_name="metric", value_name="ours")
@@ -196,7 +353,22 @@ def compare_tables(ours: pd.DataFrame, paper: pd.DataFrame, decimals: int = 4) -
 
 
 def best_worst(table: pd.DataFrame, k: int = 3, metric: str = "iou") -> pd.DataFrame:
-    """The paper's Table 5: per expression, the ``k`` best and worst networks by a metric of a score table."""
+    """The paper's Table 5: per expression, the best and worst networks by a metric.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A long score table; its ``Average`` rows are left out.
+    k : int, optional
+        How many networks at each end.
+    metric : str, optional
+        The column to rank by.
+
+    Returns
+    -------
+    ranking : DataFrame
+        Indexed by expression, with ``best`` and ``worst`` as "1. name (0.123), 2. ...".
+    """
     rows = []
     scored = table[(table.network != "Average") & (table.expression != "Average")].dropna(subset=[metric])
     for expr, group in scored.groupby("expression", sort=False):
@@ -261,15 +433,47 @@ def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame | None, metric: str, co
 # ---------------------------------------------------------------- statistics the paper lacks
 
 def iou_from_f1(f1: np.ndarray | float) -> np.ndarray | float:
-    """IoU = F1 / (2 - F1): exact for one prediction against one mask."""
+    """IoU from F1: IoU = F1 / (2 - F1).
+
+    Exact for one prediction against one mask, since both are ratios of the same
+    TP, FP and FN; averages over heatmaps only approximately obey it.
+
+    Parameters
+    ----------
+    f1 : float or array of float
+        F1 scores in [0, 1].
+
+    Returns
+    -------
+    iou : float64 array (0-d for a scalar)
+
+    Examples
+    --------
+    >>> iou_from_f1([0.0, 0.5, 0.8, 1.0]).round(6).tolist()
+    [0.0, 0.333333, 0.666667, 1.0]
+    """
     f1 = np.asarray(f1, dtype=np.float64)
     return f1 / (2.0 - f1)
 
 
 def threshold_free_scores(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Scores that need no threshold: ROC-AUC of the heatmap's values against the mask,
-    relevance mass (share of the heatmap's total inside the mask), the pointing game (is the
-    maximum inside the mask), and IoU at the threshold that keeps the mask's area."""
+    """Scores of a heatmap against a mask that need no threshold.
+
+    Parameters
+    ----------
+    heatmap : array
+        Any numeric type; larger is more important.
+    mask : bool array of ``heatmap``'s shape
+
+    Returns
+    -------
+    scores : dict of str to float
+        ``roc_auc``: ROC-AUC of the heatmap's values against the mask (NaN for an empty or
+        full mask); ``relevance_mass``: the share of the heatmap's total inside the mask (0 for an
+        all-zero heatmap); ``pointing_game``: the share of the heatmap's maxima inside the mask
+        (ties share the credit); ``iou_area_matched``: the IoU of the mask's area of top-valued
+        pixels with the mask.
+    """
     from sklearn.metrics import roc_auc_score
 
     h = np.asarray(heatmap, dtype=np.float64).ravel()
@@ -394,6 +598,12 @@ def fold_intervals(per_fold: pd.DataFrame, metric: str = "iou", by: str = "netwo
     ----------
     per_fold : DataFrame
         One row per heatmap with ``fold``, ``by`` and ``metric`` columns (:func:`per_fold_scores`).
+    metric : str, optional
+        The score to average.
+    by : str, optional
+        The column that names the groups.
+    n, level, seed
+        Replicates, confidence level and seed of :func:`bootstrap_ci`.
 
     Returns
     -------
@@ -439,12 +649,21 @@ def correlation_test(x: np.ndarray, y: np.ndarray, method: str = "spearman", n_r
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 9999, seed: int = 0) -> dict[str, float]:
-    """Mean of ``a - b`` over pairs with its two-sided sign-flip permutation p-value (exact for up
-    to log2(``n_resamples``) pairs).
+    """Mean of ``a - b`` over pairs with its two-sided sign-flip permutation p-value.
+
+    Parameters
+    ----------
+    a, b : arrays of float of one length
+        Paired values; pairs with a NaN are dropped.
+    n_resamples : int, optional
+        The test is exact (every sign flip enumerated) for up to log2(``n_resamples``) pairs.
+    seed : int, optional
+        For the random sign flips beyond that.
 
     Returns
     -------
-    dict with ``mean_difference``, ``p_value`` and ``n``; NaN for fewer than 2 pairs.
+    result : dict
+        ``mean_difference``, ``p_value`` and ``n``; the p-value is NaN for fewer than 2 pairs.
     """
     from scipy import stats
 
@@ -484,10 +703,21 @@ def accuracy_interval(accuracy: float, n_test: int, level: float = 0.95) -> Inte
 
 def specificity_matrix(heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray],
                        metric: str = "iou") -> pd.DataFrame:
-    """Heatmap of expression i (rows) against mask of expression j (columns).
+    """Heatmap of expression i (rows) scored against the mask of expression j (columns).
 
-    ``metric`` is any of :func:`score`'s (IoU after Otsu by default; ``roc_auc`` needs no
-    threshold). Expression-specific heatmaps score highest on the diagonal.
+    Parameters
+    ----------
+    heatmaps : dict
+        ``expression -> uint8 heatmap``.
+    masks : dict
+        ``expression -> boolean mask``.
+    metric : str, optional
+        Any of :func:`score`'s (IoU after Otsu by default; ``roc_auc`` needs no threshold).
+
+    Returns
+    -------
+    matrix : DataFrame
+        Heatmaps by masks. Expression-specific heatmaps score highest on the diagonal.
     """
     return pd.DataFrame({j: {i: score(h, masks[j], metric) for i, h in heatmaps.items()} for j in masks})
 
@@ -535,10 +765,21 @@ def specificity_test(matrix: pd.DataFrame) -> dict[str, float]:
     least the observed one. Subtracting column means shifts every relabelling's statistic
     alike, so the test is already free of how central each mask is.
 
+    Parameters
+    ----------
+    matrix : DataFrame
+        Heatmaps (rows) by masks (columns), named by expression, e.g. :func:`specificity_matrix`.
+
     Returns
     -------
-    dict with ``statistic``, ``p_value``, ``permutations``, ``own_best`` (raw row-wise count)
-    and ``own_best_corrected`` (the count on the column-normalised matrix).
+    result : dict
+        ``statistic``, ``p_value``, ``permutations``, ``own_best`` (raw row-wise count)
+        and ``own_best_corrected`` (the count on the column-normalised matrix).
+
+    Raises
+    ------
+    ValueError
+        When fewer than two expressions are both rows and columns.
     """
     from scipy import stats
 
@@ -569,11 +810,15 @@ def specificity_by_network(heatmaps: dict[tuple[str, str], np.ndarray], masks: d
     ----------
     heatmaps : dict
         ``(network, expression) -> heatmap``.
+    masks : dict
+        ``expression -> boolean mask``.
+    metric : str, optional
+        Any of :func:`score`'s.
 
     Returns
     -------
     DataFrame indexed by network: ``expressions, own mask best, own mask best (corrected),
-    own mask, other masks, statistic, p_value``.
+    own mask, other masks, statistic, p_value``. Networks with fewer than two heatmaps are left out.
     """
     rows = []
     for net in dict.fromkeys(n for n, _ in heatmaps):
@@ -615,10 +860,25 @@ def chance_baselines(masks: dict[str, np.ndarray], n: int = 20, seed: int = 0,
                      sigma: float = 60.0) -> pd.DataFrame:
     """What the Otsu -> IoU path gives without any learning, per mask.
 
-    ``uniform``: white-noise heatmaps (mean over ``n``); ``smooth noise``: noise blurred to
-    the scale of face parts; ``centre``: a centred Gaussian of ``sigma`` pixels (centre bias;
-    see :func:`centre_bias_curve` for how much it depends on ``sigma``); ``other masks``: each
-    other expression's mask used as the heatmap (mean).
+    Parameters
+    ----------
+    masks : dict
+        ``expression -> boolean mask``, all of one shape.
+    n : int, optional
+        Noise heatmaps drawn per mask and kind.
+    seed : int, optional
+        Seeds the noise.
+    sigma : float, optional
+        The centred Gaussian's width in pixels.
+
+    Returns
+    -------
+    baselines : DataFrame
+        Indexed by expression, the IoU of: ``uniform``, white-noise heatmaps (mean over ``n``);
+        ``smooth noise``, noise blurred to the scale of face parts; ``centre``, a centred Gaussian
+        of ``sigma`` pixels (centre bias; see :func:`centre_bias_curve` for how much it depends on
+        ``sigma``); ``other masks``, each other expression's mask used as the heatmap (mean);
+        and the ``mask area`` as a share of the canvas.
     """
     import cv2
 
@@ -644,6 +904,13 @@ def chance_baselines(masks: dict[str, np.ndarray], n: int = 20, seed: int = 0,
 
 def centre_bias_curve(masks: dict[str, np.ndarray], sigmas: np.ndarray) -> pd.DataFrame:
     """IoU (after Otsu) of a centred Gaussian with each mask, for each width ``sigma``.
+
+    Parameters
+    ----------
+    masks : dict
+        ``expression -> boolean mask``, all of one shape.
+    sigmas : array of float
+        The Gaussian's widths, in pixels.
 
     Returns
     -------

@@ -9,11 +9,15 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import cache_dir, section
 from .errors import FermapError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 N_CLASSES = 6
 
@@ -244,22 +248,47 @@ def count_params(model) -> int:
     return int(sum(np.prod(w.shape) for w in model.weights))
 
 
-def summary(check_weights: bool = False) -> "pd.DataFrame":
-    """``fermap models summary``: every network at the paper's size, its parameters against Table 1.
+#: The files whose code builds the networks; :func:`summary`'s cache is keyed on their bytes.
+BUILDER_SOURCES: tuple[Path, ...] = (Path(__file__), Path(__file__).with_name("efficientnet_lite.py"))
 
-    With ``check_weights`` the ImageNet weights are requested, to report whether
-    this machine can get them.
+
+def summary_key(sources: tuple[Path, ...] = BUILDER_SOURCES) -> str:
+    """The cache key of :func:`summary`'s table.
+
+    Parameters
+    ----------
+    sources : tuple of Path
+        The files whose code builds the networks (default: this module and ``efficientnet_lite``).
+
+    Returns
+    -------
+    str
+        16 hex digits of a SHA-256 over the registry, the Keras version and the bytes of
+        ``sources``, so that a change to a builder, not only to the registry, rebuilds the table.
     """
     import hashlib
     import json
 
     import keras
+
+    h = hashlib.sha256(json.dumps([registry(), keras.__version__], sort_keys=True).encode())
+    for path in sources:
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def summary(check_weights: bool = False) -> pd.DataFrame:
+    """``fermap models summary``: every network at the paper's size, its parameters against Table 1.
+
+    With ``check_weights`` the ImageNet weights are requested, to report whether
+    this machine can get them.
+    """
     import pandas as pd
 
     # Building every network at the paper's size takes a minute or two on a CPU: keep the table,
-    # keyed by the registry and the Keras version (never for --check-weights, which asks the network).
-    key = hashlib.sha256(json.dumps([registry(), keras.__version__], sort_keys=True).encode()).hexdigest()[:16]
-    cached = cache_dir() / f"models_summary_{key}.csv"
+    # keyed by the registry, the Keras version and the builders' code (never for --check-weights,
+    # which asks the network).
+    cached = cache_dir() / f"models_summary_{summary_key()}.csv"
     if not check_weights and cached.is_file():
         return pd.read_csv(cached)
     rows = []

@@ -26,7 +26,23 @@ def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def triangulate(points: np.ndarray) -> np.ndarray:
-    """Delaunay triangles of a point set, (T, 3) int indices into ``points``."""
+    """Delaunay triangles of a point set.
+
+    Parameters
+    ----------
+    points : (N, 2) array of (x, y)
+
+    Returns
+    -------
+    triangles : (T, 3) intp array
+        Indices into ``points``, one row per triangle (``scipy.spatial.Delaunay``).
+
+    Examples
+    --------
+    >>> square = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
+    >>> triangulate(square).shape
+    (2, 3)
+    """
     return Delaunay(np.asarray(points, dtype=np.float64)).simplices.astype(np.intp)
 
 
@@ -88,9 +104,33 @@ def piecewise_affine_map(
 
 
 def apply_map(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray], order: int = 1) -> np.ndarray:
-    """Sample ``image`` through a dense map (``cv2.remap``); outside pixels become 0.
+    """Sample an image through a dense map with ``cv2.remap``; pixels outside the map become 0.
 
-    ``image`` may be (H, W), (H, W, C) or a stack (N, H, W): every 2-D slice gets the same map.
+    Parameters
+    ----------
+    image : (H, W), (H, W, C) with C <= 4, or (N, H, W) array
+        The image, or a stack of 2-D planes (explanations) that all get the same map.
+        float64 is sampled as float32, which ``cv2.remap`` needs.
+    maps : (map_x, map_y)
+        From :func:`piecewise_affine_map` or :func:`standardisation_map`.
+    order : {0, 1, 3}, optional
+        Nearest, bilinear or bicubic interpolation.
+
+    Returns
+    -------
+    warped : array
+        Of the maps' (height, width), with ``image``'s channels or stack length.
+
+    Raises
+    ------
+    ValueError
+        When ``image`` has another number of dimensions.
+
+    Examples
+    --------
+    >>> shift = (np.tile(np.arange(4, dtype=np.float32) - 1, (2, 1)), np.zeros((2, 4), np.float32))
+    >>> apply_map(np.array([[10, 20, 30, 40], [0, 0, 0, 0]], np.uint8), shift)[0].tolist()
+    [0, 10, 20, 30]
     """
     interp = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 3: cv2.INTER_CUBIC}[order]
     image = np.asarray(image)
@@ -122,6 +162,12 @@ def standardisation_map(
         The image's landmarks, (x, y) in its own pixels.
     image_shape : (height, width)
         The image's size; its corners become points 86-89.
+
+    Returns
+    -------
+    map_x, map_y : (275, 224) float32 arrays
+        As :func:`piecewise_affine_map` returns them, from the image's 89 points to
+        :func:`~fermap_utils.landmarks.standard_points`.
     """
     height, width = image_shape[:2]
     src = with_border_points(landmarks, width, height)
@@ -132,7 +178,19 @@ def standardisation_map(
 def warp_to_standard(image: np.ndarray, landmarks: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
     """Warp an image, and any explanations of it, to the standard face with one map.
 
-    Returns the warped image followed by each warped extra array, as a list.
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) array
+        The face image.
+    landmarks : (68, 2) array
+        Its landmarks, (x, y) in its own pixels.
+    *more : arrays
+        Explanations of the same image, each (H, W) or a stack (N, H, W).
+
+    Returns
+    -------
+    warped : list of arrays
+        The warped image, then each warped extra array, all on the 224x275 standard face.
     """
     maps = standardisation_map(landmarks, np.asarray(image).shape[:2])
     return [apply_map(a, maps) for a in (image, *more)]

@@ -1,12 +1,22 @@
 """Shared fixtures: real faces that ship in packages, and the authors' data shipped with the book."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Iterator[Path]:
+    """Every test caches into a temporary ``FERMAP_CACHE``, never into the user's home."""
+    cache = tmp_path_factory.mktemp("fermap_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FERMAP_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import fermap_utils
 from fermap_utils.run import authors_data_dir, project_root
 
 SHARED = project_root().parent / "shared" / "reference"
@@ -94,6 +95,7 @@ def test_the_wheel_and_sdist_carry_the_licence_but_not_the_authors_data(tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     wheel, = out.glob("*.whl")
     sdist, = out.glob("*.tar.gz")
+    assert wheel.name.startswith(f"fermap-{fermap_utils.__version__}-")  # the one version, read by setuptools
     wheel_names = zipfile.ZipFile(wheel).namelist()
     sdist_names = tarfile.open(sdist).getnames()
     for names in (wheel_names, sdist_names):
@@ -109,9 +111,12 @@ def test_citation_file_cites_this_version_and_the_paper():
 
     root = project_root()
     cff = yaml.safe_load((root / "CITATION.cff").read_text())
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    # One version, defined once: fermap_utils.__version__, which setuptools reads as the package's.
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "fermap_utils.__version__"}
     assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
-    assert (cff["version"], cff["license"]) == (project["version"], project["license"])
+    assert (cff["version"], cff["license"]) == (fermap_utils.__version__, project["project"]["license"])
     paper, = cff["references"]
     assert [a["family-names"] for a in paper["authors"]] == ["Gaya-Morey", "Ramis-Guarinos", "Manresa-Yee", "Buades-Rubio"]
     assert (paper["journal"], paper["year"]) == ("Multimedia Tools and Applications", 2024)

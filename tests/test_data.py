@@ -133,6 +133,50 @@ def test_align_face_levels_the_eyes(astronaut_face):
     assert crop.shape == (128, 128) and abs(D.eye_angle(marks)) < 1e-6
 
 
+def _blob(size: int, x: float, y: float, sigma: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size]
+    return 200.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+
+
+def _centroid(image: np.ndarray) -> np.ndarray:
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    w = image.astype(np.float64)
+    return np.array([(xx * w).sum(), (yy * w).sum()]) / w.sum()
+
+
+@pytest.mark.parametrize("from_size, to_size", [(64, 32), (64, 48), (32, 64)])
+def test_scale_landmarks_follows_the_resized_image(from_size, to_size):
+    # A point is where a blob centred on it is: resize the blob with OpenCV and find it again.
+    points = np.array([[20.3, 30.7], [40.0, 25.5], [31.5, 31.5]]) * from_size / 64
+    sigma = 3.0 * from_size / 64
+    for point in points:
+        image = _blob(from_size, *point, sigma).astype(np.float32)
+        resized = D.resize_images(image[None], to_size)[0]
+        found = _centroid(resized)
+        scaled = D.scale_landmarks(point[None], from_size, to_size)[0]
+        # The naive point * to/from is off by half a pixel's difference (0.25 px at 64 -> 32).
+        np.testing.assert_allclose(scaled, found, atol=0.03)
+    same = np.array([[1.0, 2.0]])
+    np.testing.assert_array_equal(D.scale_landmarks(same, 64, 64), same)
+
+
+def test_resize_images_averages_when_shrinking_and_interpolates_when_growing():
+    from skimage.transform import downscale_local_mean, resize
+
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    small = D.resize_images(stack, 8)
+    assert small.shape == (3, 8, 8) and small.dtype == np.uint8
+    for image, out in zip(stack, small, strict=True):  # INTER_AREA by 2 is the mean of each 2x2 block
+        np.testing.assert_allclose(out, downscale_local_mean(image.astype(float), (2, 2)), atol=0.5 + 1e-9)
+    smooth = (_blob(16, 7.0, 9.0, 4.0)).astype(np.float32)[None]
+    big = D.resize_images(smooth, 32)
+    assert big.shape == (1, 32, 32)
+    expected = resize(smooth[0], (32, 32), order=1, mode="edge", anti_aliasing=False)  # bilinear, pixel centres
+    np.testing.assert_allclose(big[0], expected, atol=1e-3)
+    assert D.resize_images(stack, 16) is stack
+
+
 def test_subject_folds_are_grouped_and_balanced():
     rng = np.random.default_rng(0)
     subjects = [f"{d}{s}" for d, n in (("A", 40), ("B", 12)) for s in range(n) for _ in range(rng.integers(2, 6))]

@@ -55,6 +55,20 @@ def test_binary_scores_equal_sklearn():
         assert s["iou"] == pytest.approx(s["f1"] / (2 - s["f1"]))
 
 
+def test_iou_from_f1_is_the_iou_of_the_same_prediction():
+    rng = np.random.default_rng(5)
+    f1s, ious = [], []
+    for p in (0.05, 0.2, 0.5, 0.9):
+        for q in (0.1, 0.4):
+            truth = rng.random(500) < q
+            pred = rng.random(500) < p
+            f1s.append(f1_score(truth, pred))
+            ious.append(jaccard_score(truth, pred))  # TP / (TP + FP + FN), computed by sklearn
+    np.testing.assert_allclose(Mt.iou_from_f1(np.array(f1s)), ious, rtol=1e-12)
+    assert float(Mt.iou_from_f1(0.5)) == pytest.approx(1 / 3)  # not the identity: IoU < F1 inside (0, 1)
+    assert Mt.iou_from_f1([0.0, 1.0]).tolist() == [0.0, 1.0]
+
+
 def test_empty_inputs_give_numbers_and_a_warning():
     truth = np.zeros((5, 5), bool)
     truth[1:3, 1:3] = True

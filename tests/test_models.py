@@ -1,5 +1,6 @@
 """The network registry, the offline weight policy, the Lite0 port and the FER2013 model."""
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -67,9 +68,62 @@ def test_fer2013_drops_neutral_and_renormalises():
     np.testing.assert_allclose(p6, p7[:6] / p7[:6].sum(), atol=1e-5)
 
 
+def _import_torch():
+    """torch, the port test's reference; missing, the test skips locally but fails in CI (``CI`` set)."""
+    import os
+
+    if os.environ.get("CI"):
+        import torch  # CI installs torch (.ci/setup); its absence there is a failure, not a skip
+
+        return torch
+    return pytest.importorskip("torch", reason="the CPU torch is the reference model of the port test")
+
+
+def test_torch_is_required_in_ci(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(ImportError):
+        _import_torch()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        _import_torch()
+
+
+def test_summary_cache_is_keyed_on_the_builders_code(tmp_path):
+    sources = []
+    for path in M.BUILDER_SOURCES:
+        copy = tmp_path / path.name
+        copy.write_bytes(path.read_bytes())
+        sources.append(copy)
+    key = M.summary_key(tuple(sources))
+    assert key == M.summary_key(tuple(sources))
+    for copy in sources:
+        original = copy.read_bytes()
+        copy.write_bytes(original + b"\n# a changed builder\n")
+        assert M.summary_key(tuple(sources)) != key, copy.name
+        copy.write_bytes(original)
+    assert M.summary_key(tuple(sources)) == key
+
+
+def test_tests_cache_outside_the_home(private_cache):
+    from fermap_utils.config import cache_dir
+
+    assert cache_dir() == private_cache
+    assert Path.home() not in cache_dir().parents
+
+
 def _torch_reference(state):
     """EfficientNet-Lite0 in PyTorch, written independently of the Keras port, as the reference."""
-    torch = pytest.importorskip("torch", reason="the CPU torch is the reference model of the port test")
+    torch = _import_torch()
     import torch.nn.functional as F
     from torch import nn
 
@@ -113,7 +167,7 @@ def test_lite0_port_matches_the_reference_model(tmp_path):
 
     from fermap_utils import efficientnet_lite as L
 
-    torch = pytest.importorskip("torch", reason="the CPU torch is the reference model of the port test")
+    torch = _import_torch()
     state = L.read_torch_legacy(L.torch_weights_path())
     official = torch.load(L.torch_weights_path(), map_location="cpu", weights_only=False)
     assert set(state) == set(official)

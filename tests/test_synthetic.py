@@ -125,7 +125,8 @@ def test_planted_maps_are_the_class_mean_of_warped_changes(default_dataset):
     # the jaw drops in Surprise, not in Anger; the forehead lines rise in Surprise, never in Happiness
     from fermap_utils.masks import au_mask
 
-    assert maps["Surprise"][au_mask([26])].mean() > 2 * maps["Anger"][au_mask([26])].mean()
+    chin = au_mask([26]) & ~au_mask([23])  # below the lips, which Anger presses
+    assert maps["Surprise"][chin].mean() > 2 * maps["Anger"][chin].mean()
     regions = S.planted_regions(maps)
     assert (regions["Surprise"] & au_mask([1])).sum() > 1000 and not (regions["Happiness"] & au_mask([1])).any()
 
