@@ -111,12 +111,13 @@ def gradcam(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64)
 
 def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: list[float] | None = None,
                           steps: int | None = None, grid: int | None = None, learning_rate: float | None = None,
-                          seed: int = 0) -> np.ndarray:
+                          seed: int = 0, eager: bool = False) -> np.ndarray:
     """Extremal Perturbation masks (preservation game), averaged over the areas; (N, H, W) in [0, 1].
 
     For each area a, a mask m (a ``grid`` x ``grid`` field, bilinearly upsampled) is optimised with
     Adam to maximise p(class | image * m) while a penalty pulls the sorted mask values towards a
-    vector with exactly a share a of ones (Fong et al.'s area constraint).
+    vector with exactly a share a of ones (Fong et al.'s area constraint). ``eager`` runs the
+    steps without tracing a graph (faster for a handful of steps on a deep network).
     """
     import keras
     import tensorflow as tf
@@ -138,7 +139,6 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
         param = tf.Variable(rng.uniform(0.4, 0.6, (n, grid, grid, 1)).astype(np.float32))
         opt = keras.optimizers.Adam(lr)
 
-        @tf.function
         def step():
             with tf.GradientTape() as tape:
                 m = tf.image.resize(tf.clip_by_value(param, 0.0, 1.0), (size, size), method="bilinear")
@@ -149,6 +149,8 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
                 loss = tf.reduce_sum(-score + penalty * area_loss)
             opt.apply_gradients([(tape.gradient(loss, param), param)])
 
+        if not eager:
+            step = tf.function(step)
         for _ in range(steps):
             step()
         m = tf.image.resize(tf.clip_by_value(param, 0.0, 1.0), (size, size), method="bilinear").numpy()[..., 0]
@@ -157,13 +159,14 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
 
 
 def attribute(method: str, model, images: np.ndarray, labels: np.ndarray, seed: int = 0,
-              steps: int | None = None) -> np.ndarray:
+              steps: int | None = None, eager: bool = False) -> np.ndarray:
     """Explanation images for a batch, by a gradient or optimisation method (not LIME);
-    ``steps`` overrides Extremal Perturbation's configured number of steps."""
+    ``steps`` overrides Extremal Perturbation's configured number of steps, ``eager`` runs them
+    without tracing a graph."""
     if method == "cam":
         return cam(model, images, labels)
     if method == "gradcam":
         return gradcam(model, images, labels)
     if method == "extremal":
-        return extremal_perturbation(model, images, labels, steps=steps, seed=seed)
+        return extremal_perturbation(model, images, labels, steps=steps, seed=seed, eager=eager)
     raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
