@@ -102,7 +102,7 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
              "worker": f"{socket.gethostname()}:{os.getpid()}", "pid": os.getpid()}
     entry["threads"] = pin_threads(threads)
     _record(record_path, entry)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"--- {job.name}: start {entry['starts']} at {entry['started']} on {entry['worker']}, "
               f"{entry['threads'] or 'default'} threads", flush=True)
@@ -130,14 +130,16 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
             gc.collect()
         seconds = round(time.perf_counter() - started, 2)
         print(f"--- {job.name}: {'cached' if cached else 'done'} in {seconds} s", flush=True)
-    entry.update(status="cached" if cached else "done", seconds=seconds, finished=_now())
+    # CPU seconds of the process (every thread): the job's cost on a machine it had to itself
+    entry.update(status="cached" if cached else "done", seconds=seconds, finished=_now(),
+                 cpu_seconds=round(time.process_time() - cpu, 2))
     _record(record_path, entry)
     return {"job": job.name, "status": entry["status"], "seconds": seconds, "worker": entry["worker"],
             "threads": entry["threads"], "result": result}
 
 
 def job_table(run_dir: str | os.PathLike) -> "pd.DataFrame":
-    """Every job a run recorded (``RUN/jobs/*.json``): status, starts, seconds, worker, threads."""
+    """Every job a run recorded (``RUN/jobs/*.json``): status, starts, seconds, CPU seconds, worker, threads."""
     import pandas as pd
 
     rows = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("jobs/*.json"))]
@@ -237,8 +239,13 @@ class Executor:
                 for i, job in enumerate(jobs):
                     finished(i, execute(job, run_dir, prof, threads))
             else:
-                with self:
+                opened = self.client is None  # inside `with executor:` the cluster outlives this call
+                self.__enter__()
+                try:
                     self._run_dask(jobs, run_dir, prof, threads, finished)
+                finally:
+                    if opened:
+                        self.__exit__()
         return [results[i] for i in range(len(jobs))]
 
     def _run_dask(self, jobs, run_dir, prof, threads, finished) -> None:

@@ -373,9 +373,9 @@ def explain_job(run_dir: str | os.PathLike, network: str, fold: int, classes: li
 
 def explain_groups(prof: dict) -> list[list[str]]:
     """How a profile splits the six classes of a (network, fold) into jobs: ``explain.classes_per_job``
-    of them per job (default 1: one job per (network, fold, class))."""
+    of them per job (default 6: one job per (network, fold), one model load; the paper profile: 1)."""
     expressions = list(section("paper")["expressions"])
-    k = max(1, int((prof.get("explain") or {}).get("classes_per_job", 1)))
+    k = max(1, int((prof.get("explain") or {}).get("classes_per_job", len(expressions))))
     return [expressions[i:i + k] for i in range(0, len(expressions), k)]
 
 

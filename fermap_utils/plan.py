@@ -178,7 +178,7 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
             if calibrate_speed:
                 seconds = (c["build_s"] + (train_passes / c["train_rate"] if trainable else 0)
                            + f.test / c["infer_rate"])
-            rows.append({"stage": "train", "network": name, "fold": f.fold, "jobs": 1, "images": f.train,
+            rows.append({"stage": "train", "network": name, "fold": f.fold, "jobs": 1, "images": f.train if trainable else 0,
                          "forward_passes": train_passes + f.test, "seconds": seconds})
             explained = min(per_class, f.test // 6) * 6  # about: per class at most what was predicted as it
             for method in methods:

@@ -171,7 +171,7 @@ def inference_model(model):
     disk of a model saved with Adam's two moment estimates (AlexNet: 0.13 GB instead of 0.4 GB)."""
     import keras
 
-    return keras.Model(model.inputs, model.outputs, name=model.name)
+    return keras.Model(model.input, model.output, name=model.name)
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, n: int = 6) -> np.ndarray:
