@@ -204,7 +204,8 @@ class Executor:
                 # memory_limit=0: the nanny must not kill a worker for holding a large network
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                             memory_limit=0, dashboard_address=None, silence_logs=logging.ERROR,
-                                            env={**pinned, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                                            env={**pinned, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")})
                 self.client = Client(self.cluster, timeout=self.timeout)
         except (OSError, TimeoutError) as exc:
             self.__exit__()
