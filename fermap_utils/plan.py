@@ -76,7 +76,8 @@ def calibrate(name: str, size: int, batch: int = 8, threads: int | None = None, 
     from .training import optimizer_for
 
     key = hashlib.sha256(json.dumps([name, size, batch, infer_batch, threads, steps, keras.__version__,
-                                     platform.node(), os.cpu_count()]).encode()).hexdigest()[:16]
+                                     platform.node(), os.cpu_count(),
+                                     os.environ.get("TF_ENABLE_ONEDNN_OPTS")]).encode()).hexdigest()[:16]
     path = cache_dir() / "calibration" / f"{name}_{size}_{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
