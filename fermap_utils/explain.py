@@ -352,21 +352,20 @@ def explain_job(run_dir: str | os.PathLike, network: str, fold: int, classes: li
     method (one model load for all), sequential or on a Dask worker. Reads the run's dataset and
     model, writes only those classes' cache files. Returns ``{method: {expression: number of images}}``;
     a method that cannot explain the network maps to its reason (a string)."""
-    from .training import _dataset, _run_data, data_key, trained_model
+    from .training import _dataset, _run_data, data_key
 
     data_dir = _run_data(Path(run_dir))
     data = _dataset(str(data_dir), data_key(data_dir))
-    model, out = None, {}
+    out = {}
     for method in methods:
         why = applicable(method, network)
         if why:
             out[method] = why
             continue
         started = time.perf_counter()
-        if model is None:
-            model = trained_model(run_dir, network, fold)
+        # explain_fold loads the model only if something is left to do; the methods share one load
         out[method] = explain_fold(Path(run_dir), network, int(fold), data, prof, method=method,
-                                   classes=list(classes), model=model)
+                                   classes=list(classes))
         print(f"{method}: {sum(out[method].values())} images in {time.perf_counter() - started:.2f} s", flush=True)
     return out
 

@@ -154,16 +154,19 @@ def _model_stamp(path: Path) -> tuple:
 
 
 def trained_model(run_dir: str | os.PathLike, name: str, fold: int):
-    """The model a run trained for (network, fold): the one this process just trained if it is
-    still the file on disk, else loaded (:func:`fermap_utils.models.load_trained`)."""
+    """The model a run trained for (network, fold): the one this process last trained or loaded if
+    it is still the file on disk, else loaded (:func:`fermap_utils.models.load_trained`) and kept."""
     from .models import load_trained
 
     path = Path(run_dir) / "models" / name / f"fold{int(fold)}" / "model.keras"
-    if path.is_file():
-        kept = _LAST_TRAINED.get(_model_stamp(path))
-        if kept is not None:
-            return kept
-    return load_trained(run_dir, name, fold)
+    if not path.is_file():
+        return load_trained(run_dir, name, fold)  # a fixed network, or the error saying what is missing
+    stamp = _model_stamp(path)
+    if stamp not in _LAST_TRAINED:
+        model = load_trained(run_dir, name, fold)
+        _LAST_TRAINED.clear()
+        _LAST_TRAINED[stamp] = model
+    return _LAST_TRAINED[stamp]
 
 
 def inference_model(model):
