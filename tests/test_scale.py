@@ -227,3 +227,22 @@ def test_keep_subjects(default_dataset, tmp_path):
     rows = before.index[before.id.isin(after.id)]
     assert np.array_equal(np.load(tmp_path / "d" / "landmarks.npy"), marks[rows])
     assert keep_subjects(tmp_path / "d", 2) == kept  # idempotent
+
+
+def test_executor_settings_and_errors():
+    from fermap_utils.errors import FermapError
+
+    assert Job("train", "WeiNet", 3).name == "train-WeiNet-fold3"
+    assert Job("explain", "VGG16", 1, ("Anger",), ("lime", "cam")).name == "lime+cam-VGG16-fold1-Anger"
+    assert Job("pipeline", "VGG16", 2, tuple(prof_classes()), ("lime",)).name == "pipeline-VGG16-fold2-all"
+    assert Executor(workers=2).threads_per_job({}) == max(1, (os.cpu_count() or 1) // 2)
+    assert Executor(workers=2).threads_per_job({"threads": 3}) == 3
+    assert Executor(workers=2, threads=1).threads_per_job({"threads": 3}) == 1
+    assert Executor().threads_per_job({}) is None  # sequential: the process's default
+    with pytest.raises(FermapError, match="--workers"):
+        Executor(workers=-1)
+    with pytest.raises(FermapError, match="not both"):
+        Executor(workers=2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(FermapError, match="could not reach tcp://127.0.0.1:1"):
+        with Executor(scheduler="tcp://127.0.0.1:1", timeout=2):
+            pass
