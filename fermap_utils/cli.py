@@ -127,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     with folder_lock(run_dir, "fermap train"):
         prepare_data(run_dir, prof)
         record_profile(run_dir, prof)
-        table = train_run(run_dir, prof)
+        table = train_run(run_dir, prof, executor=_executor(args))
     print(table.to_string(index=False))
     if table.synthetic.any():
         print("(SYNTHETIC data: FACS-driven expressions on real faces; not the paper's datasets)")
@@ -145,7 +145,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
     prof = read_profile(args.run, parse_overrides(args.param))
     with folder_lock(args.run, f"fermap explain --method {args.method}"):
-        table = explain_run(args.run, prof, method=args.method)
+        table = explain_run(args.run, prof, method=args.method, executor=_executor(args))
     for row in table[table.note.astype(bool)].itertuples():
         print(f"{row.network} fold {row.fold}: not explained by {args.method}: {row.note}")
     explained = table[table.expression.notna()]
@@ -178,9 +178,32 @@ def cmd_run(args: argparse.Namespace) -> None:
 
         print(f"run packed -> {pack_run(args.run or default_run_dir(prof), args.pack)}")
         return
+    executor = _executor(args)
     with folder_lock(args.run or default_run_dir(prof), "fermap run"):
+        if executor.distributed:  # every job on the cluster first; the chapters then find them done
+            from .executor import run_stages
+
+            with executor:
+                run_stages(args.run or default_run_dir(prof), prof, executor)
         table = run_book(prof, args.run, args.chapters)
     print(table.to_string(index=False))
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    """What a profile's run would do and cost, without running it: jobs, disk, time."""
+    from .plan import format_plan, plan_run
+    from .run import load_profile, parse_overrides
+
+    prof = load_profile(args.profile, args.config, parse_overrides(args.param))
+    plan = plan_run(prof, workers=args.workers, calibrate_speed=not args.no_calibration, run_dir=args.run)
+    print(format_plan(plan))
+
+
+def _executor(args: argparse.Namespace):
+    """Where the jobs run: --workers N (a Dask LocalCluster here), --scheduler ADDRESS, else in-process."""
+    from .executor import Executor
+
+    return Executor(workers=args.workers or 0, scheduler=args.scheduler, threads=args.threads)
 
 
 def cmd_book(args: argparse.Namespace) -> None:
@@ -207,6 +230,17 @@ def _profile_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--config", type=Path, help="a YAML profile file (keys as in config.yaml; 'base' names a profile)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a profile key")
     p.add_argument("--run", type=Path, help="run folder (default: runs/<profile> in the project)")
+
+
+def _executor_arguments(p: argparse.ArgumentParser) -> None:
+    """--workers | --scheduler, --threads: where a run's jobs execute."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="run the jobs on a Dask LocalCluster of N worker processes on this machine")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the jobs on an existing Dask cluster (e.g. tcp://host:8786; dask-jobqueue, Kubernetes)")
+    p.add_argument("--threads", type=int, default=None, metavar="T",
+                   help="compute threads per job (default: the profile's, else cores / workers)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a profile's networks with subject-grouped k-fold (resumes)")
     _profile_arguments(p)
+    _executor_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("explain", help="LIME on a run's trained networks, standardised, cached; then the heatmaps")
@@ -267,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the explainer (default lime, the paper's); others write RUN/heatmaps_<method>")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override a profile key, e.g. -p explain.num_samples 500")
+    _executor_arguments(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("run", help="execute the book's chapters with papermill for a profile (skips unchanged ones)")
@@ -277,7 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="instead of executing, pack the finished run into ARCHIVE (.tar.gz)")
     packing.add_argument("--unpack", type=Path, metavar="ARCHIVE",
                          help="instead of executing, unpack ARCHIVE into --run (default runs/<its profile>)")
+    _executor_arguments(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plan", help="what a profile's run would do and cost (jobs, disk, time), running nothing")
+    _profile_arguments(p)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16], metavar="N",
+                   help="worker counts to estimate the time for (default 1 2 4 8 16)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="count jobs and disk only; no measured time (calibration builds each network once)")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("book", help="build the HTML book (_build/html) from the executed chapters")
     p.add_argument("--check", action="store_true",

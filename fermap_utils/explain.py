@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -238,7 +239,9 @@ def explain_images(
 def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     """A ``predict`` for :func:`explain_images` from a Keras model (inference mode, no per-call overhead)."""
     def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(x))
+        # an eager call: no graph to trace for each model a job loads (seconds for a deep network),
+        # and a batch of perturbed images is large enough that the per-op overhead is negligible
+        return np.asarray(model(x, training=False))
     return predict
 
 
@@ -336,13 +339,15 @@ def standardised_explanations(model, images: np.ndarray, landmarks: np.ndarray, 
 
 
 def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progress=None,
-                 method: str = "lime") -> dict:
+                 method: str = "lime", classes: list[str] | None = None, model=None) -> dict:
     """Explain the sampled test images of one trained (network, fold), class by class, resuming.
 
-    Returns ``{expression: number of images explained}``.
+    ``classes`` (expressions) limits the work to those classes; the images sampled for a class
+    do not depend on which others are explained with it. ``model``: the trained model, if the
+    caller has it. Returns ``{expression: number of images}``.
     """
     from .data import resize_images, scale_landmarks
-    from .models import load_trained
+    from .training import trained_model
 
     expressions = list(section("paper")["expressions"])
     from .training import read_metrics
@@ -357,6 +362,8 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     key = _explain_key(metrics, settings, per_class, seed, method, options.get("extremal_steps"))
     predictions = pd.read_csv(model_dir / "predictions.csv", dtype={"id": str})
     chosen = choose_images(predictions.pred.to_numpy(), per_class, seed * 1000 + fold, len(expressions))
+    if classes is not None:
+        chosen = {c: rows for c, rows in chosen.items() if expressions[c] in classes}
     todo = {c: rows for c, rows in chosen.items()
             if not _cached(_class_file(run_dir, network, fold, expressions[c], method), key)}
     counts = {expressions[c]: len(rows) for c, rows in chosen.items()}
@@ -376,7 +383,7 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     images = resize_images(data.images[positions], size).astype(np.float32)
     marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
     labels = predictions.pred.to_numpy()[rows_all]
-    model = load_trained(run_dir, network, fold)
+    model = model if model is not None else trained_model(run_dir, network, fold)
     seeds = [seed * 1_000_003 + p for p in positions]  # one stream per image, independent of the batch
     standard, found = standardised_explanations(model, images, marks, labels, method, settings, seeds,
                                                 int(options.get("batch_size", 1000)), progress,
@@ -403,18 +410,51 @@ def applicable(method: str, network: str) -> str | None:
         "CAM needs a global-average-pooling head; this network flattens its features"
 
 
+def explain_job(run_dir: str | os.PathLike, network: str, fold: int, classes: list[str], prof: dict,
+                methods: list[str] | tuple[str, ...] = ("lime",)) -> dict:
+    """One unit of ``fermap explain``: the given classes of one trained (network, fold) by each
+    method (one model load for all), sequential or on a Dask worker. Reads the run's dataset and
+    model, writes only those classes' cache files. Returns ``{method: {expression: number of images}}``;
+    a method that cannot explain the network maps to its reason (a string)."""
+    from .training import _dataset, _run_data, data_key
+
+    data_dir = _run_data(Path(run_dir))
+    data = _dataset(str(data_dir), data_key(data_dir))
+    out = {}
+    for method in methods:
+        why = applicable(method, network)
+        if why:
+            out[method] = why
+            continue
+        started = time.perf_counter()
+        # explain_fold loads the model only if something is left to do; the methods share one load
+        out[method] = explain_fold(Path(run_dir), network, int(fold), data, prof, method=method,
+                                   classes=list(classes))
+        print(f"{method}: {sum(out[method].values())} images in {time.perf_counter() - started:.2f} s", flush=True)
+    return out
+
+
+def explain_groups(prof: dict) -> list[list[str]]:
+    """How a profile splits the six classes of a (network, fold) into jobs: ``explain.classes_per_job``
+    of them per job (default 6: one job per (network, fold), one model load; the paper profile: 1)."""
+    expressions = list(section("paper")["expressions"])
+    k = max(1, int((prof.get("explain") or {}).get("classes_per_job", len(expressions))))
+    return [expressions[i:i + k] for i in range(0, len(expressions), k)]
+
+
 def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: bool = True,
-                method: str = "lime") -> pd.DataFrame:
+                method: str = "lime", executor=None) -> pd.DataFrame:
     """``fermap explain``: explain every trained (network, fold) of a run (LIME by default, or
     ``cam``, ``gradcam``, ``extremal``), standardised and cached; then the heatmaps of Eq. 1 and 2
     under ``RUN/heatmaps`` (``RUN/heatmaps_<method>`` for another method).
 
+    The work is one job per (network, fold, group of classes) (:func:`explain_groups`), run by
+    ``executor`` (:class:`fermap_utils.executor.Executor`: Dask workers) or, by default, one after
+    the other in this process through the same job function.
     Returns how many images were explained per (network, fold, expression); a network the
     method cannot explain is listed with 0 images and the reason.
     """
-    from tqdm.auto import tqdm
-
-    from .data import load_dataset
+    from .executor import Executor, Job
     from .heatmaps import write_run_heatmaps
     from .run import read_profile
     from .training import load_results
@@ -427,28 +467,20 @@ def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: 
         inside(run_dir, folder)
     prof = prof or read_profile(run_dir)
     trained = load_results(run_dir)
-    data = load_dataset(inside(run_dir, "data"))
-    options = prof.get("explain") or {}
-    per_class = int(options.get("images_per_class", 100))
-    if method == "extremal":
-        per_class = int(options.get("extremal_images_per_class", per_class))
-    jobs = list(zip(trained.network, trained.fold.astype(int)))
-    rows = []
-    with tqdm(total=len(jobs) * per_class * 6, desc=f"images explained ({method})", unit="image",
-              disable=not progress) as bar:
-        for network, fold in jobs:
-            bar.set_postfix_str(f"{network} fold {fold}")
-            why = applicable(method, network)
-            if why:
-                counts = {}
-                rows.append({"network": network, "fold": fold, "expression": None, "images": 0, "note": why})
-            else:
-                counts = explain_fold(run_dir, network, fold, data, prof, progress=bar.update, method=method)
-            bar.total -= per_class * 6 - sum(counts.values())  # classes predicted fewer times than asked
-            bar.refresh()
-            rows += [{"network": network, "fold": fold, "expression": e, "images": n, "note": ""}
-                     for e, n in counts.items()]
-    table = pd.DataFrame(rows)
+    rows, jobs = [], []
+    for network, fold in zip(trained.network, trained.fold.astype(int)):
+        why = applicable(method, network)
+        if why:
+            rows.append({"network": network, "fold": fold, "expression": None, "images": 0, "note": why})
+        else:
+            jobs += [Job("explain", network, fold, tuple(group), (method,)) for group in explain_groups(prof)]
+    done = (executor or Executor()).run(jobs, run_dir, prof, progress=progress, desc=f"explaining ({method})")
+    for job, counts in zip(jobs, done):
+        rows += [{"network": job.network, "fold": job.fold, "expression": e, "images": n, "note": ""}
+                 for e, n in counts[method].items()]
+    order = {(n, int(f)): i for i, (n, f) in enumerate(zip(trained.network, trained.fold))}
+    rows.sort(key=lambda r: order[(r["network"], int(r["fold"]))])  # stable: classes keep their order
+    table = pd.DataFrame(rows, columns=["network", "fold", "expression", "images", "note"])
     explained = table[table.expression.notna()]
     write_run_heatmaps(run_dir, explained, folders=folders)
     return table

@@ -210,18 +210,67 @@ def default_run_dir(prof: dict) -> Path:
     return (root if (root / "_toc.yml").is_file() else Path()) / "runs" / prof["name"]
 
 
+def check_data_source(prof: dict) -> None:
+    """A profile must say which data it runs on: ``default`` (the synthetic set) or a datasets YAML.
+
+    The ``paper`` profile names none on purpose: it is for the licensed datasets, and running it
+    on the synthetic set by accident would cost days for nothing.
+    """
+    source = prof.get("data")
+    if not source:
+        raise FermapError(f"profile {prof.get('name')!r} names no dataset: pass -p data DATASETS.yaml (your copies, "
+                          "as in book/datasets.example.yaml) or -p data default (the synthetic set)")
+    if source != "default" and not Path(source).is_file():
+        raise FermapError(f"{source}: no such datasets file (-p data expects a YAML like book/datasets.example.yaml)")
+
+
 def prepare_data(run_dir: str | os.PathLike, prof: dict, progress: bool = True) -> dict:
-    """Make sure ``RUN/data`` holds the profile's dataset: the synthetic default, or a datasets YAML."""
+    """Make sure ``RUN/data`` holds the profile's dataset: the synthetic default, or a datasets YAML;
+    with the profile's ``subjects_per_fold``, only that many subjects of each fold."""
     from .data import build_from_config
     from .synthetic import build_default
 
+    check_data_source(prof)
     out = Path(run_dir) / "data"
-    source = prof.get("data", "default")
+    source = prof["data"]
+    per_fold = prof.get("subjects_per_fold")
+    if (out / "summary.json").is_file() and json.loads((out / "summary.json").read_text()).get("subjects_per_fold") \
+            not in (None, per_fold):
+        (out / "summary.json").unlink()  # a subset made for another profile: build the whole set again
     if source == "default":
-        return build_default(out, progress=progress)
-    if (out / "summary.json").is_file():
-        return json.loads((out / "summary.json").read_text())
-    return build_from_config(source, out, progress=progress)
+        summary = build_default(out, progress=progress)
+    elif (out / "summary.json").is_file():
+        summary = json.loads((out / "summary.json").read_text())
+    else:
+        summary = build_from_config(source, out, progress=progress)
+    if per_fold and summary.get("subjects_per_fold") != per_fold:
+        summary["kept"] = keep_subjects(out, int(per_fold))
+        summary["subjects_per_fold"] = int(per_fold)
+        with atomic_path(out / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def keep_subjects(directory: str | os.PathLike, per_fold: int) -> int:
+    """Keep only the first ``per_fold`` subjects (in sorted order) of each fold of a built dataset,
+    rewriting its ``records.csv`` and ``landmarks.npy`` in step; returns the images kept.
+    Idempotent; the images themselves stay where they are."""
+    import numpy as np
+    import pandas as pd
+
+    directory = Path(directory)
+    table = pd.read_csv(directory / "records.csv", dtype={"subject": str})
+    first = table.groupby("fold").subject.apply(lambda s: sorted(s.unique())[:per_fold])
+    keep = table.subject.isin([s for subjects in first for s in subjects]).to_numpy()
+    if keep.all():
+        return len(table)
+    marks = np.load(directory / "landmarks.npy")[keep]
+    with atomic_path(directory / "landmarks.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, marks)
+    with atomic_path(directory / "records.csv") as tmp:
+        table[keep].to_csv(tmp, index=False)
+    return int(keep.sum())
 
 
 def read_profile(run_dir: str | os.PathLike, overrides: dict | None = None) -> dict:
@@ -361,6 +410,7 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
     from .book import finish_chapter
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the kernels inherit it: no TensorFlow banner in the book
+    check_data_source(prof)
     root = project_root()
     book = section("book")
     run_dir = Path(run_dir or default_run_dir(prof)).resolve()

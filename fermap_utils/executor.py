@@ -1,0 +1,302 @@
+"""Running a run's jobs: one after the other in this process, or as Dask tasks.
+
+A run is independent jobs: one per (network, fold) for training
+(:func:`fermap_utils.training.train_job`) and one per (network, fold, group of classes)
+and method for explanations (:func:`fermap_utils.explain.explain_job`). Every job goes
+through :func:`execute`, in this process or on a ``dask.distributed`` worker, so both
+paths compute the same thing:
+
+- each job pins its own thread count (TensorFlow's pools, OpenCV, BLAS), so N workers on
+  one machine do not oversubscribe its cores, and seeds itself from its own (seed, fold);
+- each job writes only its own files, atomically, last the one that marks it complete, so a
+  job lost with a killed worker is redone and a finished one is kept;
+- each job's output goes to ``RUN/jobs/<job>.log`` and its timing, worker and thread
+  count to ``RUN/jobs/<job>.json``.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._io import atomic_path
+from .errors import FermapError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work of a run: ``train`` a (network, fold); ``explain`` some of its classes by
+    some methods; or ``pipeline``, both in one job (the trained model is explained without reloading it)."""
+
+    kind: str
+    network: str
+    fold: int
+    classes: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """A file-name-safe identifier, e.g. ``train-WeiNet-fold1`` or ``lime-WeiNet-fold1-Anger``."""
+        if self.kind == "train":
+            return f"train-{self.network}-fold{self.fold}"
+        classes = "all" if len(self.classes) == 6 else "-".join(self.classes)
+        prefix = "+".join(self.methods) if self.kind == "explain" else "pipeline"
+        return f"{prefix}-{self.network}-fold{self.fold}-{classes}"
+
+
+def pin_threads(threads: int | None) -> int:
+    """Limit this process's compute threads: TensorFlow's intra- and inter-op pools, OpenCV, BLAS.
+
+    TensorFlow's pools can only be set before its runtime starts; a process where it already
+    started keeps what it has. Returns TensorFlow's intra-op thread count in force (0: its
+    default, every core).
+    """
+    import tensorflow as tf
+
+    if threads:
+        import cv2
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(threads))
+        cv2.setNumThreads(int(threads))
+        for get, put in ((tf.config.threading.get_intra_op_parallelism_threads,
+                          tf.config.threading.set_intra_op_parallelism_threads),
+                         (tf.config.threading.get_inter_op_parallelism_threads,
+                          tf.config.threading.set_inter_op_parallelism_threads)):
+            if get() != int(threads):
+                with contextlib.suppress(RuntimeError):  # the runtime already started
+                    put(int(threads))
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
+def _record(path: Path, entry: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(entry, indent=1))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> dict:
+    """Run one job, logging its output to ``RUN/jobs/<job>.log`` and its timing to ``RUN/jobs/<job>.json``.
+
+    Returns ``{"job", "status" (done or cached), "seconds", "worker", "threads", "result"}``;
+    ``result`` is what the job function returned.
+    """
+    run_dir = Path(run_dir)
+    jobs_dir = run_dir / "jobs"
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    record_path, log_path = jobs_dir / f"{job.name}.json", jobs_dir / f"{job.name}.log"
+    previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    entry = {"job": job.name, "kind": job.kind, "network": job.network, "fold": job.fold,
+             "classes": list(job.classes), "methods": list(job.methods),
+             "status": "running", "starts": int(previous.get("starts", 0)) + 1, "started": _now(),
+             "worker": f"{socket.gethostname()}:{os.getpid()}", "pid": os.getpid()}
+    entry["threads"] = pin_threads(threads)
+    _record(record_path, entry)
+    started, cpu = time.perf_counter(), time.process_time()
+    with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        print(f"--- {job.name}: start {entry['starts']} at {entry['started']} on {entry['worker']}, "
+              f"{entry['threads'] or 'default'} threads", flush=True)
+        try:
+            from .explain import explain_job
+            from .training import train_job
+
+            cached, result = False, {}
+            if job.kind in ("train", "pipeline"):
+                result = train_job(run_dir, job.network, job.fold, prof, progress=False)
+                cached = result.pop("cached")
+                print(f"train: {'cached' if cached else 'trained'}, {time.perf_counter() - started:.2f} s", flush=True)
+            if job.kind in ("explain", "pipeline"):
+                explained = explain_job(run_dir, job.network, job.fold, list(job.classes), prof, job.methods)
+                result = explained if job.kind == "explain" else {"train": result, "explain": explained}
+        except Exception as exc:
+            print(f"--- {job.name}: failed: {type(exc).__name__}: {exc}", flush=True)
+            _record(record_path, {**entry, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                                  "seconds": round(time.perf_counter() - started, 2), "finished": _now()})
+            raise
+        finally:
+            import keras
+
+            keras.backend.clear_session()  # a worker runs many jobs: free each one's graphs
+            gc.collect()
+        seconds = round(time.perf_counter() - started, 2)
+        print(f"--- {job.name}: {'cached' if cached else 'done'} in {seconds} s", flush=True)
+    # CPU seconds of the process (every thread): the job's cost on a machine it had to itself
+    entry.update(status="cached" if cached else "done", seconds=seconds, finished=_now(),
+                 cpu_seconds=round(time.process_time() - cpu, 2))
+    _record(record_path, entry)
+    return {"job": job.name, "status": entry["status"], "seconds": seconds, "worker": entry["worker"],
+            "threads": entry["threads"], "result": result}
+
+
+def job_table(run_dir: str | os.PathLike) -> "pd.DataFrame":
+    """Every job a run recorded (``RUN/jobs/*.json``): status, starts, seconds, CPU seconds, worker, threads."""
+    import pandas as pd
+
+    rows = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("jobs/*.json"))]
+    return pd.DataFrame(rows)
+
+
+class Executor:
+    """Where a run's jobs execute: in this process (``workers=0``, the default), on a Dask
+    ``LocalCluster`` of ``workers`` processes on this machine, or on an existing Dask cluster
+    (``scheduler``: its address, e.g. ``tcp://10.0.0.5:8786``).
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes of a local cluster (0: no Dask).
+    scheduler : str, optional
+        Address of a running Dask scheduler (SLURM/PBS through dask-jobqueue, Kubernetes through
+        the Dask operator). Its workers need fermap installed and the run folder at the same path.
+    threads : int, optional
+        Compute threads of each job; by default the profile's ``threads``, else on a local
+        cluster this machine's cores divided among the workers, else the process's default.
+    timeout : float
+        Seconds to wait for a cluster to start or answer.
+
+    Use it as a context manager to keep one cluster across several stages.
+    """
+
+    def __init__(self, workers: int = 0, scheduler: str | None = None, threads: int | None = None,
+                 timeout: float = 120.0):
+        if workers < 0:
+            raise FermapError(f"--workers must be 0 or more, not {workers}")
+        if workers and scheduler:
+            raise FermapError("give --workers (a cluster on this machine) or --scheduler (an existing one), not both")
+        self.workers, self.scheduler, self.threads, self.timeout = int(workers), scheduler, threads, timeout
+        self.client = self.cluster = None
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.workers or self.scheduler)
+
+    def threads_per_job(self, prof: dict) -> int | None:
+        if self.threads or prof.get("threads"):
+            return int(self.threads or prof["threads"])
+        if self.workers:
+            return max(1, (os.cpu_count() or 1) // self.workers)
+        return None
+
+    def __enter__(self) -> "Executor":
+        if not self.distributed or self.client is not None:
+            return self
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.scheduler:
+                self.client = Client(self.scheduler, timeout=self.timeout)
+            else:
+                threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+                pinned = {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+                # memory_limit=0: the nanny must not kill a worker for holding a large network
+                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                            memory_limit=0, dashboard_address=None, silence_logs=logging.ERROR,
+                                            env={**pinned, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")})
+                self.client = Client(self.cluster, timeout=self.timeout)
+        except (OSError, TimeoutError) as exc:
+            self.__exit__()
+            where = self.scheduler or f"a local cluster of {self.workers} workers"
+            raise FermapError(f"could not reach {where}: {exc}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    def run(self, jobs: list[Job], run_dir: str | os.PathLike, prof: dict, progress: bool = True,
+            desc: str = "jobs") -> list:
+        """Execute jobs and return their results in the jobs' order; a line per finished job."""
+        from tqdm.auto import tqdm
+
+        run_dir = str(Path(run_dir).resolve())
+        threads = self.threads_per_job(prof)
+        results = {}
+        with tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress) as bar:
+            def finished(i: int, out: dict) -> None:
+                results[i] = out["result"]
+                bar.update(1)
+                bar.set_postfix_str(jobs[i].name)
+                if progress and out["status"] != "cached":
+                    bar.write(f"{out['job']}: {out['status']} in {out['seconds']:.1f} s on {out['worker']}")
+
+            if not self.distributed:
+                for i, job in enumerate(jobs):
+                    finished(i, execute(job, run_dir, prof, threads))
+            else:
+                opened = self.client is None  # inside `with executor:` the cluster outlives this call
+                self.__enter__()
+                try:
+                    self._run_dask(jobs, run_dir, prof, threads, finished)
+                finally:
+                    if opened:
+                        self.__exit__()
+        return [results[i] for i in range(len(jobs))]
+
+    def _run_dask(self, jobs, run_dir, prof, threads, finished) -> None:
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+
+        token = uuid.uuid4().hex[:8]
+        futures = {self.client.submit(execute, job, run_dir, prof, threads, key=f"{job.name}-{token}",
+                                      pure=False): i for i, job in enumerate(jobs)}
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    finished(i, future.result())
+                except KilledWorker:
+                    raise FermapError(f"{jobs[i].name}: its worker died repeatedly (out of memory?); "
+                                      f"see {Path(run_dir) / 'jobs' / (jobs[i].name + '.log')}") from None
+        finally:
+            self.client.cancel(list(futures))
+
+
+def run_stages(run_dir: str | os.PathLike, prof: dict, executor: Executor | None = None,
+               progress: bool = True) -> None:
+    """Every job of a profile's run on ``executor``: build the data, train, explain with LIME and the
+    profile's other methods (``explain.methods``), write the heatmaps. The book's chapters then find
+    all of it done.
+
+    When a profile explains a (network, fold)'s six classes in one job (``explain.classes_per_job: 6``),
+    training and explaining are one ``pipeline`` job per (network, fold); otherwise training jobs
+    come first, then one explanation job per (network, fold, group of classes) for all methods.
+    """
+    from .explain import explain_groups, explain_run
+    from .run import prepare_data, record_profile
+    from .training import train_jobs, train_run
+
+    executor = executor or Executor()
+    prepare_data(run_dir, prof, progress=progress)
+    record_profile(run_dir, prof)
+    methods = ("lime", *((prof.get("explain") or {}).get("methods") or []))
+    groups = explain_groups(prof)
+    if len(groups) == 1:
+        jobs = [Job("pipeline", n, f, tuple(groups[0]), methods) for n, f in train_jobs(run_dir, prof)]
+        executor.run(jobs, run_dir, prof, progress=progress, desc="training and explaining")
+    else:
+        train_run(run_dir, prof, progress=progress, executor=executor)
+        from .training import load_results
+
+        trained = load_results(run_dir)
+        jobs = [Job("explain", n, int(f), tuple(g), methods) for n, f in zip(trained.network, trained.fold)
+                for g in groups]
+        executor.run(jobs, run_dir, prof, progress=progress, desc="explaining")
+    for method in methods:  # everything is cached now: this only gathers it into the heatmaps
+        explain_run(run_dir, prof, progress=False, method=method)
