@@ -4,7 +4,8 @@ One module per stage of the pipeline, each a set of small functions on numpy arr
 bottom up: ``config`` and ``errors``; ``landmarks``, ``warping``, ``masks``, ``metrics``,
 ``heatmaps`` and ``augment``; ``data`` and ``synthetic``; ``models``, ``efficientnet_lite`` and
 ``training``; ``explain``, ``attribution`` and ``groundtruth``; ``plots`` and ``widgets``;
-``run``; and ``cli``, the ``fermap`` command. The README's module list says what each does.
+``run``, ``book``, ``archive``, ``teaching``, ``executor`` and ``plan``; and ``cli``, the
+``fermap`` command. The README's module list says what each does.
 """
 
 #: fermap's version, defined only here: setuptools reads it for the package (pyproject.toml),
