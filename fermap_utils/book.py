@@ -175,7 +175,7 @@ def finish_chapter(nb, name: str):
         meta = output.get("metadata", {}).get("image/png", {})
         return meta if "image/png" in output.get("data", {}) and meta.get("alt") else None
 
-    def outputs_only(outputs) -> "nbformat.NotebookNode":
+    def outputs_only(outputs) -> nbformat.NotebookNode:
         cell = nbformat.v4.new_code_cell("", metadata={"tags": ["remove-input"]})
         cell.outputs = outputs
         return cell
@@ -326,7 +326,7 @@ def find_chromium() -> str | None:
     return None
 
 
-def _render(chromium: str, url: str, profile_dir: Path, extra: list[str]) -> "subprocess.CompletedProcess":
+def _render(chromium: str, url: str, profile_dir: Path, extra: list[str]) -> subprocess.CompletedProcess:
     import subprocess
 
     return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", *extra, url],

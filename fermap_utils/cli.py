@@ -80,8 +80,8 @@ def cmd_similarity(args: argparse.Namespace) -> None:
 
 def cmd_data_build(args: argparse.Namespace) -> None:
     """Build a preprocessed dataset from a config file, or the embedded synthetic default."""
-    from .data import build_from_config, describe_dataset
     from ._io import check_output
+    from .data import build_from_config, describe_dataset
     from .synthetic import build_default
 
     check_output(args.out, folder=True)
@@ -117,10 +117,9 @@ def cmd_models_summary(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train a profile's networks with subject-grouped cross-validation (resumes)."""
+    from ._io import folder_lock
     from .run import default_run_dir, load_profile, parse_overrides, prepare_data, record_profile
     from .training import train_run
-
-    from ._io import folder_lock
 
     prof = load_profile(args.profile, args.config, parse_overrides(args.param))
     run_dir = args.run or default_run_dir(prof)
@@ -138,10 +137,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     """LIME on every trained (network, fold) of a run, standardised, cached, and the heatmaps."""
+    from ._io import folder_lock
     from .explain import explain_run, method_folders
     from .run import parse_overrides, read_profile
-
-    from ._io import folder_lock
 
     prof = read_profile(args.run, parse_overrides(args.param))
     with folder_lock(args.run, f"fermap explain --method {args.method}"):

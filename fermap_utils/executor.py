@@ -82,7 +82,7 @@ def _record(path: Path, entry: dict) -> None:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> dict:
@@ -138,7 +138,7 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
             "threads": entry["threads"], "result": result}
 
 
-def job_table(run_dir: str | os.PathLike) -> "pd.DataFrame":
+def job_table(run_dir: str | os.PathLike) -> pd.DataFrame:
     """Every job a run recorded (``RUN/jobs/*.json``): status, starts, seconds, CPU seconds, worker, threads."""
     import pandas as pd
 
@@ -187,7 +187,7 @@ class Executor:
             return max(1, (os.cpu_count() or 1) // self.workers)
         return None
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         if not self.distributed or self.client is not None:
             return self
         import logging

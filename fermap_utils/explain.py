@@ -54,7 +54,7 @@ class LimeSettings:
             raise FermapError(f"lime warp_interpolation {self.warp_interpolation!r}: one of {', '.join(WARP_ORDER)}")
 
     @classmethod
-    def from_profile(cls, explain: dict | None) -> "LimeSettings":
+    def from_profile(cls, explain: dict | None) -> LimeSettings:
         """The paper's settings (``config.yaml``, ``lime``), with a profile's ``explain`` entries on top."""
         merged = {**section("lime"), **(explain or {})}
         return cls(**{k: type(getattr(cls, k))(merged[k]) for k in cls.__dataclass_fields__ if k in merged})

@@ -355,7 +355,7 @@ def load_masks(directory: str | os.PathLike, expressions: list[str] | tuple[str,
 
 def score_folder(
     directory: str | os.PathLike, mask_directory: str | os.PathLike | None = None, allow_missing: bool = False
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Tables 3 and 4 from a folder of per-fold heatmaps (``fermap score``).
 
     Parameters
@@ -384,7 +384,7 @@ def score_folder(
     return score_table(renamed, {e: masks[e] for e in exprs}, paper()["table_order"])
 
 
-def similarity_folder(directory: str | os.PathLike) -> tuple["pd.DataFrame", dict[str, "pd.DataFrame"]]:
+def similarity_folder(directory: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """1 - NCC between the by-network heatmaps of each expression (``fermap similarity``).
 
     Parameters
@@ -420,7 +420,7 @@ def similarity_folder(directory: str | os.PathLike) -> tuple["pd.DataFrame", dic
     return pd.DataFrame(rows), matrices
 
 
-def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame",
+def write_run_heatmaps(run_dir: str | os.PathLike, counts: pd.DataFrame,
                        folders: tuple[str, str] = ("explanations", "heatmaps")) -> dict:
     """The heatmaps of a run from its cached explanation sums, with the authors' folder layout.
 
@@ -433,9 +433,7 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: "pd.DataFrame",
     import json
     import shutil
 
-    from ._io import atomic_path
-
-    from ._io import inside
+    from ._io import atomic_path, inside
 
     # A run folder may come from someone else: nothing is deleted or written outside it, even
     # through a symbolic link (inside() refuses in one line before anything is touched).

@@ -988,7 +988,7 @@ class SanityCheck:
         (folder / "dropped.json").write_text(json.dumps(self.dropped, indent=1))
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "SanityCheck | None":
+    def load(cls, folder: str | os.PathLike) -> SanityCheck | None:
         """What :meth:`save` wrote, or None when ``folder`` holds no sanity check."""
         import json
 

@@ -346,7 +346,7 @@ def centre_bias_figure(curve: pd.DataFrame, marks: dict[str, float], noise: floa
     return fig
 
 
-def show_table(table: pd.DataFrame, decimals: int = 3, caption: str | None = None) -> "pd.io.formats.style.Styler":
+def show_table(table: pd.DataFrame, decimals: int = 3, caption: str | None = None) -> pd.io.formats.style.Styler:
     """A table for reading: numbers rounded, Average columns and rows last, a default index hidden.
 
     Parameters

@@ -388,7 +388,7 @@ def relative_paths(params: dict, folder: str | os.PathLike) -> dict:
 
 
 def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: list[str] | None = None,
-             progress: bool = True, out_dir: str | os.PathLike | None = None) -> "pd.DataFrame":
+             progress: bool = True, out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """``fermap run``: execute the book's chapters in order with papermill, skipping unchanged ones.
 
     Stages share the run folder; each executed notebook goes to the book's source tree
@@ -398,16 +398,14 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
     """
     import time
 
+    import nbformat
     import pandas as pd
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from tqdm.auto import tqdm
 
-    from .config import section
-
-    import nbformat
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
     from .book import finish_chapter
+    from .config import section
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the kernels inherit it: no TensorFlow banner in the book
     check_data_source(prof)

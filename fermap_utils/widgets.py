@@ -119,7 +119,7 @@ def heatmap_explorer_static(maps: dict[tuple[str, str, str], np.ndarray], masks:
 
 # ---------------------------------------------------------------- threshold explorer
 
-def threshold_scores(heatmap: np.ndarray, mask: np.ndarray, thresholds: np.ndarray) -> "pd.DataFrame":
+def threshold_scores(heatmap: np.ndarray, mask: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
     """IoU, F1, precision and recall of a heatmap at each threshold (pixel > t is kept)."""
     import pandas as pd
 
@@ -425,7 +425,7 @@ def attention_static(image: np.ndarray, landmarks: np.ndarray, expression: str, 
     return fig
 
 
-def pool_sessions(folder: str, shape: tuple[int, int] | None = None) -> tuple[dict[str, np.ndarray], "pd.DataFrame"]:
+def pool_sessions(folder: str, shape: tuple[int, int] | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Pool saved click-to-reveal sessions (``ClickToReveal(out=folder)``) into one map per expression.
 
     Parameters

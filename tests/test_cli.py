@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fermap_utils import metrics as Mt
 from fermap_utils._io import write_gray
 from fermap_utils.cli import main
 from fermap_utils.run import project_root

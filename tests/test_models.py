@@ -1,5 +1,4 @@
 """The network registry, the offline weight policy, the Lite0 port and the FER2013 model."""
-import warnings
 from pathlib import Path
 
 import cv2

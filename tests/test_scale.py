@@ -101,7 +101,7 @@ def test_dask_equals_sequential(paper_small, tmp_path, cache):
     shutil.copytree(paper_small / "data", run / "data")
     code = ("import sys, json; from fermap_utils.training import profile; "
             "from fermap_utils.executor import Executor, run_stages; "
-            f"run_stages(sys.argv[1], profile('paper_small', json.loads(sys.argv[2])), Executor(threads=1), progress=False)")
+            "run_stages(sys.argv[1], profile('paper_small', json.loads(sys.argv[2])), Executor(threads=1), progress=False)")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-c", code, str(run), json.dumps(SLICE)], env=env,
                           capture_output=True, text=True, timeout=600)
