@@ -77,9 +77,9 @@ def _spatial_parts(model):
     """
     import keras
 
-    inner = next((l for l in model.layers if l.name == "fer2013_mini_xception"), None)
+    inner = next((layer for layer in model.layers if layer.name == "fer2013_mini_xception"), None)
     if inner is not None:  # the fixed FER2013 network: cut inside the mini-Xception
-        last = [l for l in inner.layers if len(l.output.shape) == 4][-1]
+        last = [layer for layer in inner.layers if len(layer.output.shape) == 4][-1]
         features = keras.Model(inner.inputs[0], [last.output, inner.output])
 
         def fer(x):
@@ -87,7 +87,7 @@ def _spatial_parts(model):
             return a, logits7[:, :6]  # fermap's softmax over the first six: these are its logits
 
         return fer, "identity", f"fer2013_mini_xception/{last.name}"
-    names = [l.name for l in model.layers]
+    names = [layer.name for layer in model.layers]
     cut = names.index("gap") - 1 if "gap" in names else names.index("flatten") - 1
     dense = model.get_layer("predictions").get_weights()[0] if "gap" in names else None
     chain = model.layers[1:]  # after the input layer
@@ -143,7 +143,8 @@ def cam_maps(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64
     out = []
     for x, y in _batches(images, labels, batch_size):
         a = np.asarray(parts(x)[0])
-        out.append(a[np.arange(len(y)), :, :, y] if isinstance(dense, str) else np.einsum("nhwk,kn->nhw", a, dense[:, y]))
+        out.append(a[np.arange(len(y)), :, :, y] if isinstance(dense, str)
+                   else np.einsum("nhwk,kn->nhw", a, dense[:, y]))
     return np.concatenate(out).astype(np.float32)
 
 
@@ -165,7 +166,8 @@ def gradcam_maps(model, images: np.ndarray, labels: np.ndarray, batch_size: int 
 
     parts, _, _ = _spatial_parts(model)
 
-    @tf.function(reduce_retracing=True)  # in graph mode: eager backprop through the mini-Xception corrupts the heap under oneDNN
+    # In graph mode: eager backprop through the mini-Xception corrupts the heap under oneDNN.
+    @tf.function(reduce_retracing=True)
     def maps(x, y):
         with tf.GradientTape() as tape:
             a, logits = parts(x)  # the tape records a as an intermediate result

@@ -12,11 +12,15 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .errors import FermapError
 from .run import project_root
+
+if TYPE_CHECKING:  # for annotations only; imported where it is used
+    import subprocess
 
 # Where ``fermap book`` finds MathJax 3 (the npm package, which .ci/setup installs beside the Python
 # environment) and where it copies it, inside the book's static folder, so the HTML renders its
@@ -293,7 +297,8 @@ window.addEventListener('load', () => setTimeout(() => {
     const col = column(t).getBoundingClientRect();
     const box = (scroller || t).getBoundingClientRect();
     if (box.right > col.right + 1 || box.left < col.left - 1)
-      report.wide.push(`table ${i + 1} (${Math.round(t.getBoundingClientRect().width)} px in a ${Math.round(col.width)} px column)`);
+      report.wide.push(`table ${i + 1} (${Math.round(t.getBoundingClientRect().width)} px in a `
+                       + `${Math.round(col.width)} px column)`);
   });
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
@@ -512,7 +517,8 @@ def check_book(html_dir: str | os.PathLike, chapters: list[str] | None = None,
                 url = urlparse(src)
                 if url.scheme in ("http", "https"):
                     continue  # remote badges etc. are not the book's own images
-                target = (page.parent / unquote(url.path)).resolve() if url.scheme != "file" else Path(unquote(url.path))
+                target = ((page.parent / unquote(url.path)).resolve() if url.scheme != "file"
+                          else Path(unquote(url.path)))
                 if not target.is_file() or target.stat().st_size == 0:
                     problems.append(f"{name}: image {src} is missing")
                 elif target.suffix.lower() != ".svg" and cv2.imread(str(target), cv2.IMREAD_UNCHANGED) is None:

@@ -37,7 +37,8 @@ def cmd_score(args: argparse.Namespace) -> None:
     nets = table["network"].nunique() - 1
     print(f"scored {nets} networks x {table['expression'].nunique() - 1} expressions -> {args.out}")
     avg = table[(table.network == "Average") & (table.expression == "Average")].iloc[0]
-    print(f"overall average: IoU {avg.iou:.4f}, F1 {avg.f1:.4f}, precision {avg.precision:.4f}, recall {avg.recall:.4f}")
+    print(f"overall average: IoU {avg.iou:.4f}, F1 {avg.f1:.4f}, "
+          f"precision {avg.precision:.4f}, recall {avg.recall:.4f}")
 
 
 def cmd_masks(args: argparse.Namespace) -> None:
@@ -236,7 +237,8 @@ def _executor_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--workers", type=int, default=0, metavar="N",
                        help="run the jobs on a Dask LocalCluster of N worker processes on this machine")
     where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="run the jobs on an existing Dask cluster (e.g. tcp://host:8786; dask-jobqueue, Kubernetes)")
+                       help="run the jobs on an existing Dask cluster "
+                            "(e.g. tcp://host:8786; dask-jobqueue, Kubernetes)")
     p.add_argument("--threads", type=int, default=None, metavar="T",
                    help="compute threads per job (default: the profile's, else cores / workers)")
 
@@ -253,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=f"The paper's own heatmaps ship with fermap; from the project folder: fermap score "
                               f"--heatmaps {authors}/gray/heatmaps_by_cv --out t34.csv")
     p.add_argument("--heatmaps", required=True, type=Path,
-                   help=f"folder of {{Net}}_CV{{k}}_{{Expression}}_heatmap.png (the authors': {authors}/gray/heatmaps_by_cv)")
+                   help=f"folder of {{Net}}_CV{{k}}_{{Expression}}_heatmap.png "
+                        f"(the authors': {authors}/gray/heatmaps_by_cv)")
     p.add_argument("--masks", type=Path, help=f"folder of {{Expression}}_gt.png (default: fermap's own masks; "
                                               f"the authors': {authors}/ekman_masks)")
     p.add_argument("--out", required=True, type=Path, help="output CSV")

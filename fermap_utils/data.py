@@ -242,7 +242,8 @@ def read_datasets(specs: list[dict]) -> tuple[list[Record], list[Dropped]]:
         spec = dict(spec)
         adapter = spec.pop("adapter", None)
         if adapter not in ADAPTERS:
-            raise FermapError(f"dataset {spec.get('name', '?')}: adapter must be one of {', '.join(ADAPTERS)}, got {adapter!r}")
+            raise FermapError(f"dataset {spec.get('name', '?')}: adapter must be one of "
+                              f"{', '.join(ADAPTERS)}, got {adapter!r}")
         location = spec.pop("manifest", None) or spec.pop("root", None)
         if location is None:
             raise FermapError(f"dataset {spec.get('name', adapter)}: give its 'root' (or 'manifest')")
@@ -513,7 +514,8 @@ def describe_dataset(directory: str | os.PathLike) -> str:
     lines += ["    " + line for line in counts.to_string().splitlines()]
     lines.append("  per fold: " + ", ".join(f"{k}: {v}" for k, v in s["by_fold"].items()))
     per_subject = t.groupby("subject").size()
-    lines.append(f"  images per subject: min {per_subject.min()}, median {int(per_subject.median())}, max {per_subject.max()}")
+    lines.append(f"  images per subject: min {per_subject.min()}, median {int(per_subject.median())}, "
+                 f"max {per_subject.max()}")
     if s["skipped"]:
         lines.append("  skipped: " + ", ".join(f"{n} x {r}" for r, n in sorted(s["skipped"].items())))
         lines.append(f"  (paths and reasons in {directory / 'skipped.csv'})")
@@ -538,7 +540,8 @@ def build_from_config(config_path: str | os.PathLike, out: str | os.PathLike, pr
         raise FermapError(f"{config_path}: no 'datasets' list (each entry: name, adapter, root or manifest)")
     for key in ("crop_size", "folds", "seed"):
         value = cfg.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < (0 if key == "seed" else 1)):
             raise FermapError(f"{config_path}: key {key!r} = {value!r} is not allowed; expected an integer "
                               f">= {0 if key == 'seed' else 1}")
     resolved = []

@@ -25,9 +25,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._io import atomic_path
 from .errors import FermapError
+
+if TYPE_CHECKING:  # for annotations only; imported where it is used
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ class LimeSettings:
 
     def __post_init__(self):
         if self.explanation_dtype not in EXPLANATION_DTYPES:
-            raise FermapError(f"lime explanation_dtype {self.explanation_dtype!r}: one of {', '.join(EXPLANATION_DTYPES)}")
+            raise FermapError(f"lime explanation_dtype {self.explanation_dtype!r}: "
+                              f"one of {', '.join(EXPLANATION_DTYPES)}")
         if self.warp_interpolation not in WARP_ORDER:
             raise FermapError(f"lime warp_interpolation {self.warp_interpolation!r}: one of {', '.join(WARP_ORDER)}")
 
@@ -537,7 +538,8 @@ def sanity_check(run_dir: str | os.PathLike, network: str, fold: int, prof: dict
         labels = np.full(len(ids), c)
         images[expressions[c]] = len(ids)
         for label, model in (("trained", trained), ("random weights", random)):
-            stack, _ = standardised_explanations(model, resized, marks, labels, method, LimeSettings.from_profile(options),
+            stack, _ = standardised_explanations(model, resized, marks, labels, method,
+                                                 LimeSettings.from_profile(options),
                                                  list(positions), int(options.get("batch_size", 1000)))
             maps[label][expressions[c]] = to_uint8(heatmap(stack))
     return randomisation_comparison(maps["trained"], maps["random weights"], ekman_masks(), images, dropped)
@@ -688,7 +690,8 @@ def bootstrap_image_means(stacks: dict[tuple[str, int, str], np.ndarray], masks:
     net_draws = np.stack([np.nanmean(draws[:, c], axis=1) for c in cols.values()], axis=1)
     rows = {net: {**_interval(float(full[c].mean()), net_draws[:, i], level), "heatmaps": len(c)}
             for i, (net, c) in enumerate(cols.items())}
-    rows["Average"] = {**_interval(float(np.mean([full[c].mean() for c in cols.values()])), net_draws.mean(axis=1), level),
+    rows["Average"] = {**_interval(float(np.mean([full[c].mean() for c in cols.values()])),
+                                   net_draws.mean(axis=1), level),
                        "heatmaps": len(keys)}
     return pd.DataFrame(rows).T.rename_axis("network").astype({"estimate": float, "low": float, "high": float,
                                                                "heatmaps": int})

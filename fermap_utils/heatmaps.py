@@ -438,7 +438,8 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: pd.DataFrame,
     # A run folder may come from someone else: nothing is deleted or written outside it, even
     # through a symbolic link (inside() refuses in one line before anything is touched).
     out = inside(run_dir, folders[1])
-    targets = [inside(run_dir, folders[1], folder) for folder in ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total")]
+    targets = [inside(run_dir, folders[1], folder)
+               for folder in ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total")]
     for target in targets:  # cheap to redo; no stale map may survive
         if target.is_symlink():
             target.unlink()  # the link, never what it points to

@@ -373,7 +373,9 @@ def best_worst(table: pd.DataFrame, k: int = 3, metric: str = "iou") -> pd.DataF
     scored = table[(table.network != "Average") & (table.expression != "Average")].dropna(subset=[metric])
     for expr, group in scored.groupby("expression", sort=False):
         ranked = group.sort_values(metric, ascending=False)
-        fmt = lambda g: ", ".join(f"{i}. {n} ({v:.3f})" for i, (n, v) in enumerate(zip(g.network, g[metric]), 1))
+        def fmt(g):
+            return ", ".join(f"{i}. {n} ({v:.3f})" for i, (n, v) in enumerate(zip(g.network, g[metric]), 1))
+
         rows.append({"expression": expr, "best": fmt(ranked.head(k)), "worst": fmt(ranked.iloc[::-1].head(k))})
     return pd.DataFrame(rows).set_index("expression")
 
@@ -893,7 +895,8 @@ def chance_baselines(masks: dict[str, np.ndarray], n: int = 20, seed: int = 0,
     rows = []
     for e, m in masks.items():
         noise = [score_heatmap(rng.integers(0, 256, shape, dtype=np.uint8), m)["iou"] for _ in range(n)]
-        smooth = [score_heatmap(stretch_u8(cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 15)), m)["iou"]
+        smooth = [score_heatmap(stretch_u8(cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 15)),
+                                m)["iou"]
                   for _ in range(n)]
         others = [score_heatmap(masks[o].astype(np.uint8) * 255, m)["iou"] for o in masks if o != e]
         rows.append({"expression": e, "uniform": np.mean(noise), "smooth noise": np.mean(smooth),
@@ -973,7 +976,8 @@ class SanityCheck:
         for m in metrics:
             wide = self.scores.pivot(index="expression", columns="model", values=m)
             t = paired_test(wide["trained"].to_numpy(), wide["random weights"].to_numpy())
-            rows.append({"metric": m, "trained": wide["trained"].mean(), "random weights": wide["random weights"].mean(),
+            rows.append({"metric": m, "trained": wide["trained"].mean(),
+                         "random weights": wide["random weights"].mean(),
                          "difference": t["mean_difference"], "p_value": t["p_value"], "expressions": t["n"]})
         return pd.DataFrame(rows).set_index("metric")
 
@@ -1043,7 +1047,8 @@ def randomisation_comparison(trained: dict[str, np.ndarray], randomised: dict[st
                         "ssim": float(structural_similarity(a, b, data_range=255))})
     columns = ["expression", "model", "images", *METRICS, "roc_auc"]
     return SanityCheck(pd.DataFrame(rows, columns=columns),
-                       pd.DataFrame(similar, columns=["expression", "rank correlation", "ssim"]).set_index("expression"),
+                       pd.DataFrame(similar, columns=["expression", "rank correlation", "ssim"])
+                       .set_index("expression"),
                        dropped)
 
 

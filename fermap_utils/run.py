@@ -9,11 +9,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ._io import atomic_path
 from .errors import FermapError
+
+if TYPE_CHECKING:  # for annotations only; imported where it is used
+    import pandas as pd
 
 
 def parse_overrides(pairs: list[list[str]] | None) -> dict:
@@ -482,7 +486,8 @@ def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[di
         data = (f"{'SYNTHETIC embedded dataset' if s.get('synthetic') else 'dataset ' + str(prof.get('data'))}"
                 f" ({s['used']} images)")
     else:  # built later in the run (chapter 1), when its size will be known
-        data = "SYNTHETIC embedded dataset" if prof.get("data", "default") == "default" else f"dataset {prof.get('data')}"
+        data = ("SYNTHETIC embedded dataset" if prof.get("data", "default") == "default"
+                else f"dataset {prof.get('data')}")
     from .training import profile_networks
 
     nets = ", ".join(profile_networks(prof))

@@ -283,7 +283,8 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
         table.to_csv(tmp, index=False)
     result = {
         "network": name, "fold": fold, "input_size": size, "pretrained": built.pretrained,
-        "weights": built.weights, "trained": built.trainable, "epochs": epochs, "optimizer": opt_name, "learning_rate": lr,
+        "weights": built.weights, "trained": built.trainable, "epochs": epochs, "optimizer": opt_name,
+        "learning_rate": lr,
         "accuracy": float((pred == labels[test]).mean()), "n_train": int(train.sum()), "n_test": int(test.sum()),
         "confusion": confusion(labels[test], pred).tolist(), "seconds": round(time.perf_counter() - started, 1),
         "synthetic": bool(data.summary.get("synthetic")), "warnings": notes,
@@ -365,7 +366,8 @@ def train_run(run_dir: str | os.PathLike, prof: dict, progress: bool = True, exe
 
 def accuracy_table(rows: list[dict], full: bool = False) -> pd.DataFrame:
     """One row per (network, fold) with accuracy and what produced it (``full``: every recorded field)."""
-    cols = ["network", "fold", "accuracy", "pretrained", "weights", "input_size", "epochs", "n_test", "seconds", "synthetic"]
+    cols = ["network", "fold", "accuracy", "pretrained", "weights", "input_size", "epochs", "n_test", "seconds",
+            "synthetic"]
     table = pd.DataFrame(rows)
     return table if full else table[cols]
 

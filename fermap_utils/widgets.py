@@ -8,12 +8,16 @@ inline) or a figure. The chapters pass ``live_widgets``; papermill sets it False
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from .metrics import binarize, otsu_threshold, score_heatmap
 from .plots import describe_figure
+
+if TYPE_CHECKING:  # for annotations only; imported where it is used
+    import pandas as pd
 
 
 def _overlay(ax, heatmap: np.ndarray, mask: np.ndarray, binary: np.ndarray | None = None) -> None:
@@ -138,7 +142,7 @@ def threshold_explorer(heatmap: np.ndarray, mask: np.ndarray, title: str = ""):
     def redraw(*_):
         out.clear_output(wait=True)
         with out:
-            fig = _threshold_figure(heatmap, mask, slider.value, otsu, curves, title)
+            _threshold_figure(heatmap, mask, slider.value, otsu, curves, title)
             plt.show()
 
     slider.observe(redraw, names="value")
@@ -419,7 +423,8 @@ def attention_static(image: np.ndarray, landmarks: np.ndarray, expression: str, 
     m = scores["mask"]
     line = f"against the {expression} mask: IoU {m['iou']:.3f}  F1 {m['f1']:.3f}  ROC-AUC {m['roc_auc']:.3f}"
     if scores["ncc"]:
-        line += "\nNCC with " + "  ".join(f"{n} {v:.3f}" for n, v in sorted(scores["ncc"].items(), key=lambda kv: -kv[1]))
+        line += "\nNCC with " + "  ".join(f"{n} {v:.3f}"
+                                         for n, v in sorted(scores["ncc"].items(), key=lambda kv: -kv[1]))
     fig.suptitle(line, fontsize=8, y=0.02, va="bottom")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig

@@ -134,7 +134,8 @@ def test_cam_is_the_class_weighted_sum_of_the_last_maps_and_gradcam_its_multiple
     from fermap_utils.models import build_network
 
     rng = np.random.default_rng(3)
-    for model, size in ((_gap_model(), 16), (build_network("EfficientNetLite0Scratch", size=32, imagenet=False).model, 32)):
+    gap, lite = _gap_model(), build_network("EfficientNetLite0Scratch", size=32, imagenet=False).model
+    for model, size in ((gap, 16), (lite, 32)):
         images = rng.uniform(0, 255, (3, size, size)).astype(np.float32)
         labels = np.array([1, 2, 4])
         layer = A._spatial_parts(model)[2]
@@ -156,7 +157,7 @@ def test_cam_on_fer2013_is_the_class_map(fer):
 
     model, images, labels = fer
     inner = model.get_layer("fer2013_mini_xception")
-    last = [l for l in inner.layers if len(l.output.shape) == 4][-1]
+    last = [layer for layer in inner.layers if len(layer.output.shape) == 4][-1]
     a = np.asarray(keras.Model(inner.inputs, last.output)(images[..., None] / 127.5 - 1.0))
     np.testing.assert_allclose(A.cam_maps(model, images, labels), a[np.arange(len(labels)), :, :, labels], atol=1e-5)
 

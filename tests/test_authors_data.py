@@ -90,7 +90,8 @@ def test_the_wheel_and_sdist_carry_the_licence_but_not_the_authors_data(tmp_path
             shutil.copy(root / name, src / name)
     shutil.copytree(authors_data_dir(), src / authors_data_dir().relative_to(root))
     out = tmp_path / "dist"
-    build = "from setuptools import build_meta as b; import sys; out = sys.argv[1]; b.build_wheel(out); b.build_sdist(out)"
+    build = ("from setuptools import build_meta as b; import sys; out = sys.argv[1]; "
+             "b.build_wheel(out); b.build_sdist(out)")
     done = subprocess.run([sys.executable, "-c", build, str(out)], cwd=src, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     wheel, = out.glob("*.whl")
@@ -118,7 +119,8 @@ def test_citation_file_cites_this_version_and_the_paper():
     assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
     assert (cff["version"], cff["license"]) == (fermap_utils.__version__, project["project"]["license"])
     paper, = cff["references"]
-    assert [a["family-names"] for a in paper["authors"]] == ["Gaya-Morey", "Ramis-Guarinos", "Manresa-Yee", "Buades-Rubio"]
+    assert [a["family-names"] for a in paper["authors"]] == ["Gaya-Morey", "Ramis-Guarinos", "Manresa-Yee",
+                                                            "Buades-Rubio"]
     assert (paper["journal"], paper["year"]) == ("Multimedia Tools and Applications", 2024)
     assert "arXiv:2401.11835" in [i["value"] for i in paper["identifiers"]]
     assert "Copyright (c) 2026 fermap contributors" in (root / "LICENSE").read_text()

@@ -244,14 +244,16 @@ def test_finish_chapter_hides_parameters_and_captions_figures():
     B.finish_chapter(nb, "05_heatmaps")
     assert params.metadata.tags == ["injected-parameters", "remove-cell"]
     assert nb.cells[1] is alone and alone.metadata.mystnb == {
-        "image": {"alt": "Heatmaps. Panels: Anger"}, "figure": {"caption": "Heatmaps (SYNTHETIC)", "name": "05_heatmaps-fig-1"}}
+        "image": {"alt": "Heatmaps. Panels: Anger"},
+        "figure": {"caption": "Heatmaps (SYNTHETIC)", "name": "05_heatmaps-fig-1"}}
     # a figure never shares a cell (and so its caption) with a table; the order of outputs is kept
     assert nb.cells[2] is mixed and [o.data.get("text/html") for o in mixed.outputs] == ["<table>t</table>"]
     split = nb.cells[3:6]  # no empty cell is left behind the last figure
     assert [c.source for c in split] == ["", "", ""] and all(c.metadata.tags == ["remove-input"] for c in split)
     assert [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in split] == [
         "05_heatmaps-fig-2", None, "05_heatmaps-fig-3"]
-    assert split[0].metadata.mystnb["image"] == {"alt": "A"} and split[1].outputs[0].data["text/html"] == "<table>u</table>"
+    assert split[0].metadata.mystnb["image"] == {"alt": "A"}
+    assert split[1].outputs[0].data["text/html"] == "<table>u</table>"
     assert nb.cells[6] is own and own.metadata.mystnb == {"figure": {"caption": "mine"}}  # its own caption is kept
     assert nb.cells[7] is plain and "mystnb" not in plain.metadata and len(nb.cells) == 8
 

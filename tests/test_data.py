@@ -24,7 +24,8 @@ def _records(items):
 
 
 def test_ckplus(tmp_path, face_png):
-    for subj, seq, code, frames in [("S005", "001", 3, 4), ("S010", "002", 0, 3), ("S010", "004", 2, 3), ("S011", "001", 7, 5)]:
+    for subj, seq, code, frames in [("S005", "001", 3, 4), ("S010", "002", 0, 3), ("S010", "004", 2, 3),
+                                    ("S011", "001", 7, 5)]:
         for f in range(1, frames + 1):
             img = tmp_path / "cohn-kanade-images" / subj / seq / f"{subj}_{seq}_{f:08d}.png"
             img.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,8 @@ def test_ckplus(tmp_path, face_png):
     assert [(r.subject, r.expression, r.path.endswith(f"_{n:08d}.png")) for r, n in zip(kept, (4, 5))] == \
         [("S005", "Disgust", True), ("S011", "Surprise", True)]  # the peak (labelled) frame
     assert D.read_landmarks_txt(kept[0].landmarks).shape == (68, 2) and kept[1].landmarks is None
-    assert sorted(d.reason for d in dropped) == ["label not among the six (CK+ code 0)", "label not among the six (CK+ code 2)"]
+    assert sorted(d.reason for d in dropped) == ["label not among the six (CK+ code 0)",
+                                                 "label not among the six (CK+ code 2)"]
 
 
 def test_ckplus_wrong_layout(tmp_path):
@@ -89,7 +91,8 @@ def test_folders_and_manifest(tmp_path, face_png):
     assert {(r.subject, r.expression, r.dataset) for r in kept} == {
         (s, e, "WSEFEP") for s in ("p01", "p02") for e in ("Happiness", "Sadness")}
     assert len(dropped) == 2
-    (tmp_path / "m.csv").write_text("path,subject,expression\nwsefep/p01/happy/a.png,7,HA\nwsefep/p02/Sad/a.png,8,contempt\n")
+    (tmp_path / "m.csv").write_text("path,subject,expression\nwsefep/p01/happy/a.png,7,HA\n"
+                                    "wsefep/p02/Sad/a.png,8,contempt\n")
     kept, dropped = _records(D.read_manifest(tmp_path / "m.csv", "FEGA"))
     assert [(r.subject, r.expression, r.dataset) for r in kept] == [("7", "Happiness", "FEGA")]
     (tmp_path / "bad.csv").write_text("file,who\n")

@@ -244,7 +244,8 @@ def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
     maps = load_run_heatmaps(run, "heatmaps_cam")
     assert {k[1] for k in maps if k[0] == "all folds"} == {"FER2013"}
     grad = E.explain_run(run, prof, progress=False, method="gradcam")
-    assert set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"} or set(grad[grad.images > 0].network) == {"FER2013"}
+    assert (set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"}
+            or set(grad[grad.images > 0].network) == {"FER2013"})
     with pytest.raises(Exception, match="unknown explanation method"):
         E.method_folders("shap")
 
@@ -287,7 +288,8 @@ def test_per_image_explanations_rebuild_the_cached_heatmap(explained_run):
     row = table[(table.images >= 2) & (table.network == "FER2013")].iloc[0]
     stack = E.load_standardised(run, row.network, int(row.fold), row.expression)
     assert len(stack) == row.images
-    cached = load_heatmap(run / "heatmaps" / "heatmaps_by_cv" / f"{row.network}_CV{row.fold}_{row.expression}_heatmap.png")
+    cached = load_heatmap(run / "heatmaps" / "heatmaps_by_cv"
+                          / f"{row.network}_CV{row.fold}_{row.expression}_heatmap.png")
     assert np.abs(to_uint8(heatmap(stack)).astype(int) - cached.astype(int)).max() <= 1
     authors = E.load_standardised(run, row.network, int(row.fold), row.expression,
                                   settings=E.LimeSettings(explanation_dtype="uint8", warp_interpolation="nearest"))

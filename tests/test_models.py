@@ -137,8 +137,10 @@ def _torch_reference(state):
     class Lite0(nn.Module):
         def forward(self, x):
             sd = self.sd
-            bn = lambda t, k: F.batch_norm(t, sd[k + ".running_mean"], sd[k + ".running_var"], sd[k + ".weight"],
-                                           sd[k + ".bias"], False, 0.0, 1e-3)
+            def bn(t, k):
+                return F.batch_norm(t, sd[k + ".running_mean"], sd[k + ".running_var"], sd[k + ".weight"],
+                                    sd[k + ".bias"], False, 0.0, 1e-3)
+
             x = F.relu6(bn(F.conv2d(same_pad(x, 3, 2), sd["_conv_stem.weight"], stride=2), "_bn0"))
             b, cin = 0, 32
             for e, k, s, cout, r in STAGES:

@@ -95,7 +95,7 @@ def test_training_does_not_depend_on_the_cache_or_on_what_ran_before(tiny_run, t
     # Warm cache, in a process that has built other models and drawn from every global stream.
     build_network("WeiNet", size=32)
     keras.random.normal((3,))
-    np.random.rand(5)
+    np.random.rand(5)  # noqa: NPY002 (the legacy global stream is what this test disturbs)
     warm_after_others = predictions("warm_after_others")
     probs = [t.filter(like="p_").to_numpy() for t in (cold, warm_after_others)]
     assert np.array_equal(probs[0], probs[1])
@@ -159,7 +159,8 @@ def test_every_shipped_profile_passes_the_schema_and_the_schema_knows_every_key(
         assert set(prof) <= set(schema["properties"]), name
         assert set(prof.get("explain") or {}) <= set(schema["properties"]["explain"]["properties"]), name
     # A number written the way people write it is a number (YAML 1.1 reads 1e-3 as text).
-    assert load_profile("smoke", overrides=cli_overrides("scratch_learning_rate", "1e-3"))["scratch_learning_rate"] == 1e-3
+    prof = load_profile("smoke", overrides=cli_overrides("scratch_learning_rate", "1e-3"))
+    assert prof["scratch_learning_rate"] == 1e-3
 
 
 def cli_overrides(key: str, value: str) -> dict:

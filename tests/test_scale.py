@@ -101,7 +101,8 @@ def test_dask_equals_sequential(paper_small, tmp_path, cache):
     shutil.copytree(paper_small / "data", run / "data")
     code = ("import sys, json; from fermap_utils.training import profile; "
             "from fermap_utils.executor import Executor, run_stages; "
-            "run_stages(sys.argv[1], profile('paper_small', json.loads(sys.argv[2])), Executor(threads=1), progress=False)")
+            "run_stages(sys.argv[1], profile('paper_small', json.loads(sys.argv[2])), Executor(threads=1), "
+            "progress=False)")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-c", code, str(run), json.dumps(SLICE)], env=env,
                           capture_output=True, text=True, timeout=600)
@@ -204,7 +205,8 @@ def test_plan_counts_and_time(paper_small, cache):
     nets = plan["networks"].set_index("network")
     row = jobs[(jobs.stage == "train") & (jobs.network == "WeiNet")].iloc[0]
     c = nets.loc["WeiNet"]
-    assert row.seconds == pytest.approx(c.build_s + row.images * 1 / c.train_rate + (row.forward_passes - row.images) / c.infer_rate)
+    assert row.seconds == pytest.approx(c.build_s + row.images * 1 / c.train_rate
+                                        + (row.forward_passes - row.images) / c.infer_rate)
     assert plan["time"][1] == pytest.approx(jobs.seconds.sum())  # one worker: everything in turn
     assert plan["time"][2] < plan["time"][1]
     assert plan["disk"]["models"] == 4 * int(nets.loc["WeiNet", "params"]) * 5
