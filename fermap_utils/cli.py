@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
+            # fermap's warnings are messages for the user: shown, whatever filter the caller set
+            warnings.simplefilter("always", RuntimeWarning)
             warnings.showwarning = _one_line_warning  # one line too, without fermap's source line
             args.func(args)
     except FermapError as exc:

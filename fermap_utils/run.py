@@ -184,7 +184,7 @@ def validate_profile(prof: dict, where: str = "profile", n_folds: int | None = N
     if errors:
         raise FermapError(f"{where}: {_schema_error(errors[0], schema['$defs'])}")
     data = prof.get("data", "default")
-    if check_data and data != "default" and not Path(data).is_file():
+    if check_data and data not in ("default", None) and not Path(data).is_file():  # None: refused when run
         raise FermapError(f"{where}: key 'data' = {data!r}: no such datasets file; "
                           "expected 'default' or a datasets YAML (see book/datasets.example.yaml)")
     return prof

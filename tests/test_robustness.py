@@ -371,6 +371,7 @@ def test_a_killed_write_leaves_a_temp_file_that_the_next_run_removes(tmp_path):
     finally:
         proc.kill()  # kill -9 in the middle of the write
         proc.wait(timeout=30)
+        proc.stdout.close()
     stale = [p for p in (run / "models").iterdir()]
     assert len(stale) == 1 and stale[0].name.startswith(TEMP_PREFIX) and not (run / "models" / "model.keras").exists()
     (run / "models" / ".history.csv.k3j_x9qa.csv").write_text("left by an older fermap")
