@@ -114,7 +114,8 @@ def draw_nuisance(rng: np.random.Generator, params: dict, size: int) -> Nuisance
     )
 
 
-def posed_face(image: np.ndarray, landmarks: np.ndarray, size: int, nuisance: Nuisance) -> tuple[np.ndarray, np.ndarray]:
+def posed_face(image: np.ndarray, landmarks: np.ndarray, size: int,
+               nuisance: Nuisance) -> tuple[np.ndarray, np.ndarray]:
     """Crop a neutral face as :func:`fermap_utils.data.align_face` does, then apply the pose, in one warp.
 
     Returns the (size, size) float32 crop and its landmarks in the crop's pixels.
@@ -494,7 +495,8 @@ def render(image: np.ndarray, landmarks: np.ndarray, expression: str, intensitie
     return Rendered(light_and_noise(expressive, nuisance), light_and_noise(face, nuisance), moved, marks, union)
 
 
-def sample_rngs(seed: int, identity: int, expression: int, sample: int) -> tuple[np.random.Generator, np.random.Generator]:
+def sample_rngs(seed: int, identity: int, expression: int,
+                sample: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Two independent streams per image: one for the nuisance, one for the AU intensities."""
     return (np.random.default_rng([seed, identity, expression, sample, 0]),
             np.random.default_rng([seed, identity, expression, sample, 1]))
