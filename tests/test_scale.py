@@ -78,7 +78,8 @@ def test_paper_small_every_network_every_stage(paper_small, tmp_path):
                  "--allow-missing"]) == 0
     scores = pd.read_csv(out)
     assert set(paper_networks()) <= set(scores.network)
-    assert scores.iou.between(0, 1).all() and scores.iou.nunique() > 12  # not one constant row
+    scored = scores.iou.dropna()  # a class no test image was predicted as has no heatmap (--allow-missing)
+    assert len(scored) > len(scores) / 2 and scored.between(0, 1).all() and scored.nunique() > 12
     sim = tmp_path / "similarity.csv"
     assert main(["similarity", "--heatmaps", str(paper_small / "heatmaps" / "heatmaps_by_net"), "--out", str(sim)]) == 0
     pairs = pd.read_csv(sim)
