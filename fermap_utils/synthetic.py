@@ -418,16 +418,6 @@ def au_appearance(au: int, lm: np.ndarray, unit: float, intensity: float, size: 
 # ---------------------------------------------------------------- one image
 
 
-def expression_displacement(expression: str, intensities: dict[int, float]) -> np.ndarray:
-    """Landmark displacement (68, 2) in standard-face pixels for an expression at given AU intensities."""
-    table = action_units()
-    disp = np.zeros((68, 2))
-    for au in expression_aus()[expression]:
-        for k, (dx, dy) in table[au]["displacement"].items():
-            disp[int(k) - 1] += intensities[au] * np.array([dx, dy], dtype=float)
-    return disp
-
-
 def draw_intensities(expression: str, rng: np.random.Generator, params: dict) -> dict[int, float]:
     """One intensity per AU of the expression, uniform in ``params['intensity']``."""
     lo, hi = params["intensity"]
@@ -674,6 +664,6 @@ def build_default(out: str | os.PathLike, progress: bool = True, identities: int
 
 
 __all__ = ["Nuisance", "Rendered", "apply_expression", "au_appearance", "au_displacement",
-           "au_supports", "build_default", "draw_intensities", "draw_nuisance", "expression_displacement",
+           "au_supports", "build_default", "draw_intensities", "draw_nuisance",
            "generate", "light_and_noise", "load_planted_maps", "moved_landmarks", "neutral_faces",
            "planted_maps", "planted_regions", "posed_face", "render", "sample_rngs", "write_truth"]
