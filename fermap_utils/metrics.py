@@ -1069,3 +1069,32 @@ def threshold_free_table(heatmaps: dict[tuple[str, str], np.ndarray], masks: dic
     rows = [{"network": n, **threshold_free_scores(h, masks[e]), "iou_otsu": score_heatmap(h, masks[e])["iou"]}
             for (n, e), h in heatmaps.items()]
     return pd.DataFrame(rows).groupby("network", sort=False).mean(numeric_only=True)
+
+
+def paired_comparisons(scores: pd.DataFrame, value: str, reference: str, group: str = "method",
+                       pair: tuple[str, ...] = ("network", "expression")) -> pd.DataFrame:
+    """Each group (e.g. explainer) against a reference group, over the cells they share.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        One row per (group, cell); a cell is identified by the ``pair`` columns.
+    value : str
+        The score column compared.
+    reference : str
+        The group every other group is compared with.
+    group : str, optional
+        The column naming the groups.
+    pair : tuple of str, optional
+        The columns that identify a cell; only cells both groups scored are paired.
+
+    Returns
+    -------
+    table : DataFrame
+        Indexed by group: ``mean_difference`` (group minus reference), ``p_value`` (exact
+        sign-flip test, :func:`paired_test`) and ``n`` (paired cells).
+    """
+    wide = scores.pivot_table(index=list(pair), columns=group, values=value)
+    rows = {g: paired_test(wide[g].to_numpy(), wide[reference].to_numpy())
+            for g in wide.columns if g != reference}
+    return pd.DataFrame(rows).T[["mean_difference", "p_value", "n"]]

@@ -2,6 +2,7 @@ import warnings
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import cophenet
 from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
@@ -412,3 +413,19 @@ def test_threshold_free_table_averages_over_expressions():
     assert t.loc["N", "roc_auc"] == 1.0 and t.loc["N", "iou_otsu"] == 1.0 and t.loc["N", "pointing_game"] == 1.0
     expected = Mt.threshold_free_scores(maps[("N", "Fear")], masks["Anger"])["roc_auc"]
     assert t.loc["M", "roc_auc"] == pytest.approx(expected)
+
+
+def test_paired_comparisons_pair_the_shared_cells():
+    import itertools
+
+    scores = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 4 + ["c"] * 3,
+                           "network": ["n1", "n1", "n2", "n2"] * 2 + ["n1", "n1", "n2"],
+                           "expression": ["x", "y"] * 4 + ["x", "y", "x"],
+                           "iou": [0.5, 0.6, 0.7, 0.8, 0.4, 0.5, 0.6, 0.9, 0.6, 0.7, 0.8]})
+    table = Mt.paired_comparisons(scores, "iou", reference="a")
+    d = np.array([-0.1, -0.1, -0.1, 0.1])  # b - a, cell by cell
+    assert table.loc["b", "mean_difference"] == pytest.approx(d.mean())
+    flips = [abs((d * s).mean()) >= abs(d.mean()) - 1e-12 for s in itertools.product([1, -1], repeat=4)]
+    assert table.loc["b", "p_value"] == pytest.approx(np.mean(flips))
+    assert table.loc["c", "n"] == 3 and table.loc["c", "mean_difference"] == pytest.approx(0.1)
+    assert "a" not in table.index
