@@ -7,7 +7,7 @@ paper's settings (SLIC 30/20, 1000 samples, kernel 0.25, cosine, ridge alpha 1):
 - the ``lime`` 0.2.0.1 package as the authors' code drove it: lime's default prediction batch
   of 10, and the Keras model itself as the classifier function (called on each batch);
 - for information, the same package given fermap's predictor and a batch of 1000;
-- fermap's LIME (``fermap_utils.explain.explain_images``), batch 1000;
+- fermap's LIME (``fermap_utils.lime.explain_images``), batch 1000;
 - the forward pass alone over the same number of images, in the same batches.
 
 The last line is ``speedup_vs_lime=<x> overhead_vs_inference=<y>`` with
@@ -47,7 +47,7 @@ def main() -> None:
     from lime.wrappers.scikit_image import SegmentationAlgorithm
     from skimage.color import gray2rgb
 
-    from fermap_utils import explain as E
+    from fermap_utils import lime as E
     from fermap_utils.models import build_network
 
     parser = argparse.ArgumentParser(description=__doc__)

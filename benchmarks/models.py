@@ -33,7 +33,8 @@ def main() -> None:
     import keras
 
     from fermap_utils.models import build_network
-    from fermap_utils.training import profile, profile_networks, size_for
+    from fermap_utils.profiles import profile, profile_networks
+    from fermap_utils.training import size_for
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="default")

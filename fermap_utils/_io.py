@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 from .errors import FermapError
 
@@ -258,3 +259,24 @@ def package_file(package: str, *parts: str, install_hint: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {package} is installed without this file ({install_hint})")
     return path
+
+
+def read_yaml(path: str | os.PathLike, what: str = "file") -> dict:
+    """A YAML mapping from a file, or one line saying why it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FermapError(f"{path}: no such {what}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FermapError(f"{path}: malformed YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FermapError(f"{path}: cannot be read ({exc})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise FermapError(f"{path}: expected a mapping of keys to values, found a {type(loaded).__name__}")
+    return loaded

@@ -29,7 +29,7 @@ def _write_csv(frame, path: Path, decimals: int | None = 4) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     """Score per-fold heatmaps against the Ekman masks (Tables 3 and 4)."""
-    from .heatmaps import score_folder
+    from .scoring import score_folder
 
     _csv_target(Path(args.out))
     table = score_folder(args.heatmaps, args.masks, args.allow_missing)
@@ -66,8 +66,8 @@ def cmd_similarity(args: argparse.Namespace) -> None:
     The CSV and the PNG are written together or not at all.
     """
     from ._io import atomic_paths, check_output
-    from .heatmaps import similarity_folder
     from .plots import dendrograms
+    from .scoring import similarity_folder
 
     out = _csv_target(Path(args.out))
     png = check_output(out.with_suffix(".png"))
@@ -119,7 +119,8 @@ def cmd_models_summary(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     """Train a profile's networks with subject-grouped cross-validation (resumes)."""
     from ._io import folder_lock
-    from .run import default_run_dir, load_profile, parse_overrides, prepare_data, record_profile
+    from .profiles import load_profile, parse_overrides, record_profile
+    from .run import default_run_dir, prepare_data
     from .training import train_run
 
     prof = load_profile(args.profile, args.config, parse_overrides(args.param))
@@ -139,8 +140,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_explain(args: argparse.Namespace) -> None:
     """LIME on every trained (network, fold) of a run, standardised, cached, and the heatmaps."""
     from ._io import folder_lock
-    from .explain import explain_run, method_folders
-    from .run import parse_overrides, read_profile
+    from .explanations import explain_run
+    from .layout import heatmaps_dir, heatmaps_summary_file
+    from .profiles import parse_overrides, read_profile
 
     prof = read_profile(args.run, parse_overrides(args.param))
     with folder_lock(args.run, f"fermap explain --method {args.method}"):
@@ -151,8 +153,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if len(explained):
         print(explained.pivot_table(index=["network", "fold"], columns="expression", values="images",
                                     sort=False).to_string())
-    out = Path(args.run) / method_folders(args.method)[1]
-    summary = json.loads((out / "summary.json").read_text())
+    out = heatmaps_dir(args.run, args.method)
+    summary = json.loads(heatmaps_summary_file(args.run, args.method).read_text())
     print(f"{summary['explanations']} explanations ({args.method}) -> {out}")
     if summary["missing"]:
         print(f"no heatmap (no image predicted as that class, or all weights <= 0): {len(summary['missing'])}: "
@@ -162,7 +164,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     """Execute the book's chapters with papermill for a profile (unchanged chapters are skipped)."""
     from ._io import folder_lock
-    from .run import default_run_dir, load_profile, parse_overrides, run_book
+    from .profiles import load_profile, parse_overrides
+    from .run import default_run_dir, run_book
 
     if args.unpack:  # a finished run, handed out as one file: no chapter is executed
         from .archive import archive_profile, unpack_run
@@ -191,7 +194,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_plan(args: argparse.Namespace) -> None:
     """What a profile's run would do and cost, without running it: jobs, disk, time."""
     from .plan import format_plan, plan_run
-    from .run import load_profile, parse_overrides
+    from .profiles import load_profile, parse_overrides
 
     prof = load_profile(args.profile, args.config, parse_overrides(args.param))
     plan = plan_run(prof, workers=args.workers, calibrate_speed=not args.no_calibration, run_dir=args.run)

@@ -19,6 +19,12 @@ def paper() -> dict:
     return _config()["paper"]
 
 
+def expressions() -> tuple[str, ...]:
+    """The six expressions, in the paper's order (``paper.expressions``): the classes of every network,
+    mask and table."""
+    return tuple(paper()["expressions"])
+
+
 def display_name(network: str) -> str:
     """The paper's name of a network given the name used in file names."""
     return paper()["aliases"].get(network, network)

@@ -531,7 +531,7 @@ def build_from_config(config_path: str | os.PathLike, out: str | os.PathLike, pr
     and optionally ``crop_size``, ``folds`` and ``seed``. Relative paths are taken
     from the file's folder. See ``book/datasets.example.yaml``.
     """
-    from .run import read_yaml
+    from ._io import read_yaml
 
     config_path = Path(config_path)
     cfg = read_yaml(config_path, "datasets file")

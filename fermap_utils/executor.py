@@ -2,7 +2,7 @@
 
 A run is independent jobs: one per (network, fold) for training
 (:func:`fermap_utils.training.train_job`) and one per (network, fold, group of classes)
-and method for explanations (:func:`fermap_utils.explain.explain_job`). Every job goes
+and method for explanations (:func:`fermap_utils.explanations.explain_job`). Every job goes
 through :func:`execute`, in this process or on a ``dask.distributed`` worker, so both
 paths compute the same thing:
 
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import layout
 from ._io import atomic_path
 from .errors import FermapError
 
@@ -96,7 +97,7 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
     ``result`` is what the job function returned.
     """
     run_dir = Path(run_dir)
-    jobs_dir = run_dir / "jobs"
+    jobs_dir = layout.jobs_dir(run_dir)
     jobs_dir.mkdir(parents=True, exist_ok=True)
     record_path, log_path = jobs_dir / f"{job.name}.json", jobs_dir / f"{job.name}.log"
     previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
@@ -111,7 +112,7 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
         print(f"--- {job.name}: start {entry['starts']} at {entry['started']} on {entry['worker']}, "
               f"{entry['threads'] or 'default'} threads", flush=True)
         try:
-            from .explain import explain_job
+            from .explanations import explain_job
             from .training import train_job
 
             cached, result = False, {}
@@ -146,7 +147,7 @@ def job_table(run_dir: str | os.PathLike) -> pd.DataFrame:
     """Every job a run recorded (``RUN/jobs/*.json``): status, starts, seconds, CPU seconds, worker, threads."""
     import pandas as pd
 
-    rows = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("jobs/*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted(layout.jobs_dir(run_dir).glob("*.json"))]
     return pd.DataFrame(rows)
 
 
@@ -282,8 +283,9 @@ def run_stages(run_dir: str | os.PathLike, prof: dict, executor: Executor | None
     training and explaining are one ``pipeline`` job per (network, fold); otherwise training jobs
     come first, then one explanation job per (network, fold, group of classes) for all methods.
     """
-    from .explain import explain_groups, explain_run
-    from .run import prepare_data, record_profile
+    from .explanations import explain_groups, explain_run
+    from .profiles import record_profile
+    from .run import prepare_data
     from .training import train_jobs, train_run
 
     executor = executor or Executor()

@@ -75,11 +75,9 @@ def masks_against_truth(masks: dict[str, np.ndarray], regions: dict[str, np.ndar
 
 def run_heatmaps_by_network(run_dir: str | os.PathLike, method: str) -> dict[tuple[str, str], np.ndarray]:
     """A run's by-network heatmaps H_{n,c} of one explainer, keyed ``(network, expression)``."""
-    from .explain import method_folders
-    from .heatmaps import load_run_heatmaps
+    from .explanations import load_run_heatmaps, network_heatmaps
 
-    maps = load_run_heatmaps(run_dir, method_folders(method)[1])
-    return {(net, expr): h for (group, net, expr), h in maps.items() if group == "all folds"}
+    return network_heatmaps(load_run_heatmaps(run_dir, method))
 
 
 def grade_run(run_dir: str | os.PathLike, methods: list[str], masks: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 import yaml
 
+from .config import expressions
 from .landmarks import STANDARD_SIZE, standard_points
 
-#: The six expressions, in the paper's order.
-EXPRESSIONS: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
+#: The six expressions, in the paper's order (``config.yaml``, ``paper.expressions``).
+EXPRESSIONS: tuple[str, ...] = expressions()
 
 @cache
 def _load(name: str) -> dict:

@@ -151,6 +151,34 @@ def score_heatmap(heatmap: np.ndarray, mask: np.ndarray, threshold: float | None
     return binary_scores(binarize(heatmap, threshold), mask)
 
 
+def threshold_scores(heatmap: np.ndarray, mask: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
+    """The paper's scores of a heatmap at each of several thresholds.
+
+    Parameters
+    ----------
+    heatmap : array
+        The heatmap (uint8 for thresholds on the 0..255 scale).
+    mask : bool array of ``heatmap``'s shape
+        The ground truth.
+    thresholds : array of numbers
+        Each threshold; a pixel above it is kept.
+
+    Returns
+    -------
+    DataFrame
+        One row per threshold: ``threshold`` (as an int), ``iou, f1, precision, recall``
+        (:func:`score_heatmap` at that threshold).
+
+    Examples
+    --------
+    >>> h = np.array([[0, 100], [200, 250]], np.uint8)
+    >>> t = threshold_scores(h, np.array([[False, False], [True, True]]), [50, 150])
+    >>> t.threshold.tolist(), t.iou.round(3).tolist(), t.precision.round(3).tolist()
+    ([50, 150], [0.667, 1.0], [0.667, 1.0])
+    """
+    return pd.DataFrame([{"threshold": int(t), **score_heatmap(heatmap, mask, float(t))} for t in thresholds])
+
+
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
     """Zero-mean normalised cross-correlation of two same-size images.
 

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import cache_dir, section
+from .config import cache_dir, expressions, section
 from .errors import FermapError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-N_CLASSES = 6
+N_CLASSES = len(expressions())  # the paper's six (config.yaml)
 
 
 @dataclass
@@ -236,9 +236,9 @@ def load_trained(run_dir: str | os.PathLike, name: str, fold: int):
 
     if spec(name).get("fixed"):
         return build_network(name).model
-    from ._io import inside
+    from .layout import model_file
 
-    path = inside(run_dir, "models", name, f"fold{int(fold)}", "model.keras")
+    path = model_file(run_dir, name, fold)
     if not path.is_file():
         raise FermapError(f"{path}: no trained model (run fermap train first)")
     return keras.models.load_model(path, compile=False)

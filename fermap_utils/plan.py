@@ -41,7 +41,7 @@ CLASS_FILE_BYTES = 250_000
 def dataset_counts(prof: dict, run_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, str]:
     """Images per fold of the run's dataset (``RUN/data`` when built), else the estimate of the
     configuration's ``plan.images`` for the profile's kind of data; with where the counts came from."""
-    from .training import profile_folds
+    from .profiles import profile_folds
 
     records = Path(run_dir) / "data" / "records.csv" if run_dir else None
     if records and records.is_file():
@@ -133,7 +133,7 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
     Parameters
     ----------
     prof : dict
-        A profile (:func:`fermap_utils.training.profile`).
+        A profile (:func:`fermap_utils.profiles.profile`).
     workers : ints
         Worker counts to give the time for.
     calibrate_speed : bool
@@ -147,9 +147,11 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
     ``networks`` (calibration per network), ``disk`` (bytes per part), ``time`` (seconds per
     worker count), ``data`` (where the counts come from).
     """
-    from .explain import LimeSettings, applicable, explain_groups
+    from .explanations import applicable, explain_groups
+    from .lime import LimeSettings
     from .models import spec
-    from .training import epochs_for, profile_networks, size_for
+    from .profiles import profile_networks
+    from .training import epochs_for, size_for
 
     folds, source = dataset_counts(prof, run_dir)
     options = dict(prof.get("explain") or {})

@@ -1,7 +1,7 @@
-"""Run folders: one place where every stage of a profile reads and writes.
+"""Running a profile: its run folder, its dataset, and the book's chapters executed with papermill.
 
-``RUN/run.json`` records the profile; ``RUN/data`` the dataset; ``RUN/models``
-the trained networks; later stages add their own folders.
+Where everything lives inside a run folder is :mod:`fermap_utils.layout`; what a profile is,
+:mod:`fermap_utils.profiles`.
 """
 from __future__ import annotations
 
@@ -11,221 +11,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from ._io import atomic_path
 from .errors import FermapError
+from .layout import RUN_PARTS, data_dir, profile_file
+from .profiles import check_data_source, load_profile, profile_networks, read_profile, record_profile
 
 if TYPE_CHECKING:  # for annotations only; imported where it is used
     import pandas as pd
-
-
-def parse_overrides(pairs: list[list[str]] | None) -> dict:
-    """``-p key value`` pairs into a dict; values are read as YAML (numbers, lists, null).
-
-    A value that is not valid YAML is refused in one line naming the key.
-    """
-    out = {}
-    for key, value in pairs or []:
-        try:
-            out[key] = yaml.safe_load(value)
-            if isinstance(out[key], str):  # YAML 1.1 reads 1e-3 as text; a user means a number
-                try:
-                    out[key] = float(out[key]) if out[key].strip().lower() not in ("nan", "inf", "-inf") else out[key]
-                except ValueError:
-                    pass
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise FermapError(f"-p {key} {value!r}: not a valid value ({problem}); "
-                              "write numbers, true/false, null, [a, b] or {k: v}") from None
-    return out
-
-
-def read_yaml(path: str | os.PathLike, what: str = "file") -> dict:
-    """A YAML mapping from a file, or one line saying why it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FermapError(f"{path}: no such {what}")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FermapError(f"{path}: malformed YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FermapError(f"{path}: cannot be read ({exc})") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise FermapError(f"{path}: expected a mapping of keys to values, found a {type(loaded).__name__}")
-    return loaded
-
-
-def _schema(n_folds: int) -> dict:
-    """The profile schema (``data/profile_schema.yaml``) with the installed networks, methods and folds."""
-    from importlib import resources
-
-    from .attribution import METHODS
-    from .models import registry
-
-    schema = yaml.safe_load(resources.files(__package__).joinpath("data", "profile_schema.yaml").read_text())
-    schema["$defs"]["network"]["enum"] = list(registry())
-    schema["$defs"]["fold"]["maximum"] = int(n_folds)
-    schema["properties"]["explain"]["properties"]["methods"]["items"]["enum"] = list(METHODS)
-    return schema
-
-
-def _describe(schema: dict, defs: dict) -> str:
-    """What a schema allows, in words (for the one-line error)."""
-    if "$ref" in schema:
-        return _describe(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
-    if "const" in schema:
-        return repr(schema["const"])
-    if "enum" in schema:
-        values = schema["enum"]
-        return "one of " + ", ".join(map(str, values)) if len(values) > 1 else repr(values[0])
-    if "oneOf" in schema:
-        return " or ".join(_describe(s, defs) for s in schema["oneOf"])
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        return " or ".join(_describe({**schema, "type": k}, defs) for k in kind)
-    words = {"integer": "an integer", "number": "a number", "string": "a text", "boolean": "true or false",
-             "null": "null", "object": "a mapping", "array": "a list"}.get(kind, "a value")
-    bounds = [f"{op} {schema[k]}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
-                                                  ("maximum", "<="), ("exclusiveMaximum", "<")) if k in schema]
-    if bounds:
-        words += " " + " and ".join(bounds)
-    if kind == "array" and "items" in schema:
-        items = _describe(schema["items"], defs)
-        words += " of " + (items.removeprefix("one of ") if items.startswith("one of ")
-                           else items.removeprefix("an ").removeprefix("a ").replace("integer", "integers", 1))
-        words += ", without repeats" if schema.get("uniqueItems") else ""
-    return words
-
-
-def _dotted(path) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-
-
-def _schema_error(error, defs: dict) -> str:
-    """One line for a jsonschema error: the key, the value, what is allowed."""
-    import difflib
-
-    if error.validator in ("oneOf", "anyOf") and error.context:
-        # The alternative of the value's own kind says most (a list with an unknown network, say).
-        deeper = [e for e in error.context if e.validator not in ("type", "const") and e.path]
-        if deeper:
-            return _schema_error(max(deeper, key=lambda e: len(e.path)), defs)
-    key = _dotted(error.absolute_path)
-    if error.validator == "additionalProperties":
-        known = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(known))
-        full = (key + "." if key else "") + str(extra[0])
-        close = difflib.get_close_matches(str(extra[0]), known, n=1)
-        hint = f" (did you mean {(key + '.' if key else '') + close[0]}?)" if close else ""
-        return f"unknown key {full!r}{hint}; known here: {', '.join(known)}"
-    if error.validator == "required":
-        return f"missing key {error.message.split(' ')[0]}"
-    if error.validator == "uniqueItems":
-        return f"key {key!r} = {error.instance!r}: repeats a value; give each once"
-    if error.validator == "minItems":
-        return f"key {key!r} = {error.instance!r}: give at least {error.validator_value}"
-    return f"key {key!r} = {error.instance!r} is not allowed; expected {_describe(error.schema, defs)}"
-
-
-def profile_fold_count(prof: dict) -> int:
-    """How many folds a profile's dataset has: the embedded set's, or its datasets YAML's ``folds``."""
-    from .config import section
-
-    source = prof.get("data", "default")
-    default = int(section("data")["folds"])
-    if source == "default" or not isinstance(source, str) or not Path(source).is_file():
-        return default
-    try:
-        return int((yaml.safe_load(Path(source).read_text()) or {}).get("folds") or default)
-    except (yaml.YAMLError, OSError, ValueError, TypeError, AttributeError):
-        return default  # the datasets file's own check reports it, with its name
-
-
-def validate_profile(prof: dict, where: str = "profile", n_folds: int | None = None,
-                     check_data: bool = False) -> dict:
-    """Check a profile against fermap's schema before anything is built or written.
-
-    Parameters
-    ----------
-    prof : dict
-        A profile (a named one with overrides, a ``--config`` file's, or a run's ``run.json``).
-    where : str
-        What to name in the error (the profile, the file).
-    n_folds : int, optional
-        The dataset's fold count; by default, that of the profile's ``data``.
-    check_data : bool
-        Also require a ``data`` file other than ``default`` to exist.
-
-    Returns
-    -------
-    prof : dict
-        The same profile, unchanged.
-
-    Raises
-    ------
-    FermapError
-        One line naming the key, its value and what is allowed.
-    """
-    import jsonschema
-
-    if not isinstance(prof, dict):
-        raise FermapError(f"{where}: expected a mapping of keys to values, found {type(prof).__name__}")
-    n_folds = profile_fold_count(prof) if n_folds is None else int(n_folds)
-    schema = _schema(n_folds)
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(prof),
-                    key=lambda e: (list(map(str, e.absolute_path)), e.validator))
-    if errors:
-        raise FermapError(f"{where}: {_schema_error(errors[0], schema['$defs'])}")
-    data = prof.get("data", "default")
-    if check_data and data not in ("default", None) and not Path(data).is_file():  # None: refused when run
-        raise FermapError(f"{where}: key 'data' = {data!r}: no such datasets file; "
-                          "expected 'default' or a datasets YAML (see book/datasets.example.yaml)")
-    return prof
-
-
-def load_profile(name: str | None = None, config: str | os.PathLike | None = None,
-                 overrides: dict | None = None) -> dict:
-    """A named profile, or one read from a YAML file (same keys), with overrides; validated."""
-    from .training import profile
-
-    if config:
-        path = Path(config)
-        base = read_yaml(path, "profile file")
-        name = base.pop("base", "default")
-        if not isinstance(name, str):
-            raise FermapError(f"{path}: key 'base' = {name!r} is not allowed; expected a profile name")
-        prof = profile(name, {**base, **(overrides or {})}, validate=False)
-        prof["name"] = path.stem
-        return validate_profile(prof, str(path), check_data=True)
-    prof = profile(name or "default", overrides, validate=False)
-    return validate_profile(prof, f"profile {prof['name']}", check_data=True)
 
 
 def default_run_dir(prof: dict) -> Path:
     """``runs/<profile>`` in this checkout (beside ``_toc.yml``), else under the current folder."""
     root = project_root()
     return (root if (root / "_toc.yml").is_file() else Path()) / "runs" / prof["name"]
-
-
-def check_data_source(prof: dict) -> None:
-    """A profile must say which data it runs on: ``default`` (the synthetic set) or a datasets YAML.
-
-    The ``paper`` profile names none on purpose: it is for the licensed datasets, and running it
-    on the synthetic set by accident would cost days for nothing.
-    """
-    source = prof.get("data")
-    if not source:
-        raise FermapError(f"profile {prof.get('name')!r} names no dataset: pass -p data DATASETS.yaml (your copies, "
-                          "as in book/datasets.example.yaml) or -p data default (the synthetic set)")
-    if source != "default" and not Path(source).is_file():
-        raise FermapError(f"{source}: no such datasets file (-p data expects a YAML like book/datasets.example.yaml)")
 
 
 def prepare_data(run_dir: str | os.PathLike, prof: dict, progress: bool = True) -> dict:
@@ -235,7 +33,7 @@ def prepare_data(run_dir: str | os.PathLike, prof: dict, progress: bool = True) 
     from .synthetic import build_default
 
     check_data_source(prof)
-    out = Path(run_dir) / "data"
+    out = data_dir(run_dir)
     source = prof["data"]
     per_fold = prof.get("subjects_per_fold")
     if (out / "summary.json").is_file() and json.loads((out / "summary.json").read_text()).get("subjects_per_fold") \
@@ -277,41 +75,6 @@ def keep_subjects(directory: str | os.PathLike, per_fold: int) -> int:
     return int(keep.sum())
 
 
-def read_profile(run_dir: str | os.PathLike, overrides: dict | None = None) -> dict:
-    """The profile a run was made with (``RUN/run.json``), with overrides applied; validated.
-
-    A run folder may come from someone else: its ``run.json`` is checked against the same
-    schema as a profile, with the folds of the run's own dataset.
-    """
-    from .training import apply_overrides
-
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise FermapError(f"{path}: not a fermap run folder (no run.json); start one with fermap train or fermap run")
-    try:
-        recorded = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FermapError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(recorded, dict):
-        raise FermapError(f"{path}: expected a mapping of keys to values")
-    prof = apply_overrides(recorded, overrides or {})
-    summary = Path(run_dir) / "data" / "summary.json"
-    n_folds = None
-    if summary.is_file():
-        try:
-            n_folds = int(json.loads(summary.read_text())["folds"])
-        except (ValueError, KeyError, TypeError):
-            raise FermapError(f"{summary}: not a fermap dataset summary (no fold count)") from None
-    return validate_profile(prof, str(path), n_folds=n_folds)
-
-
-def record_profile(run_dir: str | os.PathLike, prof: dict) -> None:
-    """Write the profile a run used to ``RUN/run.json`` (checked first)."""
-    validate_profile(prof, f"profile {prof.get('name')}")
-    with atomic_path(Path(run_dir) / "run.json") as tmp:
-        tmp.write_text(json.dumps(prof, indent=2, default=str))
-
-
 def project_root() -> Path:
     """The folder holding ``_toc.yml`` and ``notebooks/``: this checkout."""
     return Path(__file__).resolve().parents[1]
@@ -332,17 +95,6 @@ def authors_data_dir() -> Path:
     from .config import section
 
     return project_root() / section("book")["authors"]
-
-
-# What each part of a run folder is, for deciding which chapters must rerun.
-RUN_PARTS = {
-    "profile": ["run.json"],
-    "data": ["data/summary.json", "data/records.csv"],
-    "models": ["models/*/fold*/metrics.json"],
-    "explanations": ["heatmaps/summary.json", "heatmaps/*/*.png"],  # derived from every explanation
-    "methods": ["heatmaps_*/summary.json", "heatmaps_*/*/*.png"],
-    "statistics": ["statistics/*/*"],  # what the statistics chapter saves for the discussion
-}
 
 
 def run_fingerprint(run_dir: str | os.PathLike, parts: list[str] | tuple[str, ...] = tuple(RUN_PARTS)) -> str:
@@ -475,12 +227,12 @@ def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[di
     run_dir = Path(run_dir)
     from .archive import archive_beside, unpack_run
 
-    if not (run_dir / "run.json").is_file() and archive_beside(run_dir):  # a handed-out run: no retraining
+    if not profile_file(run_dir).is_file() and archive_beside(run_dir):  # a handed-out run: no retraining
         unpack_run(archive_beside(run_dir), run_dir)
-    if not (run_dir / "run.json").is_file() and profile:
+    if not profile_file(run_dir).is_file() and profile:
         record_profile(run_dir, load_profile(profile))
     prof = read_profile(run_dir)
-    summary_path = run_dir / "data" / "summary.json"
+    summary_path = data_dir(run_dir) / "summary.json"
     if summary_path.is_file():
         s = json.loads(summary_path.read_text())
         data = (f"{'SYNTHETIC embedded dataset' if s.get('synthetic') else 'dataset ' + str(prof.get('data'))}"
@@ -488,7 +240,5 @@ def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[di
     else:  # built later in the run (chapter 1), when its size will be known
         data = ("SYNTHETIC embedded dataset" if prof.get("data", "default") == "default"
                 else f"dataset {prof.get('data')}")
-    from .training import profile_networks
-
     nets = ", ".join(profile_networks(prof))
     return prof, f"profile {prof['name']} · {data} · networks: {nets}"

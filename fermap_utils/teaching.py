@@ -186,8 +186,8 @@ def command_problems(argv: list[str]) -> list[str]:
     from .cli import build_parser
     from .config import section
     from .errors import FermapError
-    from .explain import LimeSettings
-    from .run import load_profile, parse_overrides
+    from .lime import LimeSettings
+    from .profiles import load_profile, parse_overrides
 
     text = " ".join(argv)
     try:

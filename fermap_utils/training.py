@@ -21,60 +21,13 @@ import pandas as pd
 
 from ._io import atomic_path
 from .augment import random_augment
-from .config import section
+from .config import expressions, section
 from .data import Dataset, load_dataset, resize_images, scale_landmarks
 from .errors import FermapError
+from .layout import data_dir as run_data_dir
+from .layout import fold_folder, metrics_files, model_dir, model_file, profile_file
 from .models import build_network, prepare_weights, spec
-
-
-def profile(name: str, overrides: dict | None = None, validate: bool = True) -> dict:
-    """A run profile from the configuration, with overrides applied (``-p name value``).
-
-    With ``validate`` (the default) it is checked against the profile schema
-    (:func:`fermap_utils.run.validate_profile`): a bad key or value is one line.
-    """
-    profiles = section("profiles")
-    if name not in profiles:
-        raise FermapError(f"unknown profile {name!r}; known: {', '.join(profiles)}")
-    merged = apply_overrides(profiles[name], overrides or {})
-    merged["name"] = name
-    if validate:
-        from .run import validate_profile
-
-        validate_profile(merged, f"profile {name}")
-    return merged
-
-
-def apply_overrides(prof: dict, overrides: dict) -> dict:
-    """A deep copy of a profile with ``key: value`` overrides; dotted keys reach inside."""
-    merged = json.loads(json.dumps(prof))
-    for key, value in overrides.items():
-        target = merged
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target.setdefault(p, {})
-            if not isinstance(target, dict):
-                raise FermapError(f"-p {key}: {p!r} is not a mapping here, it holds {target!r}")
-        target[leaf] = value
-    return merged
-
-
-def profile_networks(prof: dict) -> list[str]:
-    """The networks a profile trains ("paper" stands for the paper's twelve)."""
-    from .models import paper_networks
-
-    nets = prof["networks"]
-    return paper_networks() if nets == "paper" else list(nets)
-
-
-def profile_folds(prof: dict, available: list[int]) -> list[int]:
-    """The folds a profile runs: all, a count (the first N) or an explicit list."""
-    folds = prof.get("folds", "all")
-    if folds == "all":
-        return sorted(available)
-    if isinstance(folds, int):
-        return sorted(available)[:folds]
-    return [int(f) for f in folds]
+from .profiles import profile_folds, profile_networks
 
 
 def epochs_for(name: str, prof: dict) -> int:
@@ -187,7 +140,7 @@ def trained_model(run_dir: str | os.PathLike, name: str, fold: int):
     it is still the file on disk, else loaded (:func:`fermap_utils.models.load_trained`) and kept."""
     from .models import load_trained
 
-    path = Path(run_dir) / "models" / name / f"fold{int(fold)}" / "model.keras"
+    path = model_file(run_dir, name, fold)
     if not path.is_file():
         return load_trained(run_dir, name, fold)  # a fixed network, or the error saying what is missing
     stamp = _model_stamp(path)
@@ -206,8 +159,9 @@ def inference_model(model):
     return keras.Model(model.input, model.output, name=model.name)
 
 
-def confusion(true: np.ndarray, pred: np.ndarray, n: int = 6) -> np.ndarray:
-    """Confusion matrix, rows = true class, columns = predicted class."""
+def confusion(true: np.ndarray, pred: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Confusion matrix, rows = true class, columns = predicted class; ``n`` classes (the paper's six by default)."""
+    n = len(expressions()) if n is None else int(n)
     out = np.zeros((n, n), dtype=int)
     np.add.at(out, (true, pred), 1)
     return out
@@ -301,7 +255,7 @@ def data_key(directory: Path) -> str:
 
 
 def _run_data(run_dir: Path) -> Path:
-    data_dir = Path(run_dir) / "data"
+    data_dir = run_data_dir(run_dir)
     if not (data_dir / "records.csv").is_file():
         raise FermapError(f"{data_dir}: no dataset; build it first (fermap data build ... --out {data_dir})")
     return data_dir
@@ -324,7 +278,7 @@ def train_job(run_dir: str | os.PathLike, name: str, fold: int, prof: dict, prog
     run_dir = Path(run_dir)
     data_dir = _run_data(run_dir)
     key = data_key(data_dir)
-    out = run_dir / "models" / name / f"fold{int(fold)}"
+    out = model_dir(run_dir, name, fold)
     settings = _settings_key(name, int(fold), prof, key)
     done = out / "metrics.json"
     finished = json.loads(done.read_text()) if done.is_file() else {}
@@ -390,7 +344,7 @@ def read_metrics(run_dir: str | os.PathLike, path: str | os.PathLike) -> dict:
     if network not in registry() or path.parent.parent.name != network:
         raise FermapError(f"{path}: network {network!r} is not the registered network of its folder "
                           f"({path.parent.parent.name})")
-    if not isinstance(fold, int) or path.parent.name != f"fold{fold}":
+    if not isinstance(fold, int) or path.parent.name != fold_folder(fold):
         raise FermapError(f"{path}: fold {fold!r} is not its folder's ({path.parent.name})")
     if not isinstance(size, int) or not 16 <= size <= 1024:
         raise FermapError(f"{path}: input_size {size!r} is not allowed; expected an integer from 16 to 1024")
@@ -399,11 +353,11 @@ def read_metrics(run_dir: str | os.PathLike, path: str | os.PathLike) -> dict:
 
 def load_results(run_dir: str | os.PathLike, full: bool = False) -> pd.DataFrame:
     """The accuracy table of a run, from its ``metrics.json`` files, in the profile's network order."""
-    rows = [read_metrics(run_dir, p) for p in sorted(Path(run_dir).glob("models/*/fold*/metrics.json"))]
+    rows = [read_metrics(run_dir, p) for p in metrics_files(run_dir)]
     if not rows:
         raise FermapError(f"{run_dir}: no trained networks (run fermap train first)")
     order = {}
-    run_json = Path(run_dir) / "run.json"
+    run_json = profile_file(run_dir)
     if run_json.is_file():
         order = {n: i for i, n in enumerate(profile_networks(json.loads(run_json.read_text())))}
     rows.sort(key=lambda r: (order.get(r["network"], len(order)), r["network"], r["fold"]))

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .metrics import binarize, otsu_threshold, score_heatmap
+from .metrics import binarize, otsu_threshold, score_heatmap, threshold_scores
 from .plots import describe_figure
 
 if TYPE_CHECKING:  # for annotations only; imported where it is used
     import pandas as pd
+
+    from .heatmaps import HeatmapKey
 
 
 def _overlay(ax, heatmap: np.ndarray, mask: np.ndarray, binary: np.ndarray | None = None) -> None:
@@ -64,13 +66,16 @@ def _player(frames: list, draw, figsize=(4.2, 4.4), ncols: int = 1, prepare=None
 
 # ---------------------------------------------------------------- heatmap explorer
 
-def heatmap_explorer(maps: dict[tuple[str, str, str], np.ndarray], masks: dict[str, np.ndarray]):
+def heatmap_explorer(maps: dict[HeatmapKey, np.ndarray], masks: dict[str, np.ndarray]):
     """Live: pick a grouping, a network and an expression; see the heatmap, its mask and its scores.
 
-    ``maps`` is keyed ``(grouping, network, expression)``, grouping being ``fold k``,
-    ``all folds`` or ``global`` (network ``all``), as :func:`fermap_utils.heatmaps.load_run_heatmaps` gives.
+    ``maps`` is keyed by :class:`~fermap_utils.heatmaps.HeatmapKey`, as
+    :func:`fermap_utils.explanations.load_run_heatmaps` gives; the groupings offered are ``fold k``,
+    ``all folds`` and ``global`` (network ``all``).
     """
     import ipywidgets as W
+
+    maps = {(k.grouping, k.network_label, k.expression): h for k, h in maps.items()}
 
     groupings = list(dict.fromkeys(k[0] for k in maps))
     expressions = list(dict.fromkeys(k[2] for k in maps))
@@ -109,25 +114,20 @@ def heatmap_explorer(maps: dict[tuple[str, str, str], np.ndarray], masks: dict[s
     return W.VBox([W.HBox([grouping, network, expression]), out])
 
 
-def heatmap_explorer_static(maps: dict[tuple[str, str, str], np.ndarray], masks: dict[str, np.ndarray]):
+def heatmap_explorer_static(maps: dict[HeatmapKey, np.ndarray], masks: dict[str, np.ndarray]):
     """Static: a player over every (network, expression) heatmap pooled over folds, with its scores."""
-    frames = [(k, v) for k, v in maps.items() if k[0] in ("all folds", "global")]
+    frames = [(k, v) for k, v in maps.items() if k.fold is None]
 
     def draw(ax, frame):
-        (g, net, expr), hm = frame
+        key, hm = frame
+        expr = key.expression
         _overlay(ax, hm, masks[expr], binarize(hm))
-        ax.set_title(f"{net} · {expr}\n{_scores_text(score_heatmap(hm, masks[expr]))}", fontsize=7)
+        ax.set_title(f"{key.network_label} · {expr}\n{_scores_text(score_heatmap(hm, masks[expr]))}", fontsize=7)
 
     return _player(frames, draw)
 
 
 # ---------------------------------------------------------------- threshold explorer
-
-def threshold_scores(heatmap: np.ndarray, mask: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
-    """IoU, F1, precision and recall of a heatmap at each threshold (pixel > t is kept)."""
-    import pandas as pd
-
-    return pd.DataFrame([{"threshold": int(t), **score_heatmap(heatmap, mask, float(t))} for t in thresholds])
 
 
 def threshold_explorer(heatmap: np.ndarray, mask: np.ndarray, title: str = ""):

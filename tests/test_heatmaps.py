@@ -4,6 +4,7 @@ import pytest
 from fermap_utils import heatmaps as Hm
 from fermap_utils._io import write_gray
 from fermap_utils.errors import FermapError
+from fermap_utils.scoring import load_fold_heatmaps
 
 EXPR = ["Anger", "Disgust"]
 
@@ -12,6 +13,18 @@ def test_filenames_follow_the_authors():
     assert Hm.heatmap_filename("Fear") == "Fear_heatmap.png"
     assert Hm.heatmap_filename("Fear", "VGG16") == "VGG16_Fear_heatmap.png"
     assert Hm.heatmap_filename("Fear", "VGG16", 3) == "VGG16_CV3_Fear_heatmap.png"
+
+
+def test_filenames_read_back_as_keys():
+    for key in (Hm.HeatmapKey("VGG16", 3, "Fear"), Hm.HeatmapKey("MobileNetV3Large", None, "Anger"),
+                Hm.HeatmapKey(None, None, "Surprise")):
+        assert Hm.parse_heatmap_filename(Hm.heatmap_filename(key.expression, key.network, key.fold)) == key
+    assert Hm.parse_heatmap_filename("VGG16_CV3_Fear_heatmap.png").fold == 3
+    assert [Hm.parse_heatmap_filename(n) for n in ("summary.json", "VGG16_CV3_Fear.png", "a_b_c_heatmap.png")] \
+        == [None, None, None]
+    keys = [Hm.HeatmapKey("VGG16", 3, "Fear"), Hm.HeatmapKey("VGG16", None, "Fear"), Hm.HeatmapKey(None, None, "Fear")]
+    assert [k.grouping for k in keys] == ["fold 3", "all folds", "global"]
+    assert [k.network_label for k in keys] == ["VGG16", "VGG16", "all"]
 
 
 def test_eq1_mean_then_stretch():
@@ -51,7 +64,7 @@ def _fold_set(folder, nets=("N1", "N2"), folds=(1, 2), skip=()):
 def test_load_fold_heatmaps(tmp_path):
     _fold_set(tmp_path)
     (tmp_path / "notes.txt").write_text("ignored")
-    hm = Hm.load_fold_heatmaps(tmp_path, EXPR)
+    hm = load_fold_heatmaps(tmp_path, EXPR)
     assert sorted(hm) == sorted((n, f, e) for n in ("N1", "N2") for f in (1, 2) for e in EXPR)
 
 
@@ -75,4 +88,4 @@ def test_bad_heatmap_sets(tmp_path, make, message):
     folder = tmp_path / "set"
     make(folder)
     with pytest.raises(FermapError, match=message):
-        Hm.load_fold_heatmaps(folder, EXPR)
+        load_fold_heatmaps(folder, EXPR)

@@ -353,8 +353,8 @@ def _two_image_stack():
 
 
 def test_bootstrap_image_means_resamples_images():
-    from fermap_utils.explain import bootstrap_image_means
     from fermap_utils.heatmaps import heatmap, to_uint8
+    from fermap_utils.statistics import bootstrap_image_means
 
     masks = _square_masks()
     stack = _two_image_stack()
@@ -371,8 +371,8 @@ def test_bootstrap_image_means_resamples_images():
 
 
 def test_bootstrap_image_distances_and_scores():
-    from fermap_utils.explain import bootstrap_image_distances, bootstrap_image_scores
     from fermap_utils.heatmaps import heatmap, to_uint8
+    from fermap_utils.statistics import bootstrap_image_distances, bootstrap_image_scores
 
     stack = _two_image_stack()
     other = np.random.default_rng(1).random((1, 30, 30))

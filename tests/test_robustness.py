@@ -80,7 +80,8 @@ def test_training_does_not_depend_on_the_cache_or_on_what_ran_before(tiny_run, t
 
     from fermap_utils.data import load_dataset
     from fermap_utils.models import build_network
-    from fermap_utils.training import profile, train_fold
+    from fermap_utils.profiles import profile
+    from fermap_utils.training import train_fold
 
     data = load_dataset(tiny_run / "data")
     prof = profile("smoke", {"input_size": 32, "epochs_scale": 0.1, "augment": True})
@@ -151,7 +152,7 @@ def test_a_malformed_or_wrong_profile_file_is_one_line(capsys, tmp_path):
 
 def test_every_shipped_profile_passes_the_schema_and_the_schema_knows_every_key():
     from fermap_utils.config import section
-    from fermap_utils.run import load_profile, validate_profile
+    from fermap_utils.profiles import load_profile, validate_profile
 
     schema = yaml.safe_load((ROOT / "fermap_utils" / "data" / "profile_schema.yaml").read_text())
     for name, prof in section("profiles").items():
@@ -164,13 +165,14 @@ def test_every_shipped_profile_passes_the_schema_and_the_schema_knows_every_key(
 
 
 def cli_overrides(key: str, value: str) -> dict:
-    from fermap_utils.run import parse_overrides
+    from fermap_utils.profiles import parse_overrides
 
     return parse_overrides([[key, value]])
 
 
 def test_a_fold_the_dataset_lacks_is_refused_before_training(tiny_run):
-    from fermap_utils.training import profile, train_run
+    from fermap_utils.profiles import profile
+    from fermap_utils.training import train_run
 
     prof = profile("smoke", {"networks": ["WeiNet"], "folds": [3]})  # valid for 5 folds; the run has 2
     with pytest.raises(FermapError, match=r"no fold 3 in .*its folds: 1, 2"):
@@ -403,7 +405,7 @@ def test_a_second_process_on_a_run_folder_is_told_who_holds_it(capsys, tmp_path)
 
 
 def test_a_symlinked_heatmaps_folder_out_of_the_run_is_refused_and_nothing_outside_is_touched(capsys, tmp_path):
-    from fermap_utils.heatmaps import write_run_heatmaps
+    from fermap_utils.explanations import write_run_heatmaps
 
     outside = tmp_path / "outside"
     (outside / "heatmaps_by_cv").mkdir(parents=True)
@@ -424,7 +426,7 @@ def test_a_symlinked_heatmaps_folder_out_of_the_run_is_refused_and_nothing_outsi
 
 def test_names_read_from_a_run_stay_inside_it(tiny_run, tmp_path):
     from fermap_utils.data import load_dataset
-    from fermap_utils.run import read_profile
+    from fermap_utils.profiles import read_profile
     from fermap_utils.training import load_results
 
     run = tiny_run

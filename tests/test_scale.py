@@ -19,7 +19,7 @@ from fermap_utils import plan as P
 from fermap_utils.cli import main
 from fermap_utils.executor import Executor, Job, job_table, run_stages
 from fermap_utils.models import paper_networks
-from fermap_utils.training import profile
+from fermap_utils.profiles import profile
 
 ROOT = Path(__file__).resolve().parents[1]
 # A slice of paper_small for the equality and worker-kill tests: two networks, two folds.
@@ -109,7 +109,7 @@ def test_dask_equals_sequential(paper_small, tmp_path, cache):
 
     run = tmp_path / "sequential"
     shutil.copytree(paper_small / "data", run / "data")
-    code = ("import sys, json; from fermap_utils.training import profile; "
+    code = ("import sys, json; from fermap_utils.profiles import profile; "
             "from fermap_utils.executor import Executor, run_stages; "
             "run_stages(sys.argv[1], profile('paper_small', json.loads(sys.argv[2])), Executor(threads=1), "
             "progress=False)")

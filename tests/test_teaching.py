@@ -98,7 +98,8 @@ def test_the_cheap_exercise_commands_run(tmp_path, monkeypatch):
     fermap score on the authors' heatmaps), and chapter 1's `fermap run` exercise, executed
     with papermill on the smoke profile into a private run and book folder. The other
     `fermap run` exercises retrain or re-explain; they are validated above, not run."""
-    from fermap_utils.run import load_profile, parse_overrides, run_book
+    from fermap_utils.profiles import load_profile, parse_overrides
+    from fermap_utils.run import run_book
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "book").symlink_to(ROOT / "book")  # the commands name book/data/authors from the project root
@@ -122,7 +123,7 @@ def test_the_cheap_exercise_commands_run(tmp_path, monkeypatch):
 def _finished_run(run_dir: Path, reference: Path, nets=("InceptionV3", "VGG16")) -> Path:
     """A finished run folder built from the authors' published heatmaps of two networks (fold 1):
     what chapter 5 reads (profile, data summary, metrics, the three heatmap folders)."""
-    from fermap_utils.run import load_profile, record_profile
+    from fermap_utils.profiles import load_profile, record_profile
 
     record_profile(run_dir, load_profile("smoke", overrides={"networks": list(nets)}))
     (run_dir / "data").mkdir()

@@ -1,4 +1,4 @@
-"""Training: profiles, saved artefacts, resume, and the fixed FER2013 network."""
+"""Training: epochs and optimisers per profile, saved artefacts, resume, and the fixed FER2013 network."""
 import json
 
 import numpy as np
@@ -6,26 +6,14 @@ import pandas as pd
 import pytest
 
 from fermap_utils import training as T
-from fermap_utils.errors import FermapError
+from fermap_utils.profiles import profile
 
 
-def test_profiles_and_overrides():
-    prof = T.profile("smoke", {"input_size": 40, "explain.num_samples": 50})
-    assert prof["input_size"] == 40 and prof["explain"]["num_samples"] == 50 and prof["name"] == "smoke"
-    assert T.profile("smoke")["input_size"] != 40  # overrides never leak into the configuration
-    assert len(T.profile_networks(T.profile("paper"))) == 12
-    with pytest.raises(FermapError, match="unknown profile"):
-        T.profile("huge")
-
-
-def test_epochs_and_folds_follow_the_profile():
+def test_epochs_follow_the_profile():
     prof = {"epochs_scale": 0.5}
     assert T.epochs_for("SongNet", prof) == 12  # 25 x 0.5, rounded
     assert T.epochs_for("VGG16", {"epochs_scale": 0.1}) == 1  # never below one
     assert T.epochs_for("FER2013", prof) == 0  # fixed, never trained
-    assert T.profile_folds({"folds": "all"}, [3, 1, 2]) == [1, 2, 3]
-    assert T.profile_folds({"folds": 2}, [1, 2, 3]) == [1, 2]
-    assert T.profile_folds({"folds": [3]}, [1, 2, 3]) == [3]
 
 
 def test_profile_tune_sets_epochs_and_optimiser_per_network():
@@ -44,7 +32,7 @@ def test_confusion():
 
 
 def test_train_run_saves_everything_and_resumes(small_run):
-    prof = T.profile("smoke", {"networks": ["WeiNet", "FER2013"], "input_size": 32, "folds": 1, "epochs_scale": 0.1})
+    prof = profile("smoke", {"networks": ["WeiNet", "FER2013"], "input_size": 32, "folds": 1, "epochs_scale": 0.1})
     table = T.train_run(small_run, prof, progress=False)
     assert list(table.network) == ["WeiNet", "FER2013"]
     assert table.synthetic.all()

@@ -9,6 +9,7 @@ import pytest
 
 from fermap_utils import masks, metrics, widgets
 from fermap_utils.config import paper
+from fermap_utils.heatmaps import HeatmapKey
 
 EXPRESSIONS = list(paper()["expressions"])
 
@@ -24,16 +25,16 @@ def maps():
         for e in EXPRESSIONS:
             hm = cv2.GaussianBlur(ekman[e].astype(np.float32), (0, 0), 9 if net == "A" else 25)
             hm = np.round(255 * (hm - hm.min()) / (hm.max() - hm.min())).astype(np.uint8)
-            out[("all folds", net, e)] = hm
-            out[("fold 1", net, e)] = hm
+            out[HeatmapKey(net, None, e)] = hm
+            out[HeatmapKey(net, 1, e)] = hm
     for e in EXPRESSIONS:
-        out[("global", "all", e)] = out[("all folds", "A", e)]
+        out[HeatmapKey(None, None, e)] = out[HeatmapKey("A", None, e)]
     return out
 
 
-def test_threshold_scores_peak_near_otsu_on_a_blurred_mask(maps):
-    hm, mask = maps[("global", "all", "Happiness")], masks.ekman_masks()["Happiness"]
-    table = widgets.threshold_scores(hm, mask, np.arange(0, 255, 5))
+def test_the_threshold_explorer_scores_peak_near_otsu_on_a_blurred_mask(maps):
+    hm, mask = maps[HeatmapKey(None, None, "Happiness")], masks.ekman_masks()["Happiness"]
+    table = metrics.threshold_scores(hm, mask, np.arange(0, 255, 5))
     assert table.iou.max() > 0.8
     otsu = metrics.score_heatmap(hm, mask)["iou"]
     assert otsu > table.iou.max() - 0.1
@@ -44,7 +45,7 @@ def test_static_players_hold_one_frame_per_item(maps):
     html = widgets.heatmap_explorer_static(maps, ekman).data
     assert "<img" in html or "data:image/png;base64" in html
     assert html.count("data:image/png;base64") >= 2 * len(EXPRESSIONS)  # networks x expressions + global
-    html = widgets.threshold_explorer_static(maps[("global", "all", "Anger")], ekman["Anger"]).data
+    html = widgets.threshold_explorer_static(maps[HeatmapKey(None, None, "Anger")], ekman["Anger"]).data
     assert html.count("data:image/png;base64") >= 11
 
 
@@ -54,9 +55,9 @@ def test_live_widgets_build_and_react(maps):
     grouping, network, expression = box.children[0].children
     grouping.value = "global"
     assert list(network.options) == ["all"]
-    slider = widgets.threshold_explorer(maps[("global", "all", "Fear")], ekman["Fear"]).children[0]
+    slider = widgets.threshold_explorer(maps[HeatmapKey(None, None, "Fear")], ekman["Fear"]).children[0]
     slider.value = 10
-    builder = widgets.au_mask_builder({e: maps[("global", "all", e)] for e in EXPRESSIONS})
+    builder = widgets.au_mask_builder({e: maps[HeatmapKey(None, None, e)] for e in EXPRESSIONS})
     controls = builder.children[0].children
     controls[1].click()  # "Table 2 AUs" ticks the expression's AUs
     ticked = [c.description.split()[0] for c in controls[2:] if c.value]
@@ -64,7 +65,7 @@ def test_live_widgets_build_and_react(maps):
 
 
 def test_au_builder_fallback_is_a_figure(maps):
-    fig = widgets.au_mask_builder_static({e: maps[("global", "all", e)] for e in EXPRESSIONS})
+    fig = widgets.au_mask_builder_static({e: maps[HeatmapKey(None, None, e)] for e in EXPRESSIONS})
     assert len(fig.axes) == 2 * len(EXPRESSIONS)
 
 
@@ -111,7 +112,7 @@ def test_threshold_fallback_draws_the_score_curves(maps, monkeypatch):
 
     captured = {}
     monkeypatch.setattr(widgets, "_player", lambda frames, draw, **kw: captured.update(frames=frames, draw=draw, **kw))
-    hm, mask = maps[("global", "all", "Fear")], masks.ekman_masks()["Fear"].astype(bool)
+    hm, mask = maps[HeatmapKey(None, None, "Fear")], masks.ekman_masks()["Fear"].astype(bool)
     widgets.threshold_explorer_static(hm, mask, "Fear")
     fig, axes = plt.subplots(1, 2)
     marker = captured["prepare"](list(axes))

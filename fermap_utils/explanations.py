@@ -1,0 +1,482 @@
+"""The run's explain stage: which test images are explained, by which method, cached, and the
+run's heatmaps made from them.
+
+``fermap explain`` explains, for every trained (network, fold) of a run, up to
+``explain.images_per_class`` test images per predicted class (:func:`choose_images`), by LIME
+(:mod:`fermap_utils.lime`) or another explainer (:mod:`fermap_utils.attribution`); each
+explanation is warped to the standard face, and each (network, fold, class) cached in one file
+(:func:`fermap_utils.layout.class_file`) with the sum that Eq. 1 and 2 need. The heatmaps are
+then written with the authors' folder layout (:func:`write_run_heatmaps`) and read back with
+structured keys (:func:`load_run_heatmaps`, :class:`HeatmapKey`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import atomic_path
+from .config import section
+from .errors import FermapError
+from .heatmaps import (
+    CANVAS_SHAPE,
+    HeatmapKey,
+    heatmap_filename,
+    load_heatmap,
+    parse_heatmap_filename,
+    pooled_heatmap,
+    save_heatmap,
+)
+from .layout import (
+    HEATMAP_GROUPS,
+    class_file,
+    class_files,
+    data_dir,
+    explanations_dir,
+    heatmap_group_dir,
+    heatmaps_dir,
+    heatmaps_summary_file,
+    metrics_file,
+    predictions_file,
+)
+from .lime import Explanation, LimeSettings, explain_images, explanation_image, keras_predictor, standardise
+
+
+def choose_images(predicted: np.ndarray, per_class: int, seed: int,
+                  n_classes: int | None = None) -> dict[int, np.ndarray]:
+    """Which test images a (network, fold) explains.
+
+    Parameters
+    ----------
+    predicted : (N,) int array
+        The predicted class of each test image.
+    per_class : int
+        How many images per class at most.
+    seed : int
+        The draw's seed.
+    n_classes : int, optional
+        How many classes; by default the paper's expressions (``config.yaml``).
+
+    Returns
+    -------
+    dict ``class -> sorted row indices``
+        Up to ``per_class`` rows for each class, drawn at random among the rows predicted as
+        that class (all of them when there are fewer).
+    """
+    rng = np.random.default_rng(seed)
+    predicted = np.asarray(predicted)
+    n_classes = len(section("paper")["expressions"]) if n_classes is None else int(n_classes)
+    chosen = {}
+    for c in range(n_classes):
+        pool = np.flatnonzero(predicted == c)
+        chosen[c] = np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False))
+    return chosen
+
+
+def _explain_key(metrics: dict, settings: LimeSettings, per_class: int, seed: int, method: str = "lime",
+                 extremal_steps: int | None = None) -> str:
+    """What a (network, fold)'s explanations depend on: the trained model, the method and its
+    settings, the sample."""
+    params = asdict(settings) if method == "lime" else (section("extremal") if method == "extremal" else {})
+    if method == "extremal" and extremal_steps:
+        params = {**params, "steps": int(extremal_steps)}
+    blob = json.dumps({"model": metrics.get("settings"), "accuracy": metrics["accuracy"], "method": method,
+                       "params": params, "per_class": per_class, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cached(path: Path, key: str) -> bool:
+    if not path.is_file():
+        return False
+    with np.load(path) as f:
+        return str(f["key"]) == key
+
+
+def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised: np.ndarray,
+                            explanations: list[Explanation] | None = None,
+                            details: dict[str, np.ndarray] | None = None) -> None:
+    """One (network, fold, class): per image its id (and for LIME its weights and superpixels, for
+    another method its ``details`` such as Extremal Perturbation's achieved areas); the sum of the
+    standardised explanations (Eq. 1's numerator) and their count. Written atomically."""
+    explanations = explanations or []
+    k = max([len(e.weights) for e in explanations], default=0)
+    weights = np.full((len(explanations), k), np.nan)
+    for i, e in enumerate(explanations):
+        weights[i, :len(e.weights)] = e.weights
+    segments = np.stack([e.segments for e in explanations]).astype(np.uint8) if explanations \
+        else np.zeros((0, 0, 0), np.uint8)
+    total = standardised.sum(axis=0, dtype=np.float64) if len(standardised) else np.zeros(CANVAS_SHAPE)
+    extra = {f"detail_{name}": np.asarray(v) for name, v in (details or {}).items()}
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, key=key, ids=np.asarray(ids, dtype=str), weights=weights, segments=segments,
+                            sum=total, count=len(standardised), **extra)
+
+
+def standardised_explanations(model, images: np.ndarray, landmarks: np.ndarray, labels: np.ndarray,
+                              method: str = "lime", settings: LimeSettings = LimeSettings(),
+                              seeds: list[int] | None = None, batch_size: int = 1000, progress=None,
+                              extremal_steps: int | None = None
+                              ) -> tuple[np.ndarray, list[Explanation] | dict[str, np.ndarray]]:
+    """Explain images of one model by a method and warp each explanation to the standard face with
+    its image's landmarks. Returns the (N, 275, 224) stack, and LIME's per-image results (for
+    another method, its per-image details, e.g. Extremal Perturbation's achieved areas)."""
+    from .attribution import attribute
+    from .warping import apply_map, standardisation_map
+
+    seeds = list(range(len(images))) if seeds is None else seeds
+    if method == "lime":
+        found = explain_images(keras_predictor(model), images, labels, seeds, settings,
+                               batch_size=batch_size, progress=progress)
+        return np.stack([standardise(e.image, m, settings) for e, m in zip(found, landmarks)]), found
+    pictures, details = attribute(method, model, images, labels, seed=int(seeds[0]) if len(seeds) else 0,
+                                  steps=extremal_steps)
+    if progress:
+        progress(len(pictures))
+    standard = np.stack([apply_map(pic, standardisation_map(m, pic.shape)) for pic, m in zip(pictures, landmarks)])
+    return standard, details
+
+
+def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progress=None,
+                 method: str = "lime", classes: list[str] | None = None, model=None) -> dict:
+    """Explain the sampled test images of one trained (network, fold), class by class, resuming.
+
+    ``classes`` (expressions) limits the work to those classes; the images sampled for a class
+    do not depend on which others are explained with it. ``model``: the trained model, if the
+    caller has it. Returns ``{expression: number of images}``.
+    """
+    from .data import resize_images, scale_landmarks
+    from .training import read_metrics, trained_model
+
+    expressions = list(section("paper")["expressions"])
+    metrics = read_metrics(run_dir, metrics_file(run_dir, network, fold))
+    options = dict(prof.get("explain") or {})
+    settings = LimeSettings.from_profile(options)
+    per_class, seed = int(options.get("images_per_class", 100)), int(options.get("seed", 0))
+    if method == "extremal":  # an optimisation per image: a profile may explain fewer
+        per_class = int(options.get("extremal_images_per_class", per_class))
+    key = _explain_key(metrics, settings, per_class, seed, method, options.get("extremal_steps"))
+    predictions = pd.read_csv(predictions_file(run_dir, network, fold), dtype={"id": str})
+    chosen = choose_images(predictions.pred.to_numpy(), per_class, seed * 1000 + fold, len(expressions))
+    if classes is not None:
+        chosen = {c: rows for c, rows in chosen.items() if expressions[c] in classes}
+    todo = {c: rows for c, rows in chosen.items()
+            if not _cached(class_file(run_dir, network, fold, expressions[c], method), key)}
+    counts = {expressions[c]: len(rows) for c, rows in chosen.items()}
+    if progress:
+        progress(sum(len(r) for c, r in chosen.items() if c not in todo))
+    if not todo:
+        return counts
+    size = int(metrics["input_size"])
+    index = {i: n for n, i in enumerate(data.table.id.astype(str))}
+    rows_all = np.concatenate([r for r in todo.values()]).astype(int)
+    ids = predictions.id.to_numpy()[rows_all]
+    unknown = [i for i in ids if i not in index]
+    if unknown:
+        raise FermapError(f"{predictions_file(run_dir, network, fold)}: image id(s) {', '.join(map(str, unknown[:5]))} "
+                          "are not in the run's dataset")
+    positions = np.array([index[i] for i in ids], dtype=int)
+    images = resize_images(data.images[positions], size).astype(np.float32)
+    marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
+    labels = predictions.pred.to_numpy()[rows_all]
+    model = model if model is not None else trained_model(run_dir, network, fold)
+    seeds = [seed * 1_000_003 + p for p in positions]  # one stream per image, independent of the batch
+    standard, found = standardised_explanations(model, images, marks, labels, method, settings, seeds,
+                                                int(options.get("batch_size", 1000)), progress,
+                                                extremal_steps=options.get("extremal_steps"))
+    at = 0
+    for c, rows in todo.items():
+        n = len(rows)
+        lime_results = found[at:at + n] if isinstance(found, list) else None
+        details = {k: v[at:at + n] for k, v in found.items()} if isinstance(found, dict) else None
+        save_class_explanations(class_file(run_dir, network, fold, expressions[c], method), key, ids[at:at + n],
+                                standard[at:at + n], lime_results, details)
+        at += n
+    return counts
+
+
+def applicable(method: str, network: str) -> str | None:
+    """Why a method cannot explain a network (CAM needs a GAP head), or None."""
+    if method != "cam":
+        return None
+    from .models import spec
+
+    s = spec(network)
+    return None if ("application" in s or s.get("lite") or s.get("fixed")) else \
+        "CAM needs a global-average-pooling head; this network flattens its features"
+
+
+def explain_job(run_dir: str | os.PathLike, network: str, fold: int, classes: list[str], prof: dict,
+                methods: list[str] | tuple[str, ...] = ("lime",)) -> dict:
+    """One unit of ``fermap explain``: the given classes of one trained (network, fold) by each
+    method (one model load for all), sequential or on a Dask worker. Reads the run's dataset and
+    model, writes only those classes' cache files. Returns ``{method: {expression: number of images}}``;
+    a method that cannot explain the network maps to its reason (a string)."""
+    from .training import _dataset, _run_data, data_key
+
+    folder = _run_data(Path(run_dir))
+    data = _dataset(str(folder), data_key(folder))
+    out = {}
+    for method in methods:
+        why = applicable(method, network)
+        if why:
+            out[method] = why
+            continue
+        started = time.perf_counter()
+        # explain_fold loads the model only if something is left to do; the methods share one load
+        out[method] = explain_fold(Path(run_dir), network, int(fold), data, prof, method=method,
+                                   classes=list(classes))
+        print(f"{method}: {sum(out[method].values())} images in {time.perf_counter() - started:.2f} s", flush=True)
+    return out
+
+
+def explain_groups(prof: dict) -> list[list[str]]:
+    """How a profile splits the six classes of a (network, fold) into jobs: ``explain.classes_per_job``
+    of them per job (default 6: one job per (network, fold), one model load; the paper profile: 1)."""
+    expressions = list(section("paper")["expressions"])
+    k = max(1, int((prof.get("explain") or {}).get("classes_per_job", len(expressions))))
+    return [expressions[i:i + k] for i in range(0, len(expressions), k)]
+
+
+def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: bool = True,
+                method: str = "lime", executor=None) -> pd.DataFrame:
+    """``fermap explain``: explain every trained (network, fold) of a run (LIME by default, or
+    ``cam``, ``gradcam``, ``extremal``), standardised and cached; then the heatmaps of Eq. 1 and 2
+    under ``RUN/heatmaps`` (``RUN/heatmaps_<method>`` for another method).
+
+    The work is one job per (network, fold, group of classes) (:func:`explain_groups`), run by
+    ``executor`` (:class:`fermap_utils.executor.Executor`: Dask workers) or, by default, one after
+    the other in this process through the same job function.
+    Returns how many images were explained per (network, fold, expression); a network the
+    method cannot explain is listed with 0 images and the reason.
+    """
+    from .executor import Executor, Job
+    from .profiles import read_profile
+    from .training import load_results
+
+    run_dir = Path(run_dir)
+    explanations_dir(run_dir, method)  # before any work: a folder linked out of the run is refused
+    heatmaps_dir(run_dir, method)
+    prof = prof or read_profile(run_dir)
+    trained = load_results(run_dir)
+    rows, jobs = [], []
+    for network, fold in zip(trained.network, trained.fold.astype(int)):
+        why = applicable(method, network)
+        if why:
+            rows.append({"network": network, "fold": fold, "expression": None, "images": 0, "note": why})
+        else:
+            jobs += [Job("explain", network, fold, tuple(group), (method,)) for group in explain_groups(prof)]
+    done = (executor or Executor()).run(jobs, run_dir, prof, progress=progress, desc=f"explaining ({method})")
+    for job, counts in zip(jobs, done):
+        rows += [{"network": job.network, "fold": job.fold, "expression": e, "images": n, "note": ""}
+                 for e, n in counts[method].items()]
+    order = {(n, int(f)): i for i, (n, f) in enumerate(zip(trained.network, trained.fold))}
+    rows.sort(key=lambda r: order[(r["network"], int(r["fold"]))])  # stable: classes keep their order
+    table = pd.DataFrame(rows, columns=["network", "fold", "expression", "images", "note"])
+    explained = table[table.expression.notna()]
+    write_run_heatmaps(run_dir, explained, method)
+    return table
+
+
+def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expression: str,
+                      data=None, settings: LimeSettings | None = None) -> np.ndarray:
+    """The per-image standardised LIME explanations of one (network, fold, class), rebuilt from the
+    cache (weights, superpixels, the images' landmarks), (N, 275, 224).
+
+    ``settings`` chooses how they are stored and warped (``explanation_dtype``,
+    ``warp_interpolation``); by default the run's own."""
+    from .data import load_dataset, scale_landmarks
+
+    run_dir = Path(run_dir)
+    data = data or load_dataset(data_dir(run_dir))
+    if settings is None:
+        from .profiles import read_profile
+
+        settings = LimeSettings.from_profile(read_profile(run_dir).get("explain"))
+    with np.load(class_file(run_dir, network, fold, expression)) as f:
+        ids, weights, segments = f["ids"], f["weights"], f["segments"]
+    if not len(ids):
+        return np.zeros((0, *CANVAS_SHAPE), np.float32)
+    index = {i: n for n, i in enumerate(data.table.id.astype(str))}
+    positions = np.array([index[str(i)] for i in ids])
+    size = segments.shape[1]
+    marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
+    return np.stack([standardise(explanation_image(seg, np.nan_to_num(w[: int(seg.max()) + 1])), m, settings)
+                     for w, seg, m in zip(weights, segments, marks)])
+
+
+def load_details(run_dir: str | os.PathLike, method: str) -> pd.DataFrame:
+    """The per-image details a method recorded in a run, one row per (image, entry): for
+    Extremal Perturbation ``network, fold, expression, id, area_target, area_achieved, score``."""
+    rows = []
+    for network, fold, expression, path in class_files(run_dir, method):
+        with np.load(path) as f:
+            names = [k[len("detail_"):] for k in f.files if k.startswith("detail_")]
+            if not names or not len(f["ids"]):
+                continue
+            columns = {k: np.asarray(f[f"detail_{k}"]) for k in names}
+            ids = f["ids"]
+        width = columns[names[0]].shape[1] if columns[names[0]].ndim == 2 else 1
+        frame = pd.DataFrame({k: v.reshape(len(ids), width).ravel() for k, v in columns.items()})
+        frame.insert(0, "id", np.repeat(ids, width))
+        frame.insert(0, "expression", expression)
+        frame.insert(0, "fold", fold)
+        frame.insert(0, "network", network)
+        rows.append(frame)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def load_run_stacks(run_dir: str | os.PathLike, data=None) -> dict[tuple[str, int, str], np.ndarray]:
+    """Every (network, fold, expression) of a run's LIME cache with its per-image explanations.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    data : Dataset, optional
+        The run's dataset, if already loaded.
+
+    Returns
+    -------
+    dict ``(network, fold, expression) -> (N, 275, 224)`` standardised explanations
+    (:func:`load_standardised`); groups without images are left out.
+    """
+    from .data import load_dataset
+
+    data = data or load_dataset(data_dir(run_dir))
+    out = {}
+    for network, fold, expression, _ in class_files(run_dir):
+        stack = load_standardised(run_dir, network, fold, expression, data)
+        if len(stack):
+            out[(network, fold, expression)] = stack
+    return out
+
+
+def write_run_heatmaps(run_dir: str | os.PathLike, counts: pd.DataFrame, method: str = "lime") -> dict:
+    """The heatmaps of a run from its cached explanation sums, with the authors' folder layout.
+
+    ``RUN/heatmaps/heatmaps_by_cv`` holds H_{n,t,c} (Eq. 1), ``heatmaps_by_net``
+    H_{n,c} and ``heatmaps_total`` H_c (Eq. 2, every explanation weighing the same);
+    another method writes ``RUN/heatmaps_<method>``.
+    A group with no explanation (no test image predicted as that class), or whose
+    explanations are all zero, has no heatmap; ``RUN/heatmaps/summary.json`` lists
+    them beside the counts.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    counts : DataFrame
+        The explained (network, fold, expression) groups: ``network, fold, expression, images``.
+    method : str
+        Whose cached explanations to pool.
+
+    Returns
+    -------
+    dict
+        What ``summary.json`` holds: ``networks, folds, explanations, missing``.
+    """
+    import shutil
+
+    # A run folder may come from someone else: nothing is deleted or written outside it, even
+    # through a symbolic link (the layout refuses in one line before anything is touched).
+    out = heatmaps_dir(run_dir, method)
+    by_cv, by_net, total = HEATMAP_GROUPS
+    targets = [heatmap_group_dir(run_dir, group, method) for group in HEATMAP_GROUPS]
+    for target in targets:  # cheap to redo; no stale map may survive
+        if target.is_symlink():
+            target.unlink()  # the link, never what it points to
+        elif target.exists():
+            shutil.rmtree(target)
+    sums: dict[tuple[str, int, str], tuple[np.ndarray, int]] = {}
+    for row in counts.itertuples():
+        with np.load(class_file(run_dir, row.network, row.fold, row.expression, method)) as f:
+            sums[(row.network, int(row.fold), row.expression)] = (f["sum"], int(f["count"]))
+    missing = []
+
+    def emit(folder: str, name: str, parts: list[tuple[np.ndarray, int]]) -> None:
+        parts = [(s, n) for s, n in parts if n]
+        h = pooled_heatmap([s for s, _ in parts], [n for _, n in parts]) if parts else None
+        if h is None or h.max() == 0:
+            missing.append(f"{folder}/{name}")
+            return
+        save_heatmap(out / folder / name, h)
+
+    nets = list(dict.fromkeys(counts.network))
+    exprs = list(dict.fromkeys(counts.expression))
+    for (net, fold, expr), part in sums.items():
+        emit(by_cv, heatmap_filename(expr, net, fold), [part])
+    for net in nets:
+        for expr in exprs:
+            emit(by_net, heatmap_filename(expr, net),
+                 [p for (n, _, e), p in sums.items() if n == net and e == expr])
+    for expr in exprs:
+        emit(total, heatmap_filename(expr), [p for (_, _, e), p in sums.items() if e == expr])
+    summary = {"networks": nets, "folds": sorted({int(f) for f in counts.fold}),
+               "explanations": int(counts.images.sum()), "missing": missing}
+    with atomic_path(heatmaps_summary_file(run_dir, method)) as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def load_run_heatmaps(run_dir: str | os.PathLike, method: str = "lime") -> dict[HeatmapKey, np.ndarray]:
+    """Every heatmap a run wrote for a method.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    method : str, optional
+        LIME's (``RUN/heatmaps``) by default, or another method's (``RUN/heatmaps_<method>``).
+
+    Returns
+    -------
+    dict ``HeatmapKey(network, fold, expression) -> uint8 heatmap``
+        H_{n,t,c} first (``fold`` set), then H_{n,c} (``fold`` None), then H_c (``network`` and
+        ``fold`` None); :func:`fold_heatmaps`, :func:`network_heatmaps` and :func:`total_heatmaps`
+        pick one kind.
+
+    Raises
+    ------
+    FermapError
+        When the folder is missing or holds no heatmap.
+    """
+    base = heatmaps_dir(run_dir, method)
+    if not base.is_dir():
+        raise FermapError(f"{base}: no such folder")
+    by_cv, by_net, total = (heatmap_group_dir(run_dir, group, method) for group in HEATMAP_GROUPS)
+    out: dict[HeatmapKey, np.ndarray] = {}
+    for path in sorted(by_cv.glob("*_heatmap.png")):
+        key = parse_heatmap_filename(path.name)
+        if key is not None and key.fold is not None:
+            out[key] = load_heatmap(path)
+    for path in sorted(by_net.glob("*_heatmap.png")):
+        key = parse_heatmap_filename(path.name)
+        if key is not None and key.network is not None and key.fold is None:
+            out[key] = load_heatmap(path)
+    for path in sorted(total.glob("*_heatmap.png")):
+        out[HeatmapKey(None, None, path.name[: -len("_heatmap.png")])] = load_heatmap(path)
+    if not out:
+        raise FermapError(f"{base}: no heatmaps (run fermap explain first)")
+    return out
+
+
+def fold_heatmaps(maps: dict[HeatmapKey, np.ndarray]) -> dict[tuple[str, int, str], np.ndarray]:
+    """The per-fold heatmaps H_{n,t,c} of :func:`load_run_heatmaps`, keyed ``(network, fold, expression)``
+    as :func:`fermap_utils.metrics.score_table` takes them."""
+    return {(k.network, k.fold, k.expression): h for k, h in maps.items() if k.fold is not None}
+
+
+def network_heatmaps(maps: dict[HeatmapKey, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+    """The by-network heatmaps H_{n,c} of :func:`load_run_heatmaps`, keyed ``(network, expression)``."""
+    return {(k.network, k.expression): h for k, h in maps.items() if k.network is not None and k.fold is None}
+
+
+def total_heatmaps(maps: dict[HeatmapKey, np.ndarray]) -> dict[str, np.ndarray]:
+    """The global heatmaps H_c of :func:`load_run_heatmaps`, keyed by expression."""
+    return {k.expression: h for k, h in maps.items() if k.network is None}

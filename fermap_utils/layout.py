@@ -1,0 +1,183 @@
+"""Every path of a run folder, named once.
+
+::
+
+    RUN/run.json                                    the profile the run was made with
+    RUN/data/                                       the dataset (records.csv, summary.json, images/)
+    RUN/models/<network>/fold<k>/                   one trained (network, fold):
+        model.keras, history.csv, predictions.csv, metrics.json (written last)
+    RUN/explanations/<network>/fold<k>/<Expression>.npz    LIME's cached explanations
+    RUN/explanations_<method>/...                   another explainer's (cam, gradcam, extremal)
+    RUN/heatmaps/heatmaps_by_cv/                    H_{n,t,c} (Eq. 1), the authors' file names
+    RUN/heatmaps/heatmaps_by_net/                   H_{n,c} (Eq. 2)
+    RUN/heatmaps/heatmaps_total/                    H_c (Eq. 2)
+    RUN/heatmaps/summary.json                       counts, and the heatmaps that could not be made
+    RUN/heatmaps_<method>/...                       the same for another explainer
+    RUN/statistics/<name>/                          what the statistics chapter saves for the discussion
+    RUN/jobs/<job>.log, <job>.json                  each executor job's output and timing
+
+A run folder may come from someone else: every path under ``models``, ``explanations*`` and
+``heatmaps*`` is checked to stay inside the run (:func:`fermap_utils._io.inside`), so a name read
+from its files or a symbolic link there never reaches a file outside it. ``data``, ``run.json``,
+``statistics`` and ``jobs`` are plain paths: a dataset may be linked in from elsewhere.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._io import inside
+from .errors import FermapError
+
+PROFILE_FILE = "run.json"
+DATA = "data"
+MODELS = "models"
+STATISTICS = "statistics"
+JOBS = "jobs"
+#: The three heatmap folders of a method, as the authors named them: per fold, per network, per class.
+HEATMAP_GROUPS: tuple[str, str, str] = ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total")
+
+
+def method_folders(method: str = "lime") -> tuple[str, str]:
+    """Where a method's explanations and heatmaps live in a run.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`fermap_utils.attribution.METHODS`.
+
+    Returns
+    -------
+    (str, str)
+        LIME (the paper's): ``explanations`` and ``heatmaps``; another method:
+        ``explanations_<method>`` and ``heatmaps_<method>``.
+
+    Raises
+    ------
+    FermapError
+        For an unknown method.
+
+    Examples
+    --------
+    >>> method_folders("lime"), method_folders("cam")
+    (('explanations', 'heatmaps'), ('explanations_cam', 'heatmaps_cam'))
+    """
+    from .attribution import METHODS
+
+    if method not in METHODS:
+        raise FermapError(f"unknown explanation method {method!r}; one of {', '.join(METHODS)}")
+    return ("explanations", "heatmaps") if method == "lime" else (f"explanations_{method}", f"heatmaps_{method}")
+
+
+def fold_folder(fold: int) -> str:
+    """The folder name of a fold: ``fold<k>``.
+
+    Examples
+    --------
+    >>> fold_folder(3)
+    'fold3'
+    """
+    return f"fold{int(fold)}"
+
+
+def profile_file(run_dir: str | os.PathLike) -> Path:
+    """``RUN/run.json``: the profile the run was made with."""
+    return Path(run_dir) / PROFILE_FILE
+
+
+def data_dir(run_dir: str | os.PathLike) -> Path:
+    """``RUN/data``: the run's dataset."""
+    return Path(run_dir) / DATA
+
+
+def model_dir(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
+    """``RUN/models/<network>/fold<k>``: one trained (network, fold)."""
+    return inside(run_dir, MODELS, network, fold_folder(fold))
+
+
+def model_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
+    """``RUN/models/<network>/fold<k>/model.keras`` (none for a fixed network)."""
+    return model_dir(run_dir, network, fold) / "model.keras"
+
+
+def metrics_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
+    """``RUN/models/<network>/fold<k>/metrics.json``, written last: the fold is complete."""
+    return model_dir(run_dir, network, fold) / "metrics.json"
+
+
+def predictions_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
+    """``RUN/models/<network>/fold<k>/predictions.csv``: the test images' ids, labels and probabilities."""
+    return model_dir(run_dir, network, fold) / "predictions.csv"
+
+
+def history_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
+    """``RUN/models/<network>/fold<k>/history.csv``: accuracy and loss per epoch."""
+    return model_dir(run_dir, network, fold) / "history.csv"
+
+
+def metrics_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Every ``metrics.json`` of a run, sorted: the completed (network, fold)s."""
+    return sorted(Path(run_dir).glob(f"{MODELS}/*/fold*/metrics.json"))
+
+
+def explanations_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
+    """``RUN/explanations`` (LIME) or ``RUN/explanations_<method>``."""
+    return inside(run_dir, method_folders(method)[0])
+
+
+def class_file(run_dir: str | os.PathLike, network: str, fold: int, expression: str, method: str = "lime") -> Path:
+    """``RUN/explanations[_<method>]/<network>/fold<k>/<Expression>.npz``: one class's cached explanations."""
+    return inside(run_dir, method_folders(method)[0], network, fold_folder(fold), f"{expression}.npz")
+
+
+def class_files(run_dir: str | os.PathLike, method: str = "lime") -> list[tuple[str, int, str, Path]]:
+    """Every cached class file of a method in a run, sorted.
+
+    Returns
+    -------
+    list of ``(network, fold, expression, path)``
+    """
+    folder = explanations_dir(run_dir, method)
+    return [(p.parent.parent.name, int(p.parent.name[len("fold"):]), p.stem, p)
+            for p in sorted(folder.glob("*/fold*/*.npz"))]
+
+
+def heatmaps_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
+    """``RUN/heatmaps`` (LIME) or ``RUN/heatmaps_<method>``."""
+    return inside(run_dir, method_folders(method)[1])
+
+
+def heatmap_group_dir(run_dir: str | os.PathLike, group: str = "heatmaps_by_cv", method: str = "lime") -> Path:
+    """One of a method's three heatmap folders (:data:`HEATMAP_GROUPS`).
+
+    ``heatmaps_by_cv`` holds H_{n,t,c}, ``heatmaps_by_net`` H_{n,c}, ``heatmaps_total`` H_c.
+    """
+    if group not in HEATMAP_GROUPS:
+        raise FermapError(f"unknown heatmap folder {group!r}; one of {', '.join(HEATMAP_GROUPS)}")
+    return inside(run_dir, method_folders(method)[1], group)
+
+
+def heatmaps_summary_file(run_dir: str | os.PathLike, method: str = "lime") -> Path:
+    """``RUN/heatmaps[_<method>]/summary.json``: networks, folds, counts and missing heatmaps."""
+    return heatmaps_dir(run_dir, method) / "summary.json"
+
+
+def statistics_dir(run_dir: str | os.PathLike, name: str) -> Path:
+    """``RUN/statistics/<name>``: a result the statistics chapter saves for the discussion."""
+    return Path(run_dir) / STATISTICS / name
+
+
+def jobs_dir(run_dir: str | os.PathLike) -> Path:
+    """``RUN/jobs``: each executor job's log (``<job>.log``) and record (``<job>.json``)."""
+    return Path(run_dir) / JOBS
+
+
+#: What each part of a run folder is (glob patterns), for deciding which chapters must rerun.
+RUN_PARTS: dict[str, list[str]] = {
+    "profile": [PROFILE_FILE],
+    "data": [f"{DATA}/summary.json", f"{DATA}/records.csv"],
+    "models": [f"{MODELS}/*/fold*/metrics.json"],
+    "explanations": ["heatmaps/summary.json", "heatmaps/*/*.png"],  # derived from every explanation
+    "methods": ["heatmaps_*/summary.json", "heatmaps_*/*/*.png"],
+    "statistics": [f"{STATISTICS}/*/*"],
+}

@@ -1,0 +1,156 @@
+"""The run's explain stage (fermap explain): which images, every method through one pipeline, the
+cache, the heatmaps it writes; and the statistics on its explanations."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fermap_utils import explanations as E
+from fermap_utils import statistics as S
+from fermap_utils.lime import LimeSettings
+
+
+def test_choose_images_by_predicted_class():
+    predicted = np.array([0] * 10 + [1] * 2 + [3] * 5)
+    chosen = E.choose_images(predicted, 4, seed=0)
+    assert len(chosen[0]) == 4 and (predicted[chosen[0]] == 0).all()
+    assert len(chosen[1]) == 2 and len(chosen[2]) == 0
+    again = E.choose_images(predicted, 4, seed=0)
+    assert all(np.array_equal(chosen[c], again[c]) for c in chosen)
+
+
+@pytest.fixture(scope="module")
+def explained_run(small_run, tmp_path_factory):
+    """A copy of the small run, with WeiNet (32 px, 1 epoch) and FER2013 on fold 1, explained cheaply."""
+    import shutil
+
+    from fermap_utils import training as T
+    from fermap_utils.profiles import profile, record_profile
+
+    run = tmp_path_factory.mktemp("explained") / "run"
+    shutil.copytree(small_run / "data", run / "data")
+    prof = profile("smoke", {"networks": ["WeiNet", "FER2013"], "input_size": 32, "folds": 1,
+                               "epochs_scale": 0.1, "explain": {"images_per_class": 2, "num_samples": 60,
+                                                                "batch_size": 100, "seed": 0}})
+    record_profile(run, prof)
+    T.train_run(run, prof, progress=False)
+    table = E.explain_run(run, progress=False)
+    return run, prof, table
+
+
+def _stamps(run):
+    return {p.relative_to(run): p.stat().st_mtime_ns for p in sorted((run / "explanations").rglob("*.npz"))}
+
+
+def test_explain_run_writes_heatmaps_the_scorer_reads(explained_run):
+    import json
+
+    from fermap_utils.config import paper
+    from fermap_utils.scoring import score_folder
+
+    run, prof, table = explained_run
+    assert set(table.network) == {"WeiNet", "FER2013"} and (table.images <= 2).all()
+    summary = json.loads((run / "heatmaps" / "summary.json").read_text())
+    assert summary["explanations"] == int(table.images.sum()) > 0
+    written = {p.name for p in (run / "heatmaps" / "heatmaps_by_cv").iterdir()}
+    groups = {f"{r.network}_CV{r.fold}_{r.expression}_heatmap.png": r.images for r in table.itertuples()}
+    missing = {Path(m).name for m in summary["missing"] if m.startswith("heatmaps_by_cv")}
+    assert written | missing == set(groups) and not written & missing  # every group: a heatmap, or listed
+    assert all(name in missing for name, n in groups.items() if n == 0)
+    assert written
+    assert (run / "heatmaps" / "heatmaps_total").is_dir()
+    grid = {f"{n}_CV{k}_{e}_heatmap.png" for n in set(table.network) for k in set(table.fold)
+            for e in paper()["expressions"]}
+    if written < grid:  # scoring what exists must say what it lacks
+        with pytest.warns(RuntimeWarning, match="incomplete heatmap set"):
+            scores = score_folder(run / "heatmaps" / "heatmaps_by_cv", allow_missing=True)
+    else:
+        scores = score_folder(run / "heatmaps" / "heatmaps_by_cv", allow_missing=True)
+    assert {"WeiNet", "FER2013"} <= set(scores.network)
+    shapes = []
+    for path in sorted((run / "explanations").rglob("*.npz")):
+        with np.load(path) as f:
+            assert f["sum"].shape == (275, 224)
+            if len(f["segments"]):  # a class no image was predicted as keeps an empty stack
+                shapes.append(f["segments"].shape[1:])
+    assert shapes and set(shapes) <= {(32, 32), (64, 64)}
+
+
+def test_explain_run_caches_resumes_and_recomputes_what_changed(explained_run):
+    run, prof, _ = explained_run
+    before = _stamps(run)
+    E.explain_run(run, progress=False)
+    assert _stamps(run) == before  # same parameters: nothing recomputed
+    victim = next(iter(before))
+    (run / victim).unlink()  # an interrupted run: one class never written
+    E.explain_run(run, progress=False)
+    after = _stamps(run)
+    assert [k for k in before if after[k] != before[k]] == [victim]
+    from fermap_utils.profiles import apply_overrides
+
+    E.explain_run(run, apply_overrides(prof, {"explain.num_samples": 40}), progress=False)
+    changed = _stamps(run)
+    assert all(changed[k] != after[k] for k in after)  # a LIME setting changed: everything redone
+
+
+def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
+    run, prof, _ = explained_run
+    table = E.explain_run(run, prof, progress=False, method="cam")
+    wei = table[table.network == "WeiNet"]
+    assert (wei.images == 0).all() and "global-average-pooling" in wei.note.iloc[0]  # said, not skipped silently
+    maps = E.load_run_heatmaps(run, "cam")
+    assert {n for n, _ in E.network_heatmaps(maps)} == {"FER2013"}
+    grad = E.explain_run(run, prof, progress=False, method="gradcam")
+    assert (set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"}
+            or set(grad[grad.images > 0].network) == {"FER2013"})
+    with pytest.raises(Exception, match="unknown explanation method"):
+        E.explain_run(run, prof, progress=False, method="shap")
+
+
+def test_explain_run_records_the_achieved_extremal_areas(explained_run):
+    from fermap_utils.profiles import apply_overrides
+
+    run, prof, _ = explained_run
+    prof = apply_overrides(prof, {"explain.extremal_images_per_class": 1, "explain.extremal_steps": 60})
+    table = E.explain_run(run, prof, progress=False, method="extremal")
+    areas = E.load_details(run, "extremal")
+    assert len(areas) == 2 * int(table.images.sum()) > 0  # one row per image and target area
+    assert set(areas.area_target) == {0.1, 0.2} and set(areas.network) <= {"WeiNet", "FER2013"}
+    assert (np.abs(areas.area_achieved - areas.area_target) <= 0.05).all(), areas
+    assert areas.groupby(["network", "fold", "expression", "id"]).size().eq(2).all()
+
+
+def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
+    run, prof, _ = explained_run
+    # LIME: Grad-CAM on the randomised FER2013 network segfaults inside TensorFlow (also before this change)
+    check = S.sanity_check(run, "FER2013", 1, prof, method="lime", per_class=2)
+    table = check.scores
+    assert set(table.model) == {"trained", "random weights"}
+    assert table[["iou", "roc_auc"]].notna().all().all()
+    per_model = table.groupby("model").expression.apply(sorted)
+    assert per_model["trained"] == per_model["random weights"]  # compared on the same expressions
+    # every expression is either compared or reported as dropped, with its reason
+    assert set(table.expression) | set(check.dropped) == set(E.section("paper")["expressions"])
+    assert not set(table.expression) & set(check.dropped) and all(check.dropped.values())
+    # the randomised network explains differently (Adebayo et al.: a faithful explanation depends on the weights)
+    assert list(check.similarity.index) == sorted(set(table.expression), key=list(table.expression).index)
+    assert (check.similarity["rank correlation"] < 0.99).all()
+
+
+def test_per_image_explanations_rebuild_the_cached_heatmap(explained_run):
+    from fermap_utils.heatmaps import heatmap, load_heatmap, to_uint8
+    from fermap_utils.masks import ekman_masks
+
+    run, _, table = explained_run
+    row = table[(table.images >= 2) & (table.network == "FER2013")].iloc[0]
+    stack = E.load_standardised(run, row.network, int(row.fold), row.expression)
+    assert len(stack) == row.images
+    cached = load_heatmap(run / "heatmaps" / "heatmaps_by_cv"
+                          / f"{row.network}_CV{row.fold}_{row.expression}_heatmap.png")
+    assert np.abs(to_uint8(heatmap(stack)).astype(int) - cached.astype(int)).max() <= 1
+    authors = E.load_standardised(run, row.network, int(row.fold), row.expression,
+                                  settings=LimeSettings(explanation_dtype="uint8", warp_interpolation="nearest"))
+    assert authors.shape == stack.shape and np.array_equal(np.unique(authors), np.unique(np.rint(authors)))
+    assert authors.max() == 255 and not np.allclose(to_uint8(heatmap(authors)), to_uint8(heatmap(stack)))
+    ci = S.bootstrap_image_scores(stack, ekman_masks()[row.expression], n=30)
+    assert (ci["low"] <= ci["high"]).all() and list(ci.index) == ["iou", "f1", "precision", "recall", "roc_auc"]
