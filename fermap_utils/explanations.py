@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -480,3 +481,59 @@ def network_heatmaps(maps: dict[HeatmapKey, np.ndarray]) -> dict[tuple[str, str]
 def total_heatmaps(maps: dict[HeatmapKey, np.ndarray]) -> dict[str, np.ndarray]:
     """The global heatmaps H_c of :func:`load_run_heatmaps`, keyed by expression."""
     return {k.expression: h for k, h in maps.items() if k.network is None}
+
+
+class WorkedExample(NamedTuple):
+    """One test face of a trained (network, fold), ready to explain: what the chapters show."""
+
+    network: str
+    fold: int
+    id: str  # the image's id in the run's dataset
+    true: int  # its class
+    label: int  # the class to explain: the network's prediction
+    face: np.ndarray  # (s, s) float32, grey [0, 255], at the network's input size s
+    landmarks: np.ndarray  # (68, 2), in the coordinates of ``face``
+    model: Any  # the trained Keras model
+
+
+def worked_example(run_dir: str | os.PathLike, network: str, fold: int,
+                   expression: str | None = None) -> WorkedExample:
+    """A face to explain by hand with a run's trained (network, fold).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network, fold : str, int
+        A trained (network, fold) of the run.
+    expression : str, optional
+        Without it, the first test image the network classified correctly (else the first test
+        image). With it, the dataset's first image of that expression.
+
+    Returns
+    -------
+    WorkedExample
+        The face at the network's input size with its landmarks, its class, the class to explain
+        (the network's prediction) and the model.
+    """
+    from .data import load_dataset, resize_images, scale_landmarks
+    from .models import load_trained
+    from .training import read_metrics
+
+    data = load_dataset(data_dir(run_dir))
+    size = int(read_metrics(run_dir, metrics_file(run_dir, network, fold))["input_size"])
+    model = load_trained(run_dir, network, fold)
+    ids = data.table.id.astype(str)
+    if expression is None:
+        preds = pd.read_csv(predictions_file(run_dir, network, fold), dtype={"id": str})
+        right = preds[preds.true == preds.pred]
+        row = right.iloc[0] if len(right) else preds.iloc[0]
+        index, true, label = int(np.flatnonzero(ids == row.id)[0]), int(row.true), int(row.pred)
+    else:
+        index = int(np.flatnonzero(data.table.expression == expression)[0])
+        true, label = list(section("paper")["expressions"]).index(expression), None
+    face = resize_images(data.images[[index]], size)[0].astype(np.float32)
+    if label is None:
+        label = int(np.asarray(model.predict_on_batch(face[None, ..., None])).argmax())
+    marks = scale_landmarks(data.landmarks[index], data.images.shape[1], size)
+    return WorkedExample(network, int(fold), str(ids.iloc[index]), true, label, face, marks, model)

@@ -229,6 +229,31 @@ def explain_images(
     return out
 
 
+def explain_one(model, image: np.ndarray, label: int, settings: LimeSettings = LimeSettings(),
+                seed: int = 0) -> Explanation:
+    """LIME on one grey image of a Keras model, the chapters' worked example.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Maps (B, H, W, 1) grey [0, 255] images to class probabilities.
+    image : (H, W) array
+        The image at the model's input size, [0, 255].
+    label : int
+        The class to explain.
+    settings : LimeSettings
+        How to explain (the paper's by default).
+    seed : int
+        The seed of the perturbations.
+
+    Returns
+    -------
+    Explanation
+        As :func:`explain_images` gives it for this image alone.
+    """
+    return explain_images(keras_predictor(model), np.asarray(image)[None], [int(label)], [int(seed)], settings)[0]
+
+
 def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     """A ``predict`` for :func:`explain_images` from a Keras model (inference mode, no per-call overhead)."""
     def predict(x: np.ndarray) -> np.ndarray:
