@@ -103,3 +103,51 @@ def test_wrong_size_mask_folder(tmp_path):
         write_gray(masks / f"{e}_gt.png", np.full((100, 100), 255, np.uint8))
     r = run("score", "--heatmaps", str(tmp_path / "h"), "--masks", str(masks), "--out", str(tmp_path / "o.csv"))
     assert r.returncode == 2 and "Anger_gt.png: wrong size 100x100" in r.stderr
+
+
+def test_data_show_reports_the_counts_of_a_built_dataset(small_run, capsys):
+    assert main(["data", "show", str(small_run / "data")]) == 0
+    out = capsys.readouterr().out
+    table = pd.read_csv(small_run / "data" / "records.csv", dtype={"subject": str})
+    assert f"{table.subject.nunique()} subjects" in out
+    total = [line for line in out.splitlines() if line.strip().startswith("total")][-1]
+    assert int(total.split()[-1]) == len(table)  # the crosstab's grand total is every image
+
+
+def test_models_summary_prints_each_network_and_the_table_1_count(monkeypatch, capsys):
+    import fermap_utils.models as M
+
+    table = pd.DataFrame({"network": ["SilNet", "FER2013"], "params": [1234567, 89], "paper_params": [1.2e6, np.nan],
+                          "ratio": [1.0288, np.nan], "within_10pct": [True, False]})
+    monkeypatch.setattr(M, "summary", lambda check_weights=False: table)
+    assert main(["models", "summary"]) == 0
+    out = capsys.readouterr().out
+    assert "1,234,567" in out and "1,200,000" in out and "1.029" in out
+    assert out.strip().splitlines()[-1] == "1 of 1 paper networks within 10 % of Table 1's parameter count"
+
+
+def test_refactor_equality_finds_a_changed_result(tmp_path):
+    """benchmarks/refactor_equality.py: equal runs pass whatever their timings; a changed table, array or
+    missing file is named."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("refactor_equality", project_root() / "benchmarks"
+                                                  / "refactor_equality.py")
+    eq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eq)
+    for name, seconds in (("a", 1.5), ("b", 9.0)):
+        run = tmp_path / name
+        (run / "models" / "X" / "fold1").mkdir(parents=True)
+        (run / "models" / "X" / "fold1" / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "seconds": seconds}))
+        (run / "table.csv").write_text("a,b\n1,2\n")
+        np.savez(run / "e.npz", key="k", sum=np.arange(4.0))
+        (run / "jobs").mkdir()
+        (run / "jobs" / "train.json").write_text(json.dumps({"seconds": seconds}))
+    assert eq.compare(tmp_path / "a", tmp_path / "b") == ([], 3)  # timings differ, results do not
+    (tmp_path / "b" / "table.csv").write_text("a,b\n1,3\n")
+    np.savez(tmp_path / "b" / "e.npz", key="k", sum=np.arange(4.0) + 1e-9)
+    (tmp_path / "b" / "extra.png").write_bytes(b"")
+    problems, _ = eq.compare(tmp_path / "a", tmp_path / "b")
+    assert problems == [f"only in {tmp_path / 'b'}: extra.png", "differs: e.npz", "differs: table.csv"]
+    assert eq.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1

@@ -1,12 +1,15 @@
 """The run's explain stage (fermap explain): which images, every method through one pipeline, the
 cache, the heatmaps it writes; and the statistics on its explanations."""
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fermap_utils import explanations as E
+from fermap_utils import layout
 from fermap_utils import statistics as S
+from fermap_utils.heatmaps import heatmap_filename
 from fermap_utils.lime import LimeSettings
 
 
@@ -154,3 +157,57 @@ def test_per_image_explanations_rebuild_the_cached_heatmap(explained_run):
     assert authors.max() == 255 and not np.allclose(to_uint8(heatmap(authors)), to_uint8(heatmap(stack)))
     ci = S.bootstrap_image_scores(stack, ekman_masks()[row.expression], n=30)
     assert (ci["low"] <= ci["high"]).all() and list(ci.index) == ["iou", "f1", "precision", "recall", "roc_auc"]
+
+
+def test_run_heatmaps_come_back_under_structured_keys(explained_run):
+    run, _, table = explained_run
+    maps = E.load_run_heatmaps(run)
+    by_fold, by_net, total = E.fold_heatmaps(maps), E.network_heatmaps(maps), E.total_heatmaps(maps)
+    assert len(by_fold) + len(by_net) + len(total) == len(maps)  # each heatmap in exactly one kind
+    written = {p.name for p in layout.heatmap_group_dir(run, "heatmaps_by_cv").glob("*.png")}
+    assert {heatmap_filename(e, n, f) for n, f, e in by_fold} == written
+    assert all(isinstance(f, int) for _, f, _ in by_fold) and {n for n, _ in by_net} <= set(table.network)
+    key = next(k for k in maps if k.fold is not None)
+    assert np.array_equal(maps[key], by_fold[(key.network, key.fold, key.expression)])
+    assert set(total) <= set(E.section("paper")["expressions"])
+
+
+def test_worked_example_is_a_test_face_and_its_prediction(explained_run):
+    import pandas as pd
+
+    from fermap_utils.lime import explain_images, explain_one, keras_predictor
+
+    run, prof, _ = explained_run
+    example = E.worked_example(run, "FER2013", 1)
+    preds = pd.read_csv(layout.predictions_file(run, "FER2013", 1), dtype={"id": str})
+    row = preds[preds.id == example.id].iloc[0]
+    assert (example.true, example.label) == (row.true, row.pred)
+    assert example.true == example.label or not (preds.true == preds.pred).any()  # a face it got right
+    assert example.face.shape == (64, 64) and example.landmarks.shape == (68, 2)
+    assert int(np.asarray(example.model.predict_on_batch(example.face[None, ..., None])).argmax()) == example.label
+    surprise = E.worked_example(run, "FER2013", 1, expression="Surprise")
+    assert surprise.true == list(E.section("paper")["expressions"]).index("Surprise")
+    settings = LimeSettings(num_samples=30)
+    one = explain_one(example.model, example.face, example.label, settings, seed=4)
+    again = explain_images(keras_predictor(example.model), example.face[None], [example.label], [4], settings)[0]
+    assert np.array_equal(one.weights, again.weights) and one.label == example.label
+
+
+def test_cli_train_and_explain_finish_a_run_without_redoing_it(explained_run, capsys):
+    from fermap_utils.cli import main
+
+    run, prof, _ = explained_run
+    assert main(["explain", "--run", str(run)]) == 0  # the run's own settings, whatever a test before changed
+    capsys.readouterr()
+    before = _stamps(run)
+    args = ["--run", str(run), "-p", "networks", "[WeiNet, FER2013]", "-p", "input_size", "32", "-p", "folds", "1",
+            "-p", "epochs_scale", "0.1", "-p", "explain", "{images_per_class: 2, num_samples: 60, batch_size: 100, "
+            "seed: 0}"]
+    assert main(["train", "--profile", "smoke", *args]) == 0
+    out = capsys.readouterr().out
+    assert "WeiNet" in out and "FER2013" in out and "SYNTHETIC" in out
+    assert main(["explain", "--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(layout.heatmaps_summary_file(run).read_text())
+    assert f"{summary['explanations']} explanations (lime)" in out
+    assert _stamps(run) == before  # everything was already done: nothing retrained or re-explained

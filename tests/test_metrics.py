@@ -429,3 +429,38 @@ def test_paired_comparisons_pair_the_shared_cells():
     assert table.loc["b", "p_value"] == pytest.approx(np.mean(flips))
     assert table.loc["c", "n"] == 3 and table.loc["c", "mean_difference"] == pytest.approx(0.1)
     assert "a" not in table.index
+
+
+def test_compare_tables_matches_cells_at_the_papers_decimals():
+    from fermap_utils.metrics import compare_tables
+
+    paper = pd.DataFrame({"network": ["A", "A", "B"], "expression": ["Fear", "Average", "Fear"],
+                          "iou": [0.1234, 0.2, 0.5], "f1": [0.3, 0.4, 0.6]})
+    ours = pd.DataFrame({"network": ["A", "A"], "expression": ["Fear", "Average"],
+                         "iou": [0.12344, 0.2001], "f1": [0.29996, 0.4], "precision": [1.0, 1.0]})
+    out = compare_tables(ours, paper).set_index(["network", "expression", "metric"])
+    assert len(out) == 6 and set(out.index.get_level_values("metric")) == {"iou", "f1"}  # the paper's metrics only
+    assert out.loc[("A", "Fear", "iou"), "equal"] and out.loc[("A", "Fear", "f1"), "equal"]  # equal once rounded
+    assert not out.loc[("A", "Average", "iou"), "equal"]  # 0.2001 is not 0.2000 at 4 decimals
+    assert np.isnan(out.loc[("B", "Fear", "iou"), "ours"]) and not out.loc[("B", "Fear", "iou"), "equal"]
+
+
+def test_chance_baselines_on_known_masks():
+    from fermap_utils.metrics import chance_baselines
+
+    half = np.zeros((60, 80), bool)
+    half[:, :40] = True
+    centre = np.zeros((60, 80), bool)
+    centre[20:40, 30:50] = True
+    table = chance_baselines({"half": half, "centre": centre}, n=5, seed=1, sigma=8.0)
+    assert list(table.index) == ["half", "centre"]
+    assert table.loc["half", "mask area"] == 0.5 and table.loc["centre", "mask area"] == 400 / 4800
+    # the other mask as the heatmap: |half ∩ centre| / |half ∪ centre| = 200 / 2600
+    assert table.loc["half", "other masks"] == pytest.approx(200 / 2600)
+    assert table.loc["centre", "other masks"] == pytest.approx(200 / 2600)
+    # white noise kept by Otsu is about half the canvas: IoU with the half mask near 1/3
+    assert 0.25 < table.loc["half", "uniform"] < 0.42
+    # a centred Gaussian finds the centred square far better than noise does
+    assert table.loc["centre", "centre"] > 2 * table.loc["centre", "uniform"]
+    masks = {"half": half, "centre": centre}
+    assert chance_baselines(masks, n=3, seed=1).equals(chance_baselines(masks, n=3, seed=1))  # seeded

@@ -1,0 +1,117 @@
+"""Does a change of fermap's code change a result? Compare two run folders of the same profile and seed.
+
+Run the same profile before and after the change, each into its own folder and with its own fresh
+cache (the cache holds the synthetic dataset and ported weights, which must be rebuilt by the code
+under test), then compare:
+
+.. code-block:: bash
+
+    git archive BEFORE | tar -x -C /tmp/before_src     # the code before the change, apart
+    FERMAP_CACHE=$(mktemp -d) PYTHONPATH=/tmp/before_src .venv/bin/fermap run --profile smoke --run /tmp/before
+    FERMAP_CACHE=$(mktemp -d) .venv/bin/fermap run --profile smoke --run /tmp/after
+    .venv/bin/python benchmarks/refactor_equality.py /tmp/before /tmp/after
+
+What must be equal:
+
+- every table (``*.csv``) and every image (``*.png``: heatmaps, masks, the dataset's crops), byte for byte;
+- every ``*.npz`` (cached explanations, planted maps) and ``*.npy``, array by array;
+- every trained model (``model.keras``), weight by weight;
+- every other JSON file (``metrics.json``, ``summary.json``, ``run.json``), key by key, except the
+  wall-clock fields (``seconds``, timings) and the executor's job records (``jobs/``), which time a run.
+
+The last line is the share of compared files that are equal, ``equal_files=N/M``; the lines before it
+name each difference.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+#: Fields that record how long something took or where it ran, not what it computed.
+CLOCK_FIELDS = {"seconds", "cpu_seconds", "started", "finished", "worker", "pid", "threads", "starts"}
+#: Folders that time a run rather than hold its results.
+SKIPPED = ("jobs",)
+
+
+def _files(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] not in SKIPPED and not p.name.startswith(".")}
+
+
+def _arrays_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+
+
+def _npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _keras_weights(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a ``.keras`` file's weights (an HDF5 file inside the zip)."""
+    import h5py
+
+    with zipfile.ZipFile(path) as z:
+        blob = z.read("model.weights.h5")
+    out = {}
+    with h5py.File(io.BytesIO(blob), "r") as h5:
+        h5.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _without_clock(value):
+    if isinstance(value, dict):
+        return {k: _without_clock(v) for k, v in value.items() if k not in CLOCK_FIELDS}
+    if isinstance(value, list):
+        return [_without_clock(v) for v in value]
+    return value
+
+
+def same(a: Path, b: Path) -> bool:
+    """Whether two files of the same relative path hold the same result."""
+    if a.suffix == ".npz":
+        return _arrays_equal(_npz(a), _npz(b))
+    if a.suffix == ".npy":
+        return _arrays_equal({"": np.load(a)}, {"": np.load(b)})
+    if a.suffix == ".keras":
+        return _arrays_equal(_keras_weights(a), _keras_weights(b))
+    if a.suffix == ".json":
+        return _without_clock(json.loads(a.read_text())) == _without_clock(json.loads(b.read_text()))
+    return a.read_bytes() == b.read_bytes()
+
+
+def compare(before: Path, after: Path) -> tuple[list[str], int]:
+    """The differences between two run folders (missing files included) and how many files were compared."""
+    left, right = _files(before), _files(after)
+    problems = [f"only in {before}: {k}" for k in sorted(left.keys() - right.keys())]
+    problems += [f"only in {after}: {k}" for k in sorted(right.keys() - left.keys())]
+    common = sorted(left.keys() & right.keys())
+    problems += [f"differs: {k}" for k in common if not same(left[k], right[k])]
+    return problems, len(common)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    args = parser.parse_args(argv)
+    problems, compared = compare(args.before, args.after)
+    kinds: dict[str, int] = {}
+    for k in _files(args.before):
+        kinds[Path(k).suffix or "(none)"] = kinds.get(Path(k).suffix or "(none)", 0) + 1
+    print("compared by kind:", ", ".join(f"{s} {n}" for s, n in sorted(kinds.items())))
+    for line in problems:
+        print(line)
+    differing = sum(p.startswith("differs") for p in problems)
+    print(f"equal_files={compared - differing}/{compared + len(problems) - differing}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

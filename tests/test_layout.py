@@ -1,0 +1,46 @@
+"""The run folder's layout: every path named once, and none leading out of the run."""
+import pytest
+
+from fermap_utils import layout
+from fermap_utils.errors import FermapError
+
+
+def test_paths_of_a_run(tmp_path):
+    run = tmp_path / "run"
+    assert layout.model_dir(run, "VGG16", 3) == run / "models" / "VGG16" / "fold3"
+    assert layout.metrics_file(run, "VGG16", 3) == run / "models" / "VGG16" / "fold3" / "metrics.json"
+    assert layout.predictions_file(run, "VGG16", 3).name == "predictions.csv"
+    assert layout.model_file(run, "VGG16", 3).name == "model.keras"
+    assert layout.class_file(run, "VGG16", 3, "Fear") == run / "explanations" / "VGG16" / "fold3" / "Fear.npz"
+    cam = layout.class_file(run, "VGG16", 3, "Fear", "cam")
+    assert cam == run / "explanations_cam" / "VGG16" / "fold3" / "Fear.npz"
+    assert layout.heatmap_group_dir(run, "heatmaps_by_net", "gradcam") == run / "heatmaps_gradcam" / "heatmaps_by_net"
+    assert layout.heatmaps_summary_file(run) == run / "heatmaps" / "summary.json"
+    assert (layout.profile_file(run), layout.data_dir(run), layout.jobs_dir(run)) == \
+        (run / "run.json", run / "data", run / "jobs")
+    assert layout.statistics_dir(run, "sanity_check") == run / "statistics" / "sanity_check"
+
+
+def test_unknown_names_and_paths_out_of_the_run_are_refused(tmp_path):
+    with pytest.raises(FermapError, match="unknown explanation method 'shap'"):
+        layout.heatmaps_dir(tmp_path, "shap")
+    with pytest.raises(FermapError, match="unknown heatmap folder"):
+        layout.heatmap_group_dir(tmp_path, "heatmaps_by_subject")
+    with pytest.raises(FermapError, match="leads out of"):
+        layout.model_dir(tmp_path, "../../elsewhere", 1)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "explanations").symlink_to(tmp_path / "outside")
+    with pytest.raises(FermapError, match="leads out of"):
+        layout.class_file(tmp_path / "run", "VGG16", 1, "Fear")
+
+
+def test_class_files_are_read_back_with_their_keys(tmp_path):
+    for net, fold, expr in [("B", 2, "Fear"), ("A", 10, "Anger"), ("A", 1, "Anger")]:
+        path = layout.class_file(tmp_path, net, fold, expr)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    (tmp_path / "explanations" / "A" / "fold1" / "notes.txt").write_text("not a class file")
+    got = [(n, f, e) for n, f, e, _ in layout.class_files(tmp_path)]
+    assert got == [("A", 1, "Anger"), ("A", 10, "Anger"), ("B", 2, "Fear")]
+    assert layout.class_files(tmp_path, "cam") == []
