@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 from .errors import FermapError
+from .layout import PROFILE_FILE, profile_file
 
 SUFFIX = ".tar.gz"
 # Leftovers of an interrupted write (``_io.atomic_path``'s ``.name.*`` files), notebook
@@ -45,7 +46,7 @@ def pack_run(run_dir: str | os.PathLike, archive: str | os.PathLike | None = Non
     from ._io import atomic_path
 
     run_dir = Path(run_dir)
-    if not (run_dir / "run.json").is_file():
+    if not profile_file(run_dir).is_file():
         raise FermapError(f"{run_dir}: not a fermap run folder (no run.json); nothing to pack")
     archive = Path(archive) if archive else run_dir.with_name(run_dir.name + SUFFIX)
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def archive_profile(archive: str | os.PathLike) -> dict:
         raise FermapError(f"{archive}: no such run archive")
     try:
         with tarfile.open(archive, "r:*") as tar:
-            member = tar.extractfile("run.json")
+            member = tar.extractfile(PROFILE_FILE)
             return json.loads(member.read()) if member else {}
     except KeyError:
         raise FermapError(f"{archive}: not a fermap run archive (no run.json at its top)") from None
@@ -101,14 +102,14 @@ def unpack_run(archive: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
     archive, run_dir = Path(archive), Path(run_dir)
     if not archive.is_file():
         raise FermapError(f"{archive}: no such run archive")
-    if (run_dir / "run.json").is_file():
+    if profile_file(run_dir).is_file():
         raise FermapError(f"{run_dir} already holds a run; unpack into another folder or remove it first")
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=run_dir))
     try:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(staging, filter="data")
-        if not (staging / "run.json").is_file():
+        if not profile_file(staging).is_file():
             raise FermapError(f"{archive}: not a fermap run archive (no run.json at its top)")
         for item in staging.iterdir():
             item.rename(run_dir / item.name)

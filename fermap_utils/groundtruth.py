@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .layout import data_dir
 from .metrics import binary_scores, ncc, score_heatmap, threshold_free_scores
 
 _BINARY = ("iou", "f1", "precision", "recall")
@@ -89,7 +90,7 @@ def grade_run(run_dir: str | os.PathLike, methods: list[str], masks: dict[str, n
     from .errors import FermapError
     from .synthetic import load_planted_maps, planted_regions
 
-    planted = load_planted_maps(Path(run_dir) / "data")
+    planted = load_planted_maps(data_dir(run_dir))
     regions = planted_regions(planted)
     frames, missing = [], {}
     for method in methods:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import cache_dir, section
+from .config import cache_dir, expressions, section
+from .layout import data_dir
 
 # bytes per image written for the dataset's preprocessed crop (PNG of 128x128 grey, measured on the
 # synthetic set: about 12 kB), per stored heatmap PNG (275x224, at most), per LIME cache entry
@@ -43,7 +44,7 @@ def dataset_counts(prof: dict, run_dir: str | os.PathLike | None = None) -> tupl
     configuration's ``plan.images`` for the profile's kind of data; with where the counts came from."""
     from .profiles import profile_folds
 
-    records = Path(run_dir) / "data" / "records.csv" if run_dir else None
+    records = data_dir(run_dir) / "records.csv" if run_dir else None
     if records and records.is_file():
         table = pd.read_csv(records, usecols=["fold"])
         counts = table.fold.value_counts().sort_index()
@@ -96,7 +97,7 @@ def calibrate(name: str, size: int, batch: int = 8, threads: int | None = None, 
         opt, lr = optimizer_for(name, {}, False)
         built.model.compile(optimizer={"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[opt](lr),
                             loss="sparse_categorical_crossentropy")
-        y = rng.integers(0, 6, batch)
+        y = rng.integers(0, len(expressions()), batch)
         built.model.train_on_batch(x[:batch], y)  # the first step traces the graph: not timed
         t = time.perf_counter()
         for _ in range(steps):
@@ -186,11 +187,12 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
             rows.append({"stage": "train", "network": name, "fold": f.fold, "jobs": 1,
                          "images": f.train if trainable else 0,
                          "forward_passes": train_passes + f.test, "seconds": seconds})
-            explained = min(per_class, f.test // 6) * 6  # about: per class at most what was predicted as it
+            k = len(expressions())
+            explained = min(per_class, f.test // k) * k  # about: per class at most what was predicted as it
             for method in methods:
                 if applicable(method, name):
                     continue
-                n = min(int(options.get("extremal_images_per_class", per_class)), f.test // 6) * 6 \
+                n = min(int(options.get("extremal_images_per_class", per_class)), f.test // k) * k \
                     if method == "extremal" else explained
                 passes = {"lime": n * lime.num_samples, "cam": n, "gradcam": n, "extremal": n * extremal_passes}[method]
                 seconds = None
@@ -203,11 +205,12 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
     n_models = sum(1 for n in profile_networks(prof) if not spec(n).get("fixed")) * len(folds)
     params = {c["network"]: c["params"] for c in nets}
     total_images = int(folds.test.iloc[0] + folds.train.iloc[0])
+    n_classes = len(expressions())  # one class file and heatmap per expression
     disk = {
         "data": total_images * CROP_BYTES,
         "models": int(sum(4 * params[n] for n in profile_networks(prof) if not spec(n).get("fixed")) * len(folds)),
-        "explanations": int(sum(len(jobs[jobs.stage == m]) * 6 * CLASS_FILE_BYTES for m in methods)),
-        "heatmaps": int(len(methods) * (len(jobs[jobs.stage == "lime"]) + len(nets) + 1) * 6 * HEATMAP_BYTES),
+        "explanations": int(sum(len(jobs[jobs.stage == m]) * n_classes * CLASS_FILE_BYTES for m in methods)),
+        "heatmaps": int(len(methods) * (len(jobs[jobs.stage == "lime"]) + len(nets) + 1) * n_classes * HEATMAP_BYTES),
     }
     timing = {}
     if calibrate_speed:
