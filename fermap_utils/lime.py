@@ -62,6 +62,20 @@ def segment(image: np.ndarray, n_segments: int = 30, compactness: float = 20.0) 
 
     The image is scaled to [0, 1] and repeated to three channels, as ``lime``
     does with a grey image (so SLIC works in Lab, as it did for the authors).
+
+    Parameters
+    ----------
+    image : (H, W) array
+        A grey image, [0, 255].
+    n_segments : int
+        SLIC's target number of superpixels.
+    compactness : float
+        SLIC's balance of colour and space.
+
+    Returns
+    -------
+    (H, W) int array
+        Each pixel's superpixel, 0..K-1.
     """
     from skimage.color import gray2rgb
     from skimage.segmentation import slic
@@ -71,19 +85,75 @@ def segment(image: np.ndarray, n_segments: int = 30, compactness: float = 20.0) 
 
 
 def perturbation_matrix(num_samples: int, n_features: int, rng: np.random.Generator) -> np.ndarray:
-    """Which superpixels each sample keeps (1) or hides (0); the first sample keeps all."""
+    """Which superpixels each sample keeps (1) or hides (0); the first sample keeps all.
+
+    Parameters
+    ----------
+    num_samples : int
+        Rows: perturbed samples.
+    n_features : int
+        Columns: superpixels.
+    rng : numpy.random.Generator
+        The draw's stream.
+
+    Returns
+    -------
+    (num_samples, n_features) int64 array of 0 and 1
+
+    Examples
+    --------
+    >>> perturbation_matrix(3, 4, np.random.default_rng(0))[0].tolist()
+    [1, 1, 1, 1]
+    """
     rows = rng.integers(0, 2, size=(num_samples, n_features), dtype=np.int64)
     rows[0] = 1
     return rows
 
 
 def perturb(image: np.ndarray, segments: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """All perturbed images at once: (S, H, W), hidden superpixels set to black (0)."""
+    """All perturbed images at once, hidden superpixels set to black (0).
+
+    Parameters
+    ----------
+    image : (H, W) array
+        The grey image.
+    segments : (H, W) int array
+        Its superpixels (:func:`segment`).
+    rows : (S, K) array of 0 and 1
+        Which superpixels each sample keeps (:func:`perturbation_matrix`).
+
+    Returns
+    -------
+    (S, H, W) float32 array
+
+    Examples
+    --------
+    >>> perturb(np.full((1, 2), 9.0), np.array([[0, 1]]), np.array([[1, 0]])).tolist()
+    [[[9.0, 0.0]]]
+    """
     return np.asarray(image, dtype=np.float32)[None] * rows[:, segments].astype(np.float32)
 
 
 def kernel_weights(rows: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
-    """LIME's sample weights: sqrt(exp(-d^2 / w^2)), d the cosine distance to the all-ones row."""
+    """LIME's sample weights: sqrt(exp(-d^2 / w^2)), d the cosine distance to the all-ones row.
+
+    Parameters
+    ----------
+    rows : (S, K) array of 0 and 1
+        The perturbation matrix.
+    kernel_width : float
+        w, the kernel's width.
+
+    Returns
+    -------
+    (S,) float64 array
+        1 for the unperturbed sample, smaller the more superpixels a sample hides.
+
+    Examples
+    --------
+    >>> kernel_weights(np.array([[1, 1], [0, 0]])).round(4).tolist()
+    [1.0, 0.0003]
+    """
     rows = np.asarray(rows, dtype=np.float64)
     norms = np.linalg.norm(rows, axis=1) * np.sqrt(rows.shape[1])
     cosine = np.divide(rows.sum(axis=1), norms, out=np.zeros(len(rows)), where=norms > 0)
@@ -92,7 +162,24 @@ def kernel_weights(rows: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
 
 
 def ridge_weights(rows: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """Coefficients of a weighted ridge regression with an intercept (as sklearn's ``Ridge``)."""
+    """Coefficients of a weighted ridge regression with an intercept (as sklearn's ``Ridge``).
+
+    Parameters
+    ----------
+    rows : (S, K) array
+        The regressors: the perturbation matrix.
+    targets : (S,) array
+        The model's probability of the explained class on each sample.
+    sample_weight : (S,) array
+        Each sample's weight (:func:`kernel_weights`).
+    alpha : float
+        The ridge penalty.
+
+    Returns
+    -------
+    (K,) float64 array
+        One coefficient per superpixel (the intercept is not returned).
+    """
     x = np.asarray(rows, dtype=np.float64)
     y = np.asarray(targets, dtype=np.float64)
     w = np.asarray(sample_weight, dtype=np.float64)
@@ -104,7 +191,24 @@ def ridge_weights(rows: np.ndarray, targets: np.ndarray, sample_weight: np.ndarr
 
 
 def explanation_image(segments: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Each superpixel filled with its weight, negative weights set to 0."""
+    """Each superpixel filled with its weight, negative weights set to 0.
+
+    Parameters
+    ----------
+    segments : (H, W) int array
+        The superpixels.
+    weights : (K,) array
+        One weight per superpixel.
+
+    Returns
+    -------
+    (H, W) float32 array
+
+    Examples
+    --------
+    >>> explanation_image(np.array([[0, 1, 1]]), np.array([-0.5, 2.0])).tolist()
+    [[0.0, 2.0, 2.0]]
+    """
     return np.maximum(np.asarray(weights, dtype=np.float32), 0)[segments]
 
 
@@ -134,8 +238,21 @@ def as_stored(picture: np.ndarray, dtype: str = "float") -> np.ndarray:
 
 
 def standardise(picture: np.ndarray, landmarks: np.ndarray, settings: LimeSettings = LimeSettings()) -> np.ndarray:
-    """One explanation warped to the 275x224 standard face with its image's 68 landmarks, stored
-    and interpolated as ``settings`` say (:func:`as_stored`, ``warp_interpolation``); float32."""
+    """One explanation warped to the 275x224 standard face with its image's 68 landmarks.
+
+    Parameters
+    ----------
+    picture : (H, W) array
+        A non-negative explanation image.
+    landmarks : (68, 2) array
+        Its image's landmarks, in the picture's coordinates.
+    settings : LimeSettings
+        How the picture is stored (:func:`as_stored`) and interpolated (``warp_interpolation``).
+
+    Returns
+    -------
+    (275, 224) float32 array
+    """
     from .warping import apply_map, standardisation_map
 
     stored = as_stored(picture, settings.explanation_dtype)
@@ -205,6 +322,11 @@ def explain_images(
         Perturbation matrices to use instead of drawing them (to compare with ``lime``).
     progress : callable, optional
         Called with the number of images finished, as they finish.
+
+    Returns
+    -------
+    list of Explanation
+        One per image, in order.
     """
     images = np.asarray(images)
     segments = [segment(im, settings.n_segments, settings.compactness) for im in images]
@@ -255,7 +377,18 @@ def explain_one(model, image: np.ndarray, label: int, settings: LimeSettings = L
 
 
 def keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
-    """A ``predict`` for :func:`explain_images` from a Keras model (inference mode, no per-call overhead)."""
+    """A ``predict`` for :func:`explain_images` from a Keras model (inference mode, no per-call overhead).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A classifier of (B, H, W, 1) grey images.
+
+    Returns
+    -------
+    callable
+        (B, H, W, 1) float32 -> (B, C) numpy array of class probabilities.
+    """
     def predict(x: np.ndarray) -> np.ndarray:
         # an eager call: no graph to trace for each model a job loads (seconds for a deep network),
         # and a batch of perturbed images is large enough that the per-op overhead is negligible
