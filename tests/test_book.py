@@ -24,6 +24,8 @@ from fermap_utils import book as B
 from fermap_utils import plots
 from fermap_utils import run as R
 from fermap_utils.config import section
+from fermap_utils.layout import RUN_PARTS
+from fermap_utils.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTED = section("book")["executed"]
@@ -38,7 +40,7 @@ def smoke_book(tmp_path_factory):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, site / name)
     shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("chapters", "_build", "mathjax"))
-    prof = R.load_profile("smoke")
+    prof = load_profile("smoke")
     first = R.run_book(prof, site / "run", progress=False, out_dir=site / EXECUTED)
     again = R.run_book(prof, site / "run", progress=False, out_dir=site / EXECUTED)
     html = B.build_book(root=site)
@@ -79,7 +81,7 @@ def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, tmp_pa
     """Executed chapters of one profile never pass for another's (the stamps key holds the parameters)."""
     mine = _own_copy(smoke_book[0], tmp_path)
     chapters = ["06_masks", "09_authors_heatmaps"]
-    prof = R.load_profile("smoke")
+    prof = load_profile("smoke")
     R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)  # this copy's own run folder
     same = R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
     assert (same.status == "unchanged").all()
@@ -95,9 +97,9 @@ def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, tmp_pa
 
 def test_chapter_reruns_only_when_its_inputs_change(smoke_book, tmp_path):
     run_dir = _own_copy(smoke_book[0], tmp_path, parts=("run",)) / "run"
-    before = {p: R.run_fingerprint(run_dir, [p]) for p in R.RUN_PARTS}
+    before = {p: R.run_fingerprint(run_dir, [p]) for p in RUN_PARTS}
     (run_dir / "heatmaps" / "summary.json").write_text("{}")  # as if the explanations had changed
-    after = {p: R.run_fingerprint(run_dir, [p]) for p in R.RUN_PARTS}
+    after = {p: R.run_fingerprint(run_dir, [p]) for p in RUN_PARTS}
     assert [p for p in before if before[p] != after[p]] == ["explanations"]
 
 
@@ -215,7 +217,7 @@ def test_mathjax_renders_an_equation_offline(tmp_path):
 
 def test_chapters_get_paths_relative_to_their_folder(tmp_path):
     notebooks = ROOT / "notebooks"
-    params = R.relative_paths(R.chapter_parameters(R.load_profile("smoke"), ROOT / "runs" / "smoke"), notebooks)
+    params = R.relative_paths(R.chapter_parameters(load_profile("smoke"), ROOT / "runs" / "smoke"), notebooks)
     assert params["run_dir"] == "../runs/smoke" and params["profile"] == "smoke" and params["live_widgets"] is False
     assert not Path(params["reference"]).is_absolute()
     far = R.relative_paths({"run_dir": str(tmp_path / "run"), "n": 3}, notebooks)
