@@ -19,8 +19,14 @@ What must be equal:
 - every other JSON file (``metrics.json``, ``summary.json``, ``run.json``), key by key, except the
   wall-clock fields (``seconds``, timings) and the executor's job records (``jobs/``), which time a run.
 
-The last line is the share of compared files that are equal, ``equal_files=N/M``; the lines before it
-name each difference.
+Provenance is compared apart, since it names where a run's inputs were, not what it computed: the
+dataset's ``source`` column (the generated images' paths, inside ``$FERMAP_CACHE``), and the
+fingerprints built from it (``metrics.json``'s ``settings``, a cached explanation's ``key``). Two runs
+with different caches differ there and nowhere else; a difference in provenance alone is reported and
+does not fail the comparison.
+
+The last line is the share of compared files whose results are equal, ``equal_files=N/M``; the lines
+before it name each difference.
 """
 from __future__ import annotations
 
@@ -37,6 +43,8 @@ import numpy as np
 CLOCK_FIELDS = {"seconds", "cpu_seconds", "started", "finished", "worker", "pid", "threads", "starts"}
 #: Folders that time a run rather than hold its results.
 SKIPPED = ("jobs",)
+#: Where a run's inputs were, not what it computed: JSON keys, npz arrays and CSV columns.
+PROVENANCE = {"settings", "key", "source"}
 
 
 def _files(root: Path) -> dict[str, Path]:
@@ -44,8 +52,9 @@ def _files(root: Path) -> dict[str, Path]:
             if p.is_file() and p.relative_to(root).parts[0] not in SKIPPED and not p.name.startswith(".")}
 
 
-def _arrays_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+def _arrays_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray], skip: set[str] = frozenset()) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f")
+                                        for k in a if k not in skip)
 
 
 def _npz(path: Path) -> dict[str, np.ndarray]:
@@ -65,34 +74,51 @@ def _keras_weights(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _without_clock(value):
+def _without(value, fields: set[str]):
     if isinstance(value, dict):
-        return {k: _without_clock(v) for k, v in value.items() if k not in CLOCK_FIELDS}
+        return {k: _without(v, fields) for k, v in value.items() if k not in fields}
     if isinstance(value, list):
-        return [_without_clock(v) for v in value]
+        return [_without(v, fields) for v in value]
     return value
 
 
-def same(a: Path, b: Path) -> bool:
-    """Whether two files of the same relative path hold the same result."""
+def _csv_without(path: Path, columns: set[str]):
+    import pandas as pd
+
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return table.drop(columns=[c for c in table.columns if c in columns])
+
+
+def same(a: Path, b: Path, provenance: bool = True) -> bool:
+    """Whether two files of the same relative path hold the same result (with ``provenance``: and the
+    same provenance, i.e. byte for byte where a file is compared as bytes)."""
+    skip = set() if provenance else PROVENANCE
     if a.suffix == ".npz":
-        return _arrays_equal(_npz(a), _npz(b))
+        return _arrays_equal(_npz(a), _npz(b), skip)
     if a.suffix == ".npy":
         return _arrays_equal({"": np.load(a)}, {"": np.load(b)})
     if a.suffix == ".keras":
         return _arrays_equal(_keras_weights(a), _keras_weights(b))
     if a.suffix == ".json":
-        return _without_clock(json.loads(a.read_text())) == _without_clock(json.loads(b.read_text()))
-    return a.read_bytes() == b.read_bytes()
+        return _without(json.loads(a.read_text()), CLOCK_FIELDS | skip) == \
+            _without(json.loads(b.read_text()), CLOCK_FIELDS | skip)
+    if a.read_bytes() == b.read_bytes():
+        return True
+    return a.suffix == ".csv" and not provenance and _csv_without(a, skip).equals(_csv_without(b, skip))
 
 
 def compare(before: Path, after: Path) -> tuple[list[str], int]:
-    """The differences between two run folders (missing files included) and how many files were compared."""
+    """The differences between two run folders (missing files, results, provenance alone) and how many
+    files were compared; a line naming provenance alone starts with ``provenance``."""
     left, right = _files(before), _files(after)
     problems = [f"only in {before}: {k}" for k in sorted(left.keys() - right.keys())]
     problems += [f"only in {after}: {k}" for k in sorted(right.keys() - left.keys())]
     common = sorted(left.keys() & right.keys())
-    problems += [f"differs: {k}" for k in common if not same(left[k], right[k])]
+    for k in common:
+        if not same(left[k], right[k], provenance=False):
+            problems.append(f"differs: {k}")
+        elif not same(left[k], right[k]):
+            problems.append(f"provenance differs (not a result): {k}")
     return problems, len(common)
 
 
@@ -109,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print(line)
     differing = sum(p.startswith("differs") for p in problems)
-    print(f"equal_files={compared - differing}/{compared + len(problems) - differing}")
-    return 1 if problems else 0
+    provenance = sum(p.startswith("provenance") for p in problems)
+    failed = [p for p in problems if not p.startswith("provenance")]
+    print(f"equal_files={compared - differing}/{compared + len(failed) - differing}"
+          + (f" ({provenance} differ in provenance alone)" if provenance else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

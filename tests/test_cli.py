@@ -145,6 +145,9 @@ def test_refactor_equality_finds_a_changed_result(tmp_path):
         (run / "jobs").mkdir()
         (run / "jobs" / "train.json").write_text(json.dumps({"seconds": seconds}))
     assert eq.compare(tmp_path / "a", tmp_path / "b") == ([], 3)  # timings differ, results do not
+    np.savez(tmp_path / "b" / "e.npz", key="another cache", sum=np.arange(4.0))  # where the inputs were
+    assert eq.compare(tmp_path / "a", tmp_path / "b") == (["provenance differs (not a result): e.npz"], 3)
+    assert eq.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     (tmp_path / "b" / "table.csv").write_text("a,b\n1,3\n")
     np.savez(tmp_path / "b" / "e.npz", key="k", sum=np.arange(4.0) + 1e-9)
     (tmp_path / "b" / "extra.png").write_bytes(b"")
