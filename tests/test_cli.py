@@ -154,3 +154,27 @@ def test_refactor_equality_finds_a_changed_result(tmp_path):
     problems, _ = eq.compare(tmp_path / "a", tmp_path / "b")
     assert problems == [f"only in {tmp_path / 'b'}: extra.png", "differs: e.npz", "differs: table.csv"]
     assert eq.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+
+
+def test_book_command_builds_then_checks_as_reader_and_teacher(monkeypatch, tmp_path, capsys):
+    """``fermap book`` builds; with --check it fails (exit 1) on any problem the reader's or the teacher's
+    check finds, and names each; without problems it passes."""
+    import fermap_utils.book as B
+    import fermap_utils.teaching as Te
+
+    html = tmp_path / "_build" / "html"
+    built = []
+    monkeypatch.setattr(B, "build_book", lambda: built.append(1) or html)
+    found = {"reader": ["03_lime: raw TeX"], "teacher": ["05_heatmaps: no summary"]}
+    monkeypatch.setattr(B, "check_book", lambda h: list(found["reader"]) if h == html else ["wrong folder"])
+    monkeypatch.setattr(Te, "check_teaching", lambda h: list(found["teacher"]) if h == html else ["wrong folder"])
+    assert main(["book"]) == 0 and built == [1]
+    assert capsys.readouterr().out.strip() == f"book -> {html}/index.html"  # no check without --check
+    with pytest.raises(SystemExit) as failed:
+        main(["book", "--check"])
+    assert failed.value.code == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM 03_lime: raw TeX" in out and "PROBLEM 05_heatmaps: no summary" in out
+    assert "browser check: 2 problem(s)" in out
+    found.update(reader=[], teacher=[])
+    assert main(["book", "--check"]) == 0 and "browser check: 0 problem(s)" in capsys.readouterr().out
