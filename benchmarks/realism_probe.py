@@ -42,8 +42,6 @@ def main() -> None:
     from fermap_utils.masks import action_units, expression_aus
     from fermap_utils.models import build_network, fer2013_model_path
 
-    import keras  # noqa: E402  (after fermap_utils, above)
-
     expressions = list(section("paper")["expressions"])
     faces = S.neutral_faces()[: args.identities]
     net = build_network("FER2013")
@@ -96,6 +94,8 @@ def main() -> None:
     print(f"SYNTHETIC: {len(ids)} identities x {len(expressions)} classes, one image each; chance 1/6")
 
     # 1. the base faces, with the network's own 7th class (neutral)
+    import keras  # after fermap_utils, which sets TensorFlow's options
+
     seven = keras.models.load_model(fer2013_model_path(), compile=False)
     twins = resize_images(neutral[truth == 0], net.input_size)[..., None].astype("float32") / 127.5 - 1
     verdict = np.bincount(seven.predict(twins, verbose=0).argmax(axis=1), minlength=7)
