@@ -247,10 +247,32 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
 
 
 def data_key(directory: Path) -> str:
-    """A fingerprint of a built dataset (its records and summary), for caching what depends on it."""
-    h = hashlib.sha256()
-    for name in ("records.csv", "summary.json"):
-        h.update((Path(directory) / name).read_bytes())
+    """A fingerprint of a built dataset, for caching what depends on it.
+
+    It covers what the networks and explainers read: the records (but not their ``source``
+    column, the original files' paths, which only say where the images came from), the
+    summary, the landmarks and every image's bytes. So a dataset moved or rebuilt from a
+    moved cache keeps its key, and a changed image changes it.
+
+    Parameters
+    ----------
+    directory : path
+        A built dataset (``records.csv``, ``summary.json``, ``landmarks.npy``, ``images/``).
+
+    Returns
+    -------
+    str
+        16 hexadecimal digits.
+    """
+    directory = Path(directory)
+    table = pd.read_csv(directory / "records.csv", dtype=str, keep_default_na=False)
+    h = hashlib.sha256(table.drop(columns="source", errors="ignore").to_csv(index=False).encode())
+    h.update((directory / "summary.json").read_bytes())
+    marks = directory / "landmarks.npy"
+    if marks.is_file():
+        h.update(marks.read_bytes())
+    for name in table.image:
+        h.update((directory / name).read_bytes())
     return h.hexdigest()[:16]
 
 

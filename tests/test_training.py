@@ -1,6 +1,8 @@
 """Training: epochs and optimisers per profile, saved artefacts, resume, and the fixed FER2013 network."""
 import json
+import shutil
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,3 +59,22 @@ def test_train_run_saves_everything_and_resumes(small_run):
     (wei / "metrics.json").unlink()
     T.train_run(small_run, prof, progress=False)
     assert (wei / "metrics.json").is_file()
+
+
+def test_data_key_ignores_where_the_sources_were_and_sees_every_image(default_dataset, tmp_path):
+    from fermap_utils.training import data_key
+
+    copy = tmp_path / "data"
+    shutil.copytree(default_dataset, copy)
+    key = data_key(default_dataset)
+    assert data_key(copy) == key
+    records = copy / "records.csv"  # the same images, built from a cache somewhere else
+    table = pd.read_csv(records, dtype=str)
+    table["source"] = "/elsewhere/" + table["source"].str.rsplit("/", n=1).str[-1]
+    table.to_csv(records, index=False)
+    assert data_key(copy) == key
+    image = copy / table.image.iloc[3]  # one pixel of one image changed: a different dataset
+    pixels = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+    pixels[0, 0] ^= 1
+    cv2.imwrite(str(image), pixels)
+    assert data_key(copy) != key
