@@ -33,7 +33,7 @@ GROUPS = {"01_data": ["01_data"], "02_networks": ["02_networks"], "03_lime": ["0
           "12_methods": ["12_methods"], "13_ground_truth": ["13_ground_truth"]}
 # Measured (--durations, 2 shared cores at load average ~12): 01 10 s, 02 104 s, 03 36 s, 04+11 206 s, 05 57 s,
 # 06 68 s, 07 75 s, 08+10 461 s, 12 69 s, 13 50 s. The suite takes a seed, a retraining, a LIME setting and the
-# explainers' list; the rest run in .ci/exercises.
+# explainers' list (167 s at load average ~8); the rest run in .ci/exercises.
 IN_SUITE = ["01_data", "02_networks", "03_lime", "13_ground_truth"]
 RUN_ALL = os.environ.get("FERMAP_EXERCISES") == "all"
 
