@@ -211,9 +211,13 @@ def _executor(args: argparse.Namespace):
 def cmd_book(args: argparse.Namespace) -> None:
     """Build the HTML book from the executed chapters (jupyter-book 1.x, no execution)."""
     from .book import build_book, check_book
+    from .teaching import launch_repository
 
     html = build_book()
     print(f"book -> {html}/index.html")
+    if launch_repository() is None:  # fermap has no public repository: the buttons need the reader's own
+        print("note: the launch buttons open the placeholder repository; set `repository: url` in _config.yml "
+              "to your fork or course copy (README, 'A book to teach from')")
     if args.check:
         from .teaching import check_teaching
 

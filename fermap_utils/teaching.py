@@ -6,7 +6,9 @@ a *Summary* and *What's next*. Exercises come in three kinds, named by their ``:
 ``kind-figure`` (a question on the chapter's figures), ``kind-parameter`` (a parameter to
 change and re-run, with the exact command) and ``kind-code`` (a short coding task that calls
 ``fermap_utils``). :func:`check_teaching` reads the built HTML; :func:`exercise_commands`
-reads the commands of the parameter exercises from the notebooks, for the test that runs them.
+reads the commands of the parameter exercises from the notebooks, :func:`command_problems`
+checks each (it parses, its keys exist, each ``-p`` changes something) and :func:`run_exercise`
+runs one on a given run folder (``tests/test_exercises.py``).
 """
 from __future__ import annotations
 
@@ -95,6 +97,32 @@ def teaching_problems(html: str, name: str) -> list[str]:
     return problems
 
 
+PLACEHOLDER_REPOSITORY = "https://github.com/OWNER/REPOSITORY"
+
+
+def launch_repository(root: str | os.PathLike | None = None) -> str | None:
+    """The repository the book's launch buttons open (``repository: url`` in ``_config.yml``).
+
+    Parameters
+    ----------
+    root : path, optional
+        The book's source tree (default: this checkout).
+
+    Returns
+    -------
+    str or None
+        The URL; None while it is still the placeholder fermap ships (it has no public
+        repository), or unset: the launch buttons then lead nowhere.
+    """
+    import yaml
+
+    from .run import project_root
+
+    config = yaml.safe_load((Path(root or project_root()) / "_config.yml").read_text(encoding="utf-8")) or {}
+    url = str((config.get("repository") or {}).get("url") or "").strip()
+    return None if url in ("", PLACEHOLDER_REPOSITORY) else url
+
+
 def check_teaching(html_dir: str | os.PathLike, chapters: list[str] | None = None) -> list[str]:
     """Every chapter of the built book has its overview, exercises with solutions, summary and next step.
 
@@ -177,8 +205,9 @@ def command_problems(argv: list[str]) -> list[str]:
     Returns
     -------
     list of str
-        Problems: arguments the command line rejects, an unknown profile or chapter, or a
-        ``-p KEY VALUE`` whose key no profile has (a typo would otherwise be applied silently).
+        Problems: arguments the command line rejects, an unknown profile or chapter, a
+        ``-p KEY VALUE`` whose key no profile has (a typo would otherwise be applied silently),
+        or one that sets the value the profile already has (the exercise would change nothing).
     """
     import contextlib
     import io
@@ -206,13 +235,67 @@ def command_problems(argv: list[str]) -> list[str]:
             if head not in top or (head == "explain" and rest and rest[0] not in inner):
                 problems.append(f"fermap {text}: no profile has the key {key!r}")
         try:
-            load_profile(getattr(args, "profile", None), getattr(args, "config", None), parse_overrides(args.param))
+            name, config = getattr(args, "profile", None), getattr(args, "config", None)
+            changed = load_profile(name, config, parse_overrides(args.param))
+            base = load_profile(name, config)
         except FermapError as exc:
             problems.append(f"fermap {text}: {exc}")
+        else:  # an exercise that sets a key to the value it already has changes nothing
+            for key, _ in args.param or []:
+                if _effective(changed, key) == _effective(base, key):
+                    problems.append(f"fermap {text}: -p {key} sets the value the profile already has "
+                                    f"({_effective(base, key)!r}): nothing changes")
         unknown = [c for c in getattr(args, "chapters", None) or [] if c not in section("book")["chapters"]]
         if unknown:
             problems.append(f"fermap {text}: unknown chapter(s) {', '.join(unknown)}")
     return problems
+
+
+def _effective(prof: dict, key: str):
+    """The value a profile uses for a dotted key: its own, else (for ``explain.*``) the default
+    settings every run starts from (``lime:`` in ``config.yaml``)."""
+    from .config import section
+
+    value = prof
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            head, *rest = key.split(".")
+            return section("lime").get(rest[0]) if head == "explain" and len(rest) == 1 else None
+        value = value[part]
+    return value
+
+
+def run_exercise(argv: list[str], run_dir: str | os.PathLike, out_dir: str | os.PathLike):
+    """Run a parameter exercise's ``fermap run`` command on a given run folder and chapters folder.
+
+    What ``fermap run`` does with the same arguments (the profile with its ``-p`` overrides, only
+    the ``--chapters`` named, unchanged ones skipped, retraining only what the new settings
+    demand), with the executed chapters written to ``out_dir`` instead of the book's source tree,
+    so that a test or a script can run it on a copy of a finished run.
+
+    Parameters
+    ----------
+    argv : list of str
+        The command, without ``fermap`` (as :func:`exercise_commands` gives it); must be ``run``.
+    run_dir, out_dir : path
+        The run folder, and where the executed chapters (and their stamps) go.
+
+    Returns
+    -------
+    tuple of (dict, pandas.DataFrame)
+        The profile the command ran with, and ``run_book``'s table (chapter, status, seconds).
+    """
+    from .cli import build_parser
+    from .errors import FermapError
+    from .profiles import load_profile, parse_overrides
+    from .run import run_book
+
+    problems = command_problems(argv)
+    if problems or argv[:1] != ["run"]:
+        raise FermapError("; ".join(problems) or f"fermap {' '.join(argv)}: not a fermap run command")
+    args = build_parser().parse_args(argv)
+    prof = load_profile(args.profile, args.config, parse_overrides(args.param))
+    return prof, run_book(prof, run_dir, args.chapters, progress=False, out_dir=out_dir)
 
 
 def notebook_problems(notebook: str | os.PathLike) -> list[str]:

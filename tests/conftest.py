@@ -97,3 +97,43 @@ def small_run(default_dataset, tmp_path_factory):
     keep.to_csv(run / "data" / "records.csv", index=False)
     np.save(run / "data" / "landmarks.npy", marks)
     return run
+
+
+def _copy_site(site: Path, mine: Path, parts=("run", "book", "_config.yml", "_toc.yml")) -> Path:
+    """A copy of an executed site (its run folder, executed chapters and their stamps), so no
+    test sees another's changes."""
+    import shutil
+
+    mine.mkdir(parents=True)
+    for part in parts:
+        (shutil.copytree if (site / part).is_dir() else shutil.copy)(site / part, mine / part)
+    return mine
+
+
+@pytest.fixture(scope="session")
+def own_copy():
+    """``own_copy(site, folder, parts=...)``: a test's own copy of an executed site."""
+    return _copy_site
+
+
+@pytest.fixture(scope="session")
+def smoke_site(tmp_path_factory):
+    """The smoke book's chapters executed once per session with papermill, then once more (every
+    chapter then unchanged), in a private copy of the book's source tree: ``(site, first, again)``,
+    the site folder (``run/``, ``book/``, ``_config.yml``, ``_toc.yml``) and the two tables of
+    ``run_book``. Shared by the book's tests and the exercises' tests."""
+    import shutil
+
+    from fermap_utils.config import section
+    from fermap_utils.profiles import load_profile
+    from fermap_utils.run import run_book
+
+    site = tmp_path_factory.mktemp("site")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, site / name)
+    shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("chapters", "_build", "mathjax"))
+    prof = load_profile("smoke")
+    out = site / section("book")["executed"]
+    first = run_book(prof, site / "run", progress=False, out_dir=out)
+    again = run_book(prof, site / "run", progress=False, out_dir=out)
+    return site, first, again

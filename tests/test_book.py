@@ -1,8 +1,9 @@
 """The book: every chapter executes with the smoke profile through papermill, the book builds,
 and a headless Chromium finds every chapter rendered and nothing a reader should not see.
 
-The smoke book is executed once, in a private copy of the book's source tree; a test that
-changes anything works in its own copy of it.
+The smoke book is executed once per session, in a private copy of the book's source tree
+(``smoke_site`` in conftest.py, shared with the exercises' tests); a test that changes anything
+works in its own copy of it.
 """
 import json
 import os
@@ -34,26 +35,10 @@ needs_chromium = pytest.mark.skipif(B.find_chromium() is None,
 
 
 @pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
-    """The smoke book, executed and built in a private copy of the book's source tree."""
-    site = tmp_path_factory.mktemp("site")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, site / name)
-    shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("chapters", "_build", "mathjax"))
-    prof = load_profile("smoke")
-    first = R.run_book(prof, site / "run", progress=False, out_dir=site / EXECUTED)
-    again = R.run_book(prof, site / "run", progress=False, out_dir=site / EXECUTED)
-    html = B.build_book(root=site)
-    return site, first, again, html
-
-
-def _own_copy(site: Path, tmp_path: Path, parts=("run", "book", "_config.yml", "_toc.yml")) -> Path:
-    """A test's own copy of the executed site, so no test sees another's changes."""
-    mine = tmp_path / "site"
-    mine.mkdir()
-    for part in parts:
-        (shutil.copytree if (site / part).is_dir() else shutil.copy)(site / part, mine / part)
-    return mine
+def smoke_book(smoke_site):
+    """The smoke book (conftest's ``smoke_site``, executed once per session), built to HTML."""
+    site, first, again = smoke_site
+    return site, first, again, B.build_book(root=site)
 
 
 def test_every_chapter_executes_with_the_smoke_profile(smoke_book):
@@ -77,9 +62,9 @@ def test_every_chapter_executes_with_the_smoke_profile(smoke_book):
     assert (again.status == "unchanged").all()
 
 
-def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, tmp_path):
+def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, own_copy, tmp_path):
     """Executed chapters of one profile never pass for another's (the stamps key holds the parameters)."""
-    mine = _own_copy(smoke_book[0], tmp_path)
+    mine = own_copy(smoke_book[0], tmp_path / "site")
     chapters = ["06_masks", "09_authors_heatmaps"]
     prof = load_profile("smoke")
     R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)  # this copy's own run folder
@@ -95,8 +80,8 @@ def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, tmp_pa
     assert (back.status == "executed").all()  # the other profile's pages were not this one's
 
 
-def test_chapter_reruns_only_when_its_inputs_change(smoke_book, tmp_path):
-    run_dir = _own_copy(smoke_book[0], tmp_path, parts=("run",)) / "run"
+def test_chapter_reruns_only_when_its_inputs_change(smoke_book, own_copy, tmp_path):
+    run_dir = own_copy(smoke_book[0], tmp_path / "site", parts=("run",)) / "run"
     before = {p: R.run_fingerprint(run_dir, [p]) for p in RUN_PARTS}
     (run_dir / "heatmaps" / "summary.json").write_text("{}")  # as if the explanations had changed
     after = {p: R.run_fingerprint(run_dir, [p]) for p in RUN_PARTS}
@@ -116,6 +101,24 @@ def test_the_built_book_reads_well_in_a_browser(smoke_book, tmp_path):
         assert (mine.parent / "screenshots" / f"{shot}.png").stat().st_size > 10_000
     page = (mine / EXECUTED / "05_heatmaps.html").read_text()
     assert "<figcaption" in page and "SYNTHETIC" in page  # numbered, captioned, labelled figures
+
+
+def test_the_built_book_teaches_and_launches(smoke_book):
+    """What `fermap book --check` adds as a teacher (teaching.check_teaching) finds nothing missing in the
+    built book, and each chapter's launch button opens it on Binder from the one repository setting
+    of _config.yml; its download button serves the executed notebook."""
+    import yaml
+
+    from fermap_utils import teaching
+
+    site, _, _, html = smoke_book
+    assert teaching.check_teaching(html) == []
+    repo = yaml.safe_load((site / "_config.yml").read_text())["repository"]["url"].removeprefix("https://github.com/")
+    for name in section("book")["chapters"]:
+        page = (html / EXECUTED / f"{name}.html").read_text()
+        assert f"https://mybinder.org/v2/gh/{repo}/main?urlpath=lab/tree/{EXECUTED}/{name}.ipynb" in page, name
+        assert f"_sources/{EXECUTED}/{name}.ipynb" in page, name
+        assert (html / "_sources" / EXECUTED / f"{name}.ipynb").is_file(), name
 
 
 # ---------------------------------------------------------------- the browser check, page by page

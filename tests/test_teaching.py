@@ -74,7 +74,7 @@ def _all_commands():
 
 def test_every_parameter_exercise_has_a_valid_command():
     """Every chapter's parameter exercise names a command; each parses, each -p key exists in
-    a profile, each chapter exists. (Running them all would retrain: see the next test.)"""
+    a profile and changes its value, each chapter exists. (They run in tests/test_exercises.py.)"""
     commands = _all_commands()
     assert {name for name, _ in commands} == {p.stem for p in NOTEBOOKS}
     for name, argv in commands:
@@ -91,16 +91,18 @@ def test_the_command_check_catches_typos():
     problems = teaching.command_problems(["run", "--profile", "smoke", "--chapters", "99_x"])
     assert "unknown chapter(s) 99_x" in problems[0]
     assert "rejects" in teaching.command_problems(["run", "--no-such-flag"])[0]
+    # an exercise that sets what the profile already has changes nothing (kernel_width from lime:)
+    for key, value in (("seed", "0"), ("explain.kernel_width", "0.25"), ("explain.num_samples", "200")):
+        assert "nothing changes" in teaching.command_problems(["run", "--profile", "smoke", "-p", key, value])[0]
+    assert teaching.command_problems(["run", "--profile", "smoke", "-p", "explain.kernel_width", "0.5"]) == []
+    with pytest.raises(FermapError, match="not a fermap run command"):
+        teaching.run_exercise(["masks", "--out", "x"], "run", "chapters")
 
 
-def test_the_cheap_exercise_commands_run(tmp_path, monkeypatch):
-    """What the tests run for real: every exercise command that does not train (fermap masks,
-    fermap score on the authors' heatmaps), and chapter 1's `fermap run` exercise, executed
-    with papermill on the smoke profile into a private run and book folder. The other
-    `fermap run` exercises retrain or re-explain; they are validated above, not run."""
-    from fermap_utils.profiles import load_profile, parse_overrides
-    from fermap_utils.run import run_book
-
+def test_the_exercise_commands_other_than_run_run(tmp_path, monkeypatch):
+    """The exercise commands that are not `fermap run` (fermap masks, fermap score on the authors'
+    heatmaps) run as written from the project root; the `fermap run` ones run in
+    tests/test_exercises.py, on a copy of the smoke run."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "book").symlink_to(ROOT / "book")  # the commands name book/data/authors from the project root
     monkeypatch.setenv("FERMAP_CACHE", str(tmp_path / "cache"))
@@ -110,12 +112,6 @@ def test_the_cheap_exercise_commands_run(tmp_path, monkeypatch):
             assert main(argv) == 0, f"{name}: fermap {' '.join(argv)}"
             ran.append(argv[0])
     assert (tmp_path / "runs" / "au_scores.csv").stat().st_size > 0 and {"masks", "score"} <= set(ran)
-    argv = dict(_all_commands())["01_data"]
-    args = __import__("fermap_utils.cli", fromlist=["build_parser"]).build_parser().parse_args(argv)
-    prof = load_profile(args.profile, None, parse_overrides(args.param))
-    table = run_book(prof, tmp_path / "run", args.chapters, progress=False, out_dir=tmp_path / "chapters")
-    assert list(table.chapter) == ["01_data"] and (table.status == "executed").all()
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["seed"] == 1
 
 
 # ---------------------------------------------------------------- run archives
@@ -212,3 +208,19 @@ def test_chapter_5_opens_alone_from_a_run_archive(tmp_path, reference):
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # the global and per-network grids
     assert json.loads((run_dir / "run.json").read_text())["networks"] == ["InceptionV3", "VGG16"]
     assert packed.is_file() and not list(run_dir.glob("models/*/fold*/model.keras"))
+
+
+def test_the_launch_repository_is_one_setting_and_a_placeholder_says_so(tmp_path, capsys, monkeypatch):
+    """fermap has no public repository: `_config.yml` ships a placeholder, which reads as unset,
+    and `fermap book` says where to set it; a real URL is taken as it is."""
+    assert teaching.launch_repository(ROOT) is None
+    assert teaching.PLACEHOLDER_REPOSITORY in (ROOT / "_config.yml").read_text()
+    (tmp_path / "_config.yml").write_text("repository:\n  url: https://example.org/course/fermap\n")
+    assert teaching.launch_repository(tmp_path) == "https://example.org/course/fermap"
+    (tmp_path / "_config.yml").write_text("title: x\n")
+    assert teaching.launch_repository(tmp_path) is None
+    from fermap_utils import cli
+
+    monkeypatch.setattr("fermap_utils.book.build_book", lambda: tmp_path / "_build" / "html")
+    assert cli.main(["book"]) == 0
+    assert "set `repository: url` in _config.yml" in capsys.readouterr().out
