@@ -232,6 +232,16 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 _LAST_TRAINED: dict = {}
+#: Models this process built or loaded for a job (train_fold, trained_model). A job that made
+#: none left no Keras state, so executor.execute skips freeing it: a full garbage collection
+#: costs seconds in a large process, and gathering a run's cached explanations is hundreds of jobs.
+_MADE = {"models": 0}
+
+
+def models_made() -> int:
+    """How many models this process has built (:func:`train_fold`) or loaded
+    (:func:`trained_model`) so far; :func:`fermap_utils.executor.execute` compares it around a job."""
+    return _MADE["models"]
 
 
 def _model_stamp(path: Path) -> tuple:
@@ -246,9 +256,11 @@ def trained_model(run_dir: str | os.PathLike, name: str, fold: int):
 
     path = Path(run_dir) / "models" / name / f"fold{int(fold)}" / "model.keras"
     if not path.is_file():
+        _MADE["models"] += 1
         return load_trained(run_dir, name, fold)  # a fixed network, or the error saying what is missing
     stamp = _model_stamp(path)
     if stamp not in _LAST_TRAINED:
+        _MADE["models"] += 1
         model = load_trained(run_dir, name, fold)
         _LAST_TRAINED.clear()
         _LAST_TRAINED[stamp] = model
@@ -287,6 +299,7 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
     with seeded(seed_of(prof, fold)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            _MADE["models"] += 1
             built = build_network(name, size=size_for(name, prof), imagenet=imagenet)
         notes = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         for note in notes:

@@ -134,12 +134,6 @@ def test_seeded_build_ignores_other_threads_draws():
     assert not all(np.array_equal(a, b) for a, b in zip(shared, _initial_weights(5, private=False)))
 
 
-HISTORY = ("measured: equal in one run, not in the next: a job trained on a Dask worker after other jobs, "
-           "or on a restarted one, can give different predictions; training must not depend on what ran before "
-           "in the process (the seeding work in training.seed_job)")
-
-
-@pytest.mark.xfail(reason=HISTORY, strict=False)
 def test_dask_equals_sequential(paper_small, tmp_path, cache):
     """The same jobs run one after the other in a fresh process (1 thread, as each Dask worker)
     give byte-identical heatmaps and models' predictions, and equal accuracies."""
@@ -221,8 +215,9 @@ def test_killed_worker_loses_nothing(killed_run):
     assert len(list(run.glob("explanations/*/fold[12]/*.npz"))) == 24
 
 
-@pytest.mark.xfail(reason=HISTORY, strict=False)
 def test_killed_run_equals_uninterrupted(killed_run, paper_small):
+    """The jobs of a run with a killed worker, one redone on a restarted worker, give the same
+    predictions and explanations as the uninterrupted run, where other jobs ran before them."""
     run = killed_run[0]
     for net, fold in itertools.product(SLICE["networks"], (1, 2)):
         a = run / "models" / net / f"fold{fold}" / "predictions.csv"
