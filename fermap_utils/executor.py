@@ -217,9 +217,12 @@ class Executor:
                 threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
                 pinned = {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                                     "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
-                # memory_limit=0: the nanny must not kill a worker for holding a large network
+                # memory_limit=0: the nanny must not kill a worker for holding a large network.
+                # The scheduler's HTTP server (metrics) on a free port: with its default, 8787, a
+                # second cluster on the machine (another user's, another run) warns and moves
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                             memory_limit=0, dashboard_address=None, silence_logs=logging.ERROR,
+                                            scheduler_kwargs={"dashboard_address": ":0"},
                                             env={**pinned, "TF_CPP_MIN_LOG_LEVEL": "2",
                                                  "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")})
                 self.client = Client(self.cluster, timeout=self.timeout)
