@@ -108,6 +108,11 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
     entry["threads"] = pin_threads(threads)
     _record(record_path, entry)
     started, cpu = time.perf_counter(), time.process_time()
+    import tensorflow as tf
+
+    from .training import models_made
+
+    made, eager = models_made(), tf.config.functions_run_eagerly()
     with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"--- {job.name}: start {entry['starts']} at {entry['started']} on {entry['worker']}, "
               f"{entry['threads'] or 'default'} threads", flush=True)
@@ -115,6 +120,11 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
             from .explanations import explain_job
             from .training import train_job
 
+            # run_eagerly: the explainers' tf.functions (Grad-CAM, Extremal) run eagerly too; for a
+            # few images, tracing a deep network's gradient graph costs more than the work (measured at load ≈ 10:
+            # InceptionV3's Grad-CAM and Extremal on one image, 28 s traced, 12 s eager)
+            if prof.get("run_eagerly"):
+                tf.config.run_functions_eagerly(True)
             cached, result = False, {}
             if job.kind in ("train", "pipeline"):
                 result = train_job(run_dir, job.network, job.fold, prof, progress=False)
@@ -129,10 +139,12 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
                                   "seconds": round(time.perf_counter() - started, 2), "finished": _now()})
             raise
         finally:
-            import keras
+            tf.config.run_functions_eagerly(eager)
+            if models_made() != made:  # a worker runs many jobs: free each model's graphs and memory
+                import keras
 
-            keras.backend.clear_session()  # a worker runs many jobs: free each one's graphs
-            gc.collect()
+                keras.backend.clear_session(free_memory=False)
+                gc.collect()
         seconds = round(time.perf_counter() - started, 2)
         print(f"--- {job.name}: {'cached' if cached else 'done'} in {seconds} s", flush=True)
     # CPU seconds of the process (every thread): the job's cost on a machine it had to itself
@@ -206,9 +218,12 @@ class Executor:
                 threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
                 pinned = {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                                     "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
-                # memory_limit=0: the nanny must not kill a worker for holding a large network
+                # memory_limit=0: the nanny must not kill a worker for holding a large network.
+                # The scheduler's HTTP server (metrics) on a free port: with its default, 8787, a
+                # second cluster on the machine (another user's, another run) warns and moves
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                             memory_limit=0, dashboard_address=None, silence_logs=logging.ERROR,
+                                            scheduler_kwargs={"dashboard_address": ":0"},
                                             env={**pinned, "TF_CPP_MIN_LOG_LEVEL": "2",
                                                  "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")})
                 self.client = Client(self.cluster, timeout=self.timeout)

@@ -178,7 +178,7 @@ def prepare_weights(name: str, imagenet: bool = True) -> None:
     """Fetch or port a network's pre-trained weights into the cache now, if it uses any.
 
     Porting builds a throwaway model, which draws from the random state: a caller that seeds
-    the model it builds (:func:`fermap_utils.training.seed_training`) calls this first.
+    the model it builds (:func:`fermap_utils.training.seeded`) calls this first.
     """
     s = spec(name)
     if imagenet and s.get("lite") and s.get("weights") == "ported":

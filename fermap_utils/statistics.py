@@ -52,8 +52,10 @@ def sanity_check(run_dir: str | os.PathLike, network: str, fold: int, prof: dict
     trained = load_trained(run_dir, network, fold)
     import keras
 
-    keras.utils.set_random_seed(seed)
-    random = keras.models.clone_model(trained)  # same layers, every weight drawn afresh from its initialiser
+    from .training import seeded
+
+    with seeded(seed):  # the fresh weights depend on the seed alone, not on other threads' draws
+        random = keras.models.clone_model(trained)  # same layers, every weight drawn afresh from its initialiser
     maps: dict[str, dict[str, np.ndarray]] = {"trained": {}, "random weights": {}}
     images, dropped = {}, {}
     for c in range(len(expressions)):

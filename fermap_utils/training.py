@@ -8,11 +8,15 @@ retrained; an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import random
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -113,21 +117,84 @@ def seed_of(prof: dict, fold: int) -> int:
     return int(prof.get("seed", 0)) * 1000 + int(fold)
 
 
-def seed_training(seed: int) -> None:
-    """Reset every random stream a training draws from (Python, NumPy, TensorFlow, Keras' global
-    seed generator) to ``seed``, and make TensorFlow's ops deterministic.
+class _ThreadRandom:
+    """Stands in for the ``random`` module where Keras draws the seed of every unseeded
+    initialiser and random layer: inside :func:`seeded`, a generator owned by that thread;
+    anywhere else, the process-wide ``random`` as before."""
 
-    Called right before a trainable model is built, so a (network, fold) gives the same model
-    whatever ran before it in the process and whatever the cache held.
+    local = threading.local()
+
+    def __getattr__(self, name: str):
+        rng = getattr(self.local, "rng", None)
+        return getattr(random if rng is None else rng, name)
+
+
+def _own_keras_default_seeds() -> None:
+    # Keras 3 draws each unseeded initialiser's and layer's seed from Python's process-wide
+    # ``random`` stream, which a Dask worker's event loop draws from concurrently (dask.sizeof's
+    # random.sample): one such draw during a model's build changed its initial weights
+    # (measured: README "Same results either way"). Its only reader is this module attribute.
+    from keras.src.random import seed_generator
+
+    if isinstance(seed_generator.python_random, _ThreadRandom):
+        return
+    if seed_generator.python_random is not random:  # a Keras that draws its seeds elsewhere
+        raise RuntimeError("keras.src.random.seed_generator no longer draws default seeds from "
+                           "`random`: fermap cannot make them private to a job; see training.seeded")
+    seed_generator.python_random = _ThreadRandom()
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Within the block, every random stream a model's build and training draw from starts at
+    ``seed`` and belongs to this thread: the result depends on ``seed`` alone.
+
+    It seeds Python, NumPy, TensorFlow and Keras (``keras.utils.set_random_seed``) and makes
+    TensorFlow's ops deterministic. Keras draws the seeds of unseeded initialisers and layers from
+    Python's ``random``, which other threads of the process share (a Dask worker's event loop
+    draws from it at any time); within the block they come from a ``random.Random(seed)`` of this
+    thread instead, so a (network, fold) gives the same model whatever ran before it or beside it.
+
+    Parameters
+    ----------
+    seed : int
+        The seed, e.g. :func:`seed_of` a (profile, fold).
+
+    Examples
+    --------
+    >>> import keras
+    >>> with seeded(3):
+    ...     a = keras.layers.Dense(2); a.build((None, 4))
+    >>> with seeded(3):
+    ...     b = keras.layers.Dense(2); b.build((None, 4))
+    >>> bool((a.kernel.numpy() == b.kernel.numpy()).all())
+    True
     """
     import keras
     import tensorflow as tf
 
+    _own_keras_default_seeds()
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()  # reductions on several threads in a fixed order
+    previous = getattr(_ThreadRandom.local, "rng", None)
+    _ThreadRandom.local.rng = random.Random(int(seed))
+    try:
+        yield
+    finally:
+        _ThreadRandom.local.rng = previous
 
 
 _LAST_TRAINED: dict = {}
+#: Models this process built or loaded for a job (train_fold, trained_model). A job that made
+#: none left no Keras state, so executor.execute skips freeing it: a full garbage collection
+#: costs seconds in a large process, and gathering a run's cached explanations is hundreds of jobs.
+_MADE = {"models": 0}
+
+
+def models_made() -> int:
+    """How many models this process has built (:func:`train_fold`) or loaded
+    (:func:`trained_model`) so far; :func:`fermap_utils.executor.execute` compares it around a job."""
+    return _MADE["models"]
 
 
 def _model_stamp(path: Path) -> tuple:
@@ -142,9 +209,11 @@ def trained_model(run_dir: str | os.PathLike, name: str, fold: int):
 
     path = model_file(run_dir, name, fold)
     if not path.is_file():
+        _MADE["models"] += 1
         return load_trained(run_dir, name, fold)  # a fixed network, or the error saying what is missing
     stamp = _model_stamp(path)
     if stamp not in _LAST_TRAINED:
+        _MADE["models"] += 1
         model = load_trained(run_dir, name, fold)
         _LAST_TRAINED.clear()
         _LAST_TRAINED[stamp] = model
@@ -179,48 +248,51 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, out: Path, progr
     # Porting ImageNet weights (first use, empty cache) builds a throwaway model that draws from
     # the random state: do it first, then seed, so the model depends on its settings alone.
     prepare_weights(name, imagenet)
-    seed_training(seed_of(prof, fold))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        built = build_network(name, size=size_for(name, prof), imagenet=imagenet)
-    notes = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    for note in notes:
-        warnings.warn(note, RuntimeWarning, stacklevel=2)
-    size = built.input_size
-    images = resize_images(data.images, size)
-    labels = data.table.expression.map({e: i for i, e in enumerate(expressions)}).to_numpy()
-    test = (data.table.fold == fold).to_numpy()
-    train = ~test
-    history = []
-    started = time.perf_counter()
-    lr = opt_name = None
-    if built.trainable:
-        opt_name, lr = optimizer_for(name, prof, built.pretrained)
-        if prof.get("bn_momentum") and not built.pretrained:
-            set_bn_momentum(built.model, float(prof["bn_momentum"]))
-        opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[opt_name]
-        # run_eagerly: for a few steps, tracing a deep network's graph costs more than the steps
-        built.model.compile(optimizer=opt(learning_rate=lr), loss="sparse_categorical_crossentropy",
-                            metrics=["accuracy"], run_eagerly=bool(prof.get("run_eagerly", False)))
-        epochs = epochs_for(name, prof)
-        batch = int(prof.get("batch_size", 32))
-        x_train, y_train = images[train], labels[train]
-        marks = scale_landmarks(data.landmarks[train], data.images.shape[1], size)
-        steps = -(-len(x_train) // batch)
-        with tqdm(total=epochs * steps, desc=f"{name} fold {fold}", unit="batch", leave=False,
-                  disable=not progress) as bar:
-            for epoch in range(epochs):
-                rng = np.random.default_rng([seed, fold, epoch])
-                if prof.get("augment", True):
-                    x_epoch = np.stack([random_augment(im, lm, rng)[0] for im, lm in zip(x_train, marks)])
-                else:
-                    x_epoch = x_train
-                h = built.model.fit(x_epoch[..., None].astype("float32"), y_train, batch_size=batch, epochs=1,
-                                    shuffle=True, verbose=0, callbacks=[_progress_callback(bar)])
-                history.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in h.history.items()}})
-    else:
-        epochs = 0
-    probs = built.model.predict(images[test][..., None].astype("float32"), batch_size=128, verbose=0)
+    # Everything random from the build to the predictions: the model's seeds, dropout, the
+    # batches' shuffling (the augmentation has its own generator below)
+    with seeded(seed_of(prof, fold)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _MADE["models"] += 1
+            built = build_network(name, size=size_for(name, prof), imagenet=imagenet)
+        notes = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        for note in notes:
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
+        size = built.input_size
+        images = resize_images(data.images, size)
+        labels = data.table.expression.map({e: i for i, e in enumerate(expressions)}).to_numpy()
+        test = (data.table.fold == fold).to_numpy()
+        train = ~test
+        history = []
+        started = time.perf_counter()
+        lr = opt_name = None
+        if built.trainable:
+            opt_name, lr = optimizer_for(name, prof, built.pretrained)
+            if prof.get("bn_momentum") and not built.pretrained:
+                set_bn_momentum(built.model, float(prof["bn_momentum"]))
+            opt = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[opt_name]
+            # run_eagerly: for a few steps, tracing a deep network's graph costs more than the steps
+            built.model.compile(optimizer=opt(learning_rate=lr), loss="sparse_categorical_crossentropy",
+                                metrics=["accuracy"], run_eagerly=bool(prof.get("run_eagerly", False)))
+            epochs = epochs_for(name, prof)
+            batch = int(prof.get("batch_size", 32))
+            x_train, y_train = images[train], labels[train]
+            marks = scale_landmarks(data.landmarks[train], data.images.shape[1], size)
+            steps = -(-len(x_train) // batch)
+            with tqdm(total=epochs * steps, desc=f"{name} fold {fold}", unit="batch", leave=False,
+                      disable=not progress) as bar:
+                for epoch in range(epochs):
+                    rng = np.random.default_rng([seed, fold, epoch])
+                    if prof.get("augment", True):
+                        x_epoch = np.stack([random_augment(im, lm, rng)[0] for im, lm in zip(x_train, marks)])
+                    else:
+                        x_epoch = x_train
+                    h = built.model.fit(x_epoch[..., None].astype("float32"), y_train, batch_size=batch, epochs=1,
+                                        shuffle=True, verbose=0, callbacks=[_progress_callback(bar)])
+                    history.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in h.history.items()}})
+        else:
+            epochs = 0
+        probs = built.model.predict(images[test][..., None].astype("float32"), batch_size=128, verbose=0)
     pred = probs.argmax(1)
     out.mkdir(parents=True, exist_ok=True)
     if built.trainable:
