@@ -168,8 +168,14 @@ def test_book_command_builds_then_checks_as_reader_and_teacher(monkeypatch, tmp_
     found = {"reader": ["03_lime: raw TeX"], "teacher": ["05_heatmaps: no summary"]}
     monkeypatch.setattr(B, "check_book", lambda h: list(found["reader"]) if h == html else ["wrong folder"])
     monkeypatch.setattr(Te, "check_teaching", lambda h: list(found["teacher"]) if h == html else ["wrong folder"])
+    monkeypatch.setattr(Te, "launch_repository", lambda: "https://example.org/course/fermap")
     assert main(["book"]) == 0 and built == [1]
     assert capsys.readouterr().out.strip() == f"book -> {html}/index.html"  # no check without --check
+    monkeypatch.setattr(Te, "launch_repository", lambda: None)  # the shipped placeholder: say what to set
+    assert main(["book"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"book -> {html}/index.html" and len(lines) == 2
+    assert lines[1].startswith("note: the launch buttons open the placeholder repository") and "_config.yml" in lines[1]
     with pytest.raises(SystemExit) as failed:
         main(["book", "--check"])
     assert failed.value.code == 1
