@@ -84,7 +84,9 @@ def _spatial_parts(model):
 
         def fer(x):
             a, logits7 = features(x / 127.5 - 1.0)
-            return a, logits7[:, :6]  # fermap's softmax over the first six: these are its logits
+            # FER2013's fixed 7-output layout (its six expressions, then Neutral), not config.expressions():
+            # fermap's softmax is over the first six, so these are its logits
+            return a, logits7[:, :6]
 
         return fer, "identity", f"fer2013_mini_xception/{last.name}"
     names = [layer.name for layer in model.layers]
