@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def main() -> None:
     from fermap_utils.executor import Executor, job_table, run_stages
+    from fermap_utils.layout import data_dir
     from fermap_utils.profiles import profile
     from fermap_utils.run import prepare_data
 
@@ -37,7 +38,7 @@ def main() -> None:
         seconds = {}
         for label, executor in (("sequential", Executor()), ("2_workers", Executor(workers=2))):
             run = tmp / label
-            shutil.copytree(tmp / "data_source" / "data", run / "data")
+            shutil.copytree(data_dir(tmp / "data_source"), data_dir(run))
             started = time.perf_counter()
             with executor:
                 run_stages(run, prof, executor, progress=False)

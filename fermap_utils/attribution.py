@@ -84,7 +84,9 @@ def _spatial_parts(model):
 
         def fer(x):
             a, logits7 = features(x / 127.5 - 1.0)
-            return a, logits7[:, :6]  # fermap's softmax over the first six: these are its logits
+            # FER2013's fixed 7-output layout (its six expressions, then Neutral), not config.expressions():
+            # fermap's softmax is over the first six, so these are its logits
+            return a, logits7[:, :6]
 
         return fer, "identity", f"fer2013_mini_xception/{last.name}"
     names = [layer.name for layer in model.layers]
@@ -177,6 +179,39 @@ def gradcam_maps(model, images: np.ndarray, labels: np.ndarray, batch_size: int 
 
     out = [maps(tf.constant(x), tf.constant(y, tf.int32)).numpy() for x, y in _batches(images, labels, batch_size)]
     return np.concatenate(out).astype(np.float32)
+
+
+def cam_gradcam_scale(cam: np.ndarray, gradcam: np.ndarray) -> dict[str, float]:
+    """How far CAM is a positive multiple of Grad-CAM: the identity of a GAP + dense head.
+
+    For such a head, alpha_k^c = w_k^c / (h w), so before any clipping Grad-CAM is CAM divided by
+    the number of feature positions. This fits the least-squares scale between the two maps
+    and reports what it leaves.
+
+    Parameters
+    ----------
+    cam, gradcam : (N, h, w) arrays
+        :func:`cam_maps` and :func:`gradcam_maps` of the same images and classes.
+
+    Returns
+    -------
+    dict
+        ``feature map`` (``"h×w"``), ``CAM / Grad-CAM`` (the least-squares scale), ``h·w`` (the
+        number of positions: the identity's scale) and ``max relative residual`` (the largest
+        ``|cam - scale * gradcam|`` over the largest ``|cam|``).
+
+    Examples
+    --------
+    >>> g = np.arange(8.0).reshape(2, 2, 2)
+    >>> r = cam_gradcam_scale(4 * g, g)
+    >>> r["feature map"], r["CAM / Grad-CAM"], r["h·w"], r["max relative residual"]
+    ('2×2', 4.0, 4, 0.0)
+    """
+    c, g = np.asarray(cam, np.float64), np.asarray(gradcam, np.float64)
+    ratio = float((c * g).sum() / (g * g).sum())
+    return {"feature map": "×".join(map(str, c.shape[1:])), "CAM / Grad-CAM": ratio,
+            "h·w": int(c.shape[1] * c.shape[2]),
+            "max relative residual": float(np.abs(c - ratio * g).max() / np.abs(c).max())}
 
 
 def cam(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -257,13 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fermap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from .layout import authors_heatmaps_dir
+
     authors = section("book")["authors"]  # the authors' published data, shipped beside the book
+    by_cv, by_net = (authors_heatmaps_dir(authors, g).as_posix() for g in ("heatmaps_by_cv", "heatmaps_by_net"))
     p = sub.add_parser("score", help="score per-fold heatmaps against Ekman masks (Tables 3 and 4)",
                        epilog=f"The paper's own heatmaps ship with fermap; from the project folder: fermap score "
-                              f"--heatmaps {authors}/gray/heatmaps_by_cv --out t34.csv")
+                              f"--heatmaps {by_cv} --out t34.csv")
     p.add_argument("--heatmaps", required=True, type=Path,
                    help=f"folder of {{Net}}_CV{{k}}_{{Expression}}_heatmap.png "
-                        f"(the authors': {authors}/gray/heatmaps_by_cv)")
+                        f"(the authors': {by_cv})")
     p.add_argument("--masks", type=Path, help=f"folder of {{Expression}}_gt.png (default: fermap's own masks; "
                                               f"the authors': {authors}/ekman_masks)")
     p.add_argument("--out", required=True, type=Path, help="output CSV")
@@ -279,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("similarity", help="1 - NCC distances between by-network heatmaps, with dendrograms")
     p.add_argument("--heatmaps", required=True, type=Path,
-                   help=f"folder of {{Net}}_{{Expression}}_heatmap.png (the authors': {authors}/gray/heatmaps_by_net)")
+                   help=f"folder of {{Net}}_{{Expression}}_heatmap.png (the authors': {by_net})")
     p.add_argument("--out", required=True, type=Path, help="output CSV; the dendrograms go beside it as .png")
     p.set_defaults(func=cmd_similarity)
     data = sub.add_parser("data", help="build or inspect a preprocessed dataset")

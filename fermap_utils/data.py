@@ -25,6 +25,7 @@ from ._io import _umask, atomic_path, inside, read_gray, write_gray
 from .config import section
 from .errors import FermapError, NoFaceError
 from .landmarks import STANDARD_FACE_BOX, detect_landmarks, mean_shape
+from .layout import images_dir, landmarks_file, records_file, skipped_file, summary_file
 
 
 @dataclass
@@ -438,15 +439,15 @@ def _build_into(records, out: Path, staging: Path, dropped, size, folds, seed, s
         "by_expression": table.expression.value_counts().sort_index().to_dict(),
         "by_fold": {str(k): int(v) for k, v in table.fold.value_counts().sort_index().items()},
     }
-    names = ("landmarks.npy", "records.csv", "skipped.csv", "summary.json")
-    with atomic_paths([out / n for n in names]) as (t_marks, t_records, t_skipped, t_summary):
+    paths = (landmarks_file(out), records_file(out), skipped_file(out), summary_file(out))
+    with atomic_paths(list(paths)) as (t_marks, t_records, t_skipped, t_summary):
         with open(t_marks, "wb") as fh:
             np.save(fh, np.asarray(marks, dtype=np.float32))
         table.to_csv(t_records, index=False)
         skip_table.to_csv(t_skipped, index=False)
         t_summary.write_text(json.dumps(summary, indent=2))
         # Last before the files move: the old images go, the new ones take their place.
-        images = out / "images"
+        images = images_dir(out)
         if images.is_symlink() or images.is_file():
             images.unlink()
         elif images.exists():
@@ -484,12 +485,12 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Dataset:
     """Load what :func:`build_dataset` wrote, optionally resized to ``size`` (landmarks scaled with it)."""
     directory = Path(directory)
-    for name in ("records.csv", "landmarks.npy", "summary.json"):
-        if not (directory / name).is_file():
-            raise FermapError(f"{directory}: not a fermap dataset (no {name}); build one with `fermap data build`")
-    table = pd.read_csv(directory / "records.csv", dtype={"subject": str})
-    summary = json.loads((directory / "summary.json").read_text())
-    marks = np.load(directory / "landmarks.npy")
+    for path in (records_file(directory), landmarks_file(directory), summary_file(directory)):
+        if not path.is_file():
+            raise FermapError(f"{directory}: not a fermap dataset (no {path.name}); build one with `fermap data build`")
+    table = pd.read_csv(records_file(directory), dtype={"subject": str})
+    summary = json.loads(summary_file(directory).read_text())
+    marks = np.load(landmarks_file(directory))
     # A dataset folder may come from someone else: every image it names must lie inside it.
     images = np.stack([read_gray(inside(directory, p)) for p in table.image])
     if size and size != images.shape[1]:
@@ -501,10 +502,10 @@ def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Datas
 def describe_dataset(directory: str | os.PathLike) -> str:
     """A text report of a built dataset: counts per dataset, subject, expression and fold, and the skips."""
     directory = Path(directory)
-    if not (directory / "records.csv").is_file() or not (directory / "summary.json").is_file():
+    if not records_file(directory).is_file() or not summary_file(directory).is_file():
         raise FermapError(f"{directory}: not a fermap dataset (no records.csv); build one with `fermap data build`")
-    t = pd.read_csv(directory / "records.csv", dtype={"subject": str})
-    s = json.loads((directory / "summary.json").read_text())
+    t = pd.read_csv(records_file(directory), dtype={"subject": str})
+    s = json.loads(summary_file(directory).read_text())
     lines = [f"{directory}: {s['used']} images used of {s['read']} read"
              + (" (SYNTHETIC: FACS-driven expressions on real neutral faces)" if s.get("synthetic") else ""),
              f"  {t.subject.nunique()} subjects, {t.dataset.nunique()} dataset(s), {s['folds']} folds, "

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from . import layout
 from ._io import atomic_path
+from .config import expressions
 from .errors import FermapError
 
 if TYPE_CHECKING:  # for annotations only; imported where it is used
@@ -51,7 +52,7 @@ class Job:
         """A file-name-safe identifier, e.g. ``train-WeiNet-fold1`` or ``lime-WeiNet-fold1-Anger``."""
         if self.kind == "train":
             return f"train-{self.network}-fold{self.fold}"
-        classes = "all" if len(self.classes) == 6 else "-".join(self.classes)
+        classes = "all" if len(self.classes) == len(expressions()) else "-".join(self.classes)
         prefix = "+".join(self.methods) if self.kind == "explain" else "pipeline"
         return f"{prefix}-{self.network}-fold{self.fold}-{classes}"
 

@@ -311,6 +311,118 @@ def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expre
                      for w, seg, m in zip(weights, segments, marks)])
 
 
+def cam_identity(run_dir: str | os.PathLike, images: int = 4, data=None) -> pd.DataFrame:
+    """Check CAM against Grad-CAM on every trained network of a run that has a GAP head.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run with trained networks.
+    images : int
+        How many of the dataset's first images to explain, each for the class ``i mod k``
+        (``k`` the number of expressions).
+    data : Dataset, optional
+        The run's dataset, if already loaded.
+
+    Returns
+    -------
+    DataFrame
+        One row per (network, fold) that CAM can explain (:func:`applicable`): ``network``,
+        ``fold`` and :func:`fermap_utils.attribution.cam_gradcam_scale`'s columns.
+    """
+    from .attribution import cam_gradcam_scale, cam_maps, gradcam_maps
+    from .config import expressions
+    from .data import load_dataset, resize_images
+    from .models import load_trained
+    from .training import load_results
+
+    data = data or load_dataset(data_dir(run_dir))
+    trained = load_results(run_dir)
+    labels = np.arange(images) % len(expressions())
+    rows = []
+    for network, fold in zip(trained.network, trained.fold.astype(int)):
+        if applicable("cam", network):
+            continue
+        model = load_trained(run_dir, network, fold)
+        x = resize_images(data.images[:images], model.input_shape[1]).astype(np.float32)
+        rows.append({"network": network, "fold": int(fold),
+                     **cam_gradcam_scale(cam_maps(model, x, labels), gradcam_maps(model, x, labels))})
+    return pd.DataFrame(rows)
+
+
+#: The four ways of storing and warping LIME explanations: fermap's and the authors' among them.
+STORAGE_WAYS: dict[str, dict[str, str]] = {f"{dtype}, {warp}": {"explanation_dtype": dtype, "warp_interpolation": warp}
+                                           for dtype in ("float", "uint8") for warp in ("linear", "nearest")}
+#: fermap's default way, and the authors' (8-bit images warped with the nearest pixel).
+FERMAP_WAY, AUTHORS_WAY = "float, linear", "uint8, nearest"
+
+
+class StorageComparison(NamedTuple):
+    """What :func:`storage_comparison` returns."""
+
+    scores: pd.DataFrame  #: one row per (network, fold, expression, way): its IoU
+    table: pd.DataFrame  #: mean IoU over folds per network (and ``Average``) by way, and ``authors − fermap``
+    deltas: np.ndarray  #: per heatmap, the mean absolute grey-level difference of the authors' way from fermap's
+    by_storage: float  #: how much storage (float or uint8) moves the average IoU, mean over the warps
+    by_warp: float  #: how much the warp (linear or nearest) moves the average IoU, mean over the storages
+
+
+def storage_comparison(run_dir: str | os.PathLike, masks: dict[str, np.ndarray], explain: dict | None = None,
+                       data=None) -> StorageComparison:
+    """Rebuild every cached LIME explanation of a run in each of :data:`STORAGE_WAYS` and score
+    each fold's heatmap against the masks as the paper does (Otsu, IoU).
+
+    Nothing is explained again: the heatmaps come from the cached weights and superpixels
+    (:func:`load_standardised`). A (network, fold, class) is skipped unless every way gives a
+    heatmap with some contrast.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run with LIME explanations.
+    masks : dict
+        ``expression -> boolean mask`` (the Ekman masks).
+    explain : dict, optional
+        The profile's ``explain`` entry; the ways override its storage and warp only.
+    data : Dataset, optional
+        The run's dataset, if already loaded.
+
+    Returns
+    -------
+    StorageComparison
+        Empty frames, no deltas and NaN summaries when nothing could be compared.
+    """
+    from .data import load_dataset
+    from .heatmaps import heatmap, to_uint8
+    from .metrics import score_heatmap
+
+    data = data or load_dataset(data_dir(run_dir))
+    ways = {w: LimeSettings.from_profile({**(explain or {}), **opts}) for w, opts in STORAGE_WAYS.items()}
+    rows, deltas = [], []
+    for network, fold, expression, _ in class_files(run_dir):
+        built = {}
+        for way, settings in ways.items():
+            stack = load_standardised(run_dir, network, fold, expression, data, settings)
+            if len(stack):
+                built[way] = to_uint8(heatmap(stack))
+        if len(built) < len(ways) or any(h.min() == h.max() for h in built.values()):
+            continue
+        deltas.append(np.abs(built[FERMAP_WAY].astype(float) - built[AUTHORS_WAY]).mean())
+        rows += [{"network": network, "fold": fold, "expression": expression, "way": way,
+                  "IoU": score_heatmap(h, masks[expression])["iou"]} for way, h in built.items()]
+    scores = pd.DataFrame(rows, columns=["network", "fold", "expression", "way", "IoU"])
+    if not len(scores):
+        return StorageComparison(scores, pd.DataFrame(), np.zeros(0), float("nan"), float("nan"))
+    per_fold = scores.pivot_table(index=["network", "fold"], columns="way", values="IoU", sort=False)[list(ways)]
+    table = per_fold.groupby(level="network", sort=False).mean()
+    table.loc["Average"] = table.mean()
+    table["authors − fermap"] = table[AUTHORS_WAY] - table[FERMAP_WAY]
+    avg = table.loc["Average"]
+    by_storage = float(np.mean([abs(avg[f"uint8, {w}"] - avg[f"float, {w}"]) for w in ("linear", "nearest")]))
+    by_warp = float(np.mean([abs(avg[f"{d}, nearest"] - avg[f"{d}, linear"]) for d in ("float", "uint8")]))
+    return StorageComparison(scores, table, np.array(deltas), by_storage, by_warp)
+
+
 def load_details(run_dir: str | os.PathLike, method: str) -> pd.DataFrame:
     """The per-image details a method recorded in a run, one row per (image, entry): for
     Extremal Perturbation ``network, fold, expression, id, area_target, area_achieved, score``."""

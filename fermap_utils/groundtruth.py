@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .layout import data_dir
+from .layout import data_dir, records_file, truth_dir
 from .metrics import binary_scores, ncc, score_heatmap, threshold_free_scores
 
 _BINARY = ("iou", "f1", "precision", "recall")
@@ -146,10 +146,10 @@ def subject_examples(data_dir: str | os.PathLike, subject: str | None = None, sa
     import cv2
 
     data_dir = Path(data_dir)
-    table = pd.read_csv(data_dir / "records.csv", dtype={"subject": str})
+    table = pd.read_csv(records_file(data_dir), dtype={"subject": str})
     subject = subject or table.subject.iloc[0]
     rows = table[(table.subject == subject) & table.source.str.endswith(f"_{sample}.png")].sort_values("expression")
     read = lambda p: cv2.imread(str(p), cv2.IMREAD_UNCHANGED)  # noqa: E731
     images = np.stack([read(data_dir / r) for r in rows.image])
-    changes = np.stack([read(data_dir / "truth" / Path(r).name) for r in rows.image])
+    changes = np.stack([read(truth_dir(data_dir) / Path(r).name) for r in rows.image])
     return images, changes, list(rows.expression)

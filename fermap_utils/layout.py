@@ -3,7 +3,7 @@
 ::
 
     RUN/run.json                                    the profile the run was made with
-    RUN/data/                                       the dataset (records.csv, summary.json, images/)
+    RUN/data/                                       the dataset (a dataset folder, below)
     RUN/models/<network>/fold<k>/                   one trained (network, fold):
         model.keras, history.csv, predictions.csv, metrics.json (written last)
     RUN/explanations/<network>/fold<k>/<Expression>.npz    LIME's cached explanations
@@ -15,6 +15,16 @@
     RUN/heatmaps_<method>/...                       the same for another explainer
     RUN/statistics/<name>/                          what the statistics chapter saves for the discussion
     RUN/jobs/<job>.log, <job>.json                  each executor job's output and timing
+    RUN/attention/                                  the click-to-reveal sessions (chapter 12)
+
+A dataset folder (``RUN/data`` or any ``fermap data build --out``)::
+
+    DATA/records.csv, landmarks.npy, summary.json   one row per image, its 68 landmarks, the counts
+    DATA/skipped.csv                                the images left out, and why
+    DATA/images/                                    the aligned grey images
+    DATA/truth/, DATA/planted/planted_maps.npz      the synthetic set's true change maps and planted signal
+
+The authors' published heatmaps (``book/data/authors``): ``REF/gray/heatmaps_{by_cv,by_net,total}``.
 
 A run folder may come from someone else: every path under ``models``, ``explanations*`` and
 ``heatmaps*`` is checked to stay inside the run (:func:`fermap_utils._io.inside`), so a name read
@@ -34,6 +44,10 @@ DATA = "data"
 MODELS = "models"
 STATISTICS = "statistics"
 JOBS = "jobs"
+ATTENTION = "attention"
+#: A dataset folder's files.
+RECORDS, LANDMARKS, SUMMARY, SKIPPED, IMAGES = "records.csv", "landmarks.npy", "summary.json", "skipped.csv", "images"
+TRUTH, PLANTED, PLANTED_MAPS = "truth", "planted", "planted_maps.npz"
 #: The three heatmap folders of a method, as the authors named them: per fold, per network, per class.
 HEATMAP_GROUPS: tuple[str, str, str] = ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total")
 
@@ -172,10 +186,74 @@ def jobs_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / JOBS
 
 
+def attention_dir(run_dir: str | os.PathLike) -> Path:
+    """``RUN/attention``: the click-to-reveal sessions a reader saves (chapter 12)."""
+    return Path(run_dir) / ATTENTION
+
+
+def records_file(data_dir: str | os.PathLike) -> Path:
+    """``DATA/records.csv``: one row per image (id, image, source, subject, dataset, expression, fold).
+
+    Examples
+    --------
+    >>> records_file("runs/smoke/data").as_posix()
+    'runs/smoke/data/records.csv'
+    """
+    return Path(data_dir) / RECORDS
+
+
+def landmarks_file(data_dir: str | os.PathLike) -> Path:
+    """``DATA/landmarks.npy``: the images' 68 landmarks, in the records' order."""
+    return Path(data_dir) / LANDMARKS
+
+
+def summary_file(data_dir: str | os.PathLike) -> Path:
+    """``DATA/summary.json``: the dataset's counts and where it came from."""
+    return Path(data_dir) / SUMMARY
+
+
+def skipped_file(data_dir: str | os.PathLike) -> Path:
+    """``DATA/skipped.csv``: the images left out, and why."""
+    return Path(data_dir) / SKIPPED
+
+
+def images_dir(data_dir: str | os.PathLike) -> Path:
+    """``DATA/images``: the aligned grey images."""
+    return Path(data_dir) / IMAGES
+
+
+def truth_dir(data_dir: str | os.PathLike) -> Path:
+    """``DATA/truth``: each synthetic image's true change map (same file name as the image)."""
+    return Path(data_dir) / TRUTH
+
+
+def planted_dir(data_dir: str | os.PathLike) -> Path:
+    """``DATA/planted``: each class's planted-signal map on the standard face (synthetic set)."""
+    return Path(data_dir) / PLANTED
+
+
+def planted_file(data_dir: str | os.PathLike) -> Path:
+    """``DATA/planted/planted_maps.npz``: the planted-signal maps, one array per class."""
+    return planted_dir(data_dir) / PLANTED_MAPS
+
+
+def authors_heatmaps_dir(reference: str | os.PathLike, group: str = "heatmaps_by_cv") -> Path:
+    """``REF/gray/<group>``: one of the authors' three published heatmap folders (:data:`HEATMAP_GROUPS`).
+
+    Examples
+    --------
+    >>> authors_heatmaps_dir("book/data/authors", "heatmaps_total").as_posix()
+    'book/data/authors/gray/heatmaps_total'
+    """
+    if group not in HEATMAP_GROUPS:
+        raise FermapError(f"unknown heatmap folder {group!r}; one of {', '.join(HEATMAP_GROUPS)}")
+    return Path(reference) / "gray" / group
+
+
 #: What each part of a run folder is (glob patterns), for deciding which chapters must rerun.
 RUN_PARTS: dict[str, list[str]] = {
     "profile": [PROFILE_FILE],
-    "data": [f"{DATA}/summary.json", f"{DATA}/records.csv"],
+    "data": [f"{DATA}/{SUMMARY}", f"{DATA}/{RECORDS}"],
     "models": [f"{MODELS}/*/fold*/metrics.json"],
     "explanations": ["heatmaps/summary.json", "heatmaps/*/*.png"],  # derived from every explanation
     "methods": ["heatmaps_*/summary.json", "heatmaps_*/*/*.png"],

@@ -216,6 +216,32 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / den)
 
 
+def ncc_or_nan(a: np.ndarray, b: np.ndarray) -> float:
+    """The NCC of two images, or NaN when either is constant.
+
+    An explanation with no positive weight at all is a constant image, for which NCC is
+    undefined (:func:`ncc` raises); comparing explanations made with other settings, such an
+    image is reported as missing instead.
+
+    Parameters
+    ----------
+    a, b : arrays with the same number of pixels
+
+    Returns
+    -------
+    r : float
+        :func:`ncc` of ``a`` and ``b``, or NaN when ``a`` or ``b`` is constant.
+
+    Examples
+    --------
+    >>> a = np.array([[0, 1], [2, 3]])
+    >>> ncc_or_nan(a, -a), ncc_or_nan(a, np.zeros((2, 2)))
+    (-1.0, nan)
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    return ncc(a, b) if a.std() > 0 and b.std() > 0 else float("nan")
+
+
 def ncc_distance(a: np.ndarray, b: np.ndarray) -> float:
     """1 - NCC, the authors' distance between heatmaps.
 
@@ -830,6 +856,47 @@ def specificity_test(matrix: pd.DataFrame) -> dict[str, float]:
     return {"statistic": float(result.statistic), "p_value": float(result.pvalue),
             "permutations": int(len(result.null_distribution)), "own_best": own_mask_best(matrix),
             "own_best_corrected": own_mask_best(column_normalised(matrix))}
+
+
+#: The specificity report's metrics: (key of :func:`score`, the name a reader sees).
+SPECIFICITY_METRICS: tuple[tuple[str, str], ...] = (("iou", "IoU after Otsu"), ("roc_auc", "ROC-AUC"))
+
+
+def specificity_report(heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> list[dict]:
+    """Whether heatmaps are specific to their expression, for each of :data:`SPECIFICITY_METRICS`.
+
+    For each metric: the heatmap-by-mask matrix (:func:`specificity_matrix`), for IoU also its
+    column-normalised form (:func:`column_normalised`), the own-mask count of each
+    (:func:`own_mask_best`), and the label-permutation test (:func:`specificity_test`) with a
+    one-sentence verdict at the 5 % level.
+
+    Parameters
+    ----------
+    heatmaps : dict
+        ``expression -> uint8 heatmap`` (e.g. the global heatmaps H_c).
+    masks : dict
+        ``expression -> boolean mask``.
+
+    Returns
+    -------
+    list of dict, one per metric
+        ``metric`` (its name), ``tables`` (``{"raw": matrix}`` and, for IoU,
+        ``"column-normalised"``), ``own_best`` (``{kind: count}``), ``rows`` (the number of
+        heatmaps), ``test`` (:func:`specificity_test`'s result) and ``verdict`` (a sentence
+        with the statistic and the p-value).
+    """
+    report = []
+    for metric, name in SPECIFICITY_METRICS:
+        m = specificity_matrix(heatmaps, masks, metric=metric)
+        t = specificity_test(m)
+        tables = {"raw": m, "column-normalised": column_normalised(m)} if metric == "iou" else {"raw": m}
+        verdict = (f"{name}: mean diagonal − mean off-diagonal = {t['statistic']:.3f}, "
+                   f"permutation p = {t['p_value']:.4f} ({t['permutations']} relabellings): "
+                   + ("specific to their expression beyond chance at the 5 % level." if t["p_value"] < 0.05 else
+                      "no evidence at the 5 % level that the heatmaps are specific to their expression."))
+        report.append({"metric": name, "tables": tables, "own_best": {k: own_mask_best(v) for k, v in tables.items()},
+                       "rows": len(m), "test": t, "verdict": verdict})
+    return report
 
 
 def specificity_by_network(heatmaps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.ndarray],

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .config import cache_dir, expressions, section
-from .layout import data_dir
+from .layout import data_dir, records_file
 
 # bytes per image written for the dataset's preprocessed crop (PNG of 128x128 grey, measured on the
 # synthetic set: about 12 kB), per stored heatmap PNG (275x224, at most), per LIME cache entry
@@ -44,7 +44,7 @@ def dataset_counts(prof: dict, run_dir: str | os.PathLike | None = None) -> tupl
     configuration's ``plan.images`` for the profile's kind of data; with where the counts came from."""
     from .profiles import profile_folds
 
-    records = data_dir(run_dir) / "records.csv" if run_dir else None
+    records = records_file(data_dir(run_dir)) if run_dir else None
     if records and records.is_file():
         table = pd.read_csv(records, usecols=["fold"])
         counts = table.fold.value_counts().sort_index()

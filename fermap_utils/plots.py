@@ -118,11 +118,13 @@ def accuracy_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
 
     The paper's reported accuracies (``config.yaml``, ``paper.accuracy``: 80-84 % for every
     network but ResNet50, 74 %) are a band and a mark. Networks trained without the ImageNet
-    weights they should have are hatched and marked ``(no ImageNet)``; chance (1/6) is drawn as a line.
+    weights they should have are hatched and marked ``(no ImageNet)``; chance (one over the number
+    of expressions) is drawn as a line.
     """
-    from .config import paper
+    from .config import expressions, paper
 
     reported = paper()["accuracy"]
+    k = len(expressions())
     low, high = reported["range"]
     order = list(dict.fromkeys(table.network))
     means = table.groupby("network", sort=False).accuracy.mean().reindex(order)
@@ -131,7 +133,7 @@ def accuracy_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(order) + 2), 3.8))
     xs = np.arange(len(order))
     ax.axhspan(low, high, color="tab:green", alpha=0.15, label=f"paper: {low * 100:.0f}-{high * 100:.0f} % (real data)")
-    ax.axhline(1 / 6, color="grey", ls=":", lw=1, label="chance (1/6)")
+    ax.axhline(1 / k, color="grey", ls=":", lw=1, label=f"chance (1/{k})")
     ax.bar(xs, means.values, color=["white" if c else "tab:blue" for c in cold], edgecolor="tab:blue",
            hatch=None, alpha=0.8)
     for x, c in zip(xs, cold):

@@ -19,7 +19,7 @@ import yaml
 from ._io import atomic_path, read_yaml
 from .config import section
 from .errors import FermapError
-from .layout import data_dir, profile_file
+from .layout import data_dir, profile_file, summary_file
 
 
 def profile(name: str, overrides: dict | None = None, validate: bool = True) -> dict:
@@ -263,7 +263,7 @@ def read_profile(run_dir: str | os.PathLike, overrides: dict | None = None) -> d
     if not isinstance(recorded, dict):
         raise FermapError(f"{path}: expected a mapping of keys to values")
     prof = apply_overrides(recorded, overrides or {})
-    summary = data_dir(run_dir) / "summary.json"
+    summary = summary_file(data_dir(run_dir))
     n_folds = None
     if summary.is_file():
         try:

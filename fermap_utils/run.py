@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ._io import atomic_path
 from .errors import FermapError
-from .layout import RUN_PARTS, data_dir, profile_file
+from .layout import RUN_PARTS, data_dir, landmarks_file, profile_file, records_file, summary_file
 from .profiles import check_data_source, load_profile, profile_networks, read_profile, record_profile
 
 if TYPE_CHECKING:  # for annotations only; imported where it is used
@@ -34,21 +34,22 @@ def prepare_data(run_dir: str | os.PathLike, prof: dict, progress: bool = True) 
 
     check_data_source(prof)
     out = data_dir(run_dir)
+    summary_path = summary_file(out)
     source = prof["data"]
     per_fold = prof.get("subjects_per_fold")
-    if (out / "summary.json").is_file() and json.loads((out / "summary.json").read_text()).get("subjects_per_fold") \
+    if summary_path.is_file() and json.loads(summary_path.read_text()).get("subjects_per_fold") \
             not in (None, per_fold):
-        (out / "summary.json").unlink()  # a subset made for another profile: build the whole set again
+        summary_path.unlink()  # a subset made for another profile: build the whole set again
     if source == "default":
         summary = build_default(out, progress=progress)
-    elif (out / "summary.json").is_file():
-        summary = json.loads((out / "summary.json").read_text())
+    elif summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
     else:
         summary = build_from_config(source, out, progress=progress)
     if per_fold and summary.get("subjects_per_fold") != per_fold:
         summary["kept"] = keep_subjects(out, int(per_fold))
         summary["subjects_per_fold"] = int(per_fold)
-        with atomic_path(out / "summary.json") as tmp:
+        with atomic_path(summary_path) as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -61,16 +62,16 @@ def keep_subjects(directory: str | os.PathLike, per_fold: int) -> int:
     import pandas as pd
 
     directory = Path(directory)
-    table = pd.read_csv(directory / "records.csv", dtype={"subject": str})
+    table = pd.read_csv(records_file(directory), dtype={"subject": str})
     first = table.groupby("fold").subject.apply(lambda s: sorted(s.unique())[:per_fold])
     keep = table.subject.isin([s for subjects in first for s in subjects]).to_numpy()
     if keep.all():
         return len(table)
-    marks = np.load(directory / "landmarks.npy")[keep]
-    with atomic_path(directory / "landmarks.npy") as tmp:
+    marks = np.load(landmarks_file(directory))[keep]
+    with atomic_path(landmarks_file(directory)) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, marks)
-    with atomic_path(directory / "records.csv") as tmp:
+    with atomic_path(records_file(directory)) as tmp:
         table[keep].to_csv(tmp, index=False)
     return int(keep.sum())
 
@@ -232,7 +233,7 @@ def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[di
     if not profile_file(run_dir).is_file() and profile:
         record_profile(run_dir, load_profile(profile))
     prof = read_profile(run_dir)
-    summary_path = data_dir(run_dir) / "summary.json"
+    summary_path = summary_file(data_dir(run_dir))
     if summary_path.is_file():
         s = json.loads(summary_path.read_text())
         data = (f"{'SYNTHETIC embedded dataset' if s.get('synthetic') else 'dataset ' + str(prof.get('data'))}"

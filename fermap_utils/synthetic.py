@@ -40,6 +40,17 @@ from ._io import atomic_path, write_gray
 from .config import cache_dir, section
 from .data import build_dataset, eye_angle, face_box_transform, read_manifest, split_records
 from .landmarks import detect_faces, mean_shape, predict_landmarks, with_border_points
+from .layout import (
+    PLANTED,
+    PLANTED_MAPS,
+    TRUTH,
+    landmarks_file,
+    planted_dir,
+    planted_file,
+    records_file,
+    summary_file,
+    truth_dir,
+)
 from .masks import action_units, au_region, expression_aus
 
 GENERATOR_VERSION = 2
@@ -593,24 +604,24 @@ def write_truth(out: Path, source_root: Path) -> dict[str, np.ndarray]:
     """Copy each built image's change map (and its neutral landmarks) to ``out/truth/``; write ``out/planted/``."""
     import pandas as pd
 
-    table = pd.read_csv(out / "records.csv", dtype={"subject": str})
-    marks = np.load(out / "landmarks.npy")
+    table = pd.read_csv(records_file(out), dtype={"subject": str})
+    marks = np.load(landmarks_file(out))
     changes, neutral = [], []
     for row in table.itertuples():
         stem = source_root / str(row.source)[: -len(".png")]
         change = cv2.imread(f"{stem}.change.png", cv2.IMREAD_UNCHANGED)
-        write_gray(out / "truth" / Path(row.image).name, change)
+        write_gray(truth_dir(out) / Path(row.image).name, change)
         changes.append(change)
         neutral.append(np.loadtxt(f"{stem}.neutral.txt"))
-    with atomic_path(out / "truth" / "neutral_landmarks.npy") as tmp:
+    with atomic_path(truth_dir(out) / "neutral_landmarks.npy") as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.asarray(neutral, np.float32))
     maps = planted_maps(np.asarray(changes), marks, table.expression.to_numpy())
-    with atomic_path(out / "planted" / "planted_maps.npz") as tmp:
+    with atomic_path(planted_file(out)) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **maps)
     for expr, m in maps.items():
-        write_gray(out / "planted" / f"{expr}_planted.png", np.clip(m / max(float(m.max()), 1e-9) * 255, 0, 255)
+        write_gray(planted_dir(out) / f"{expr}_planted.png", np.clip(m / max(float(m.max()), 1e-9) * 255, 0, 255)
                    .astype(np.uint8))
     return maps
 
@@ -619,7 +630,7 @@ def load_planted_maps(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     """The planted-signal maps of a built synthetic dataset (``DATA/planted/planted_maps.npz``)."""
     from .errors import FermapError
 
-    path = Path(data_dir) / "planted" / "planted_maps.npz"
+    path = planted_file(data_dir)
     if not path.is_file():
         raise FermapError(f"{path}: no planted-signal maps; only the synthetic default dataset has them "
                           "(`fermap data build --default`)")
@@ -640,13 +651,13 @@ def build_default(out: str | os.PathLike, progress: bool = True, identities: int
     out = Path(out)
     params = {**section("synthetic"), **overrides}
     key = _key(params) + (f"-{identities}" if identities else "")
-    summary_path = out / "summary.json"
+    summary_path = summary_file(out)
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         if summary.get("source_key") == key:
             return summary
-    for stale in ("truth", "planted"):  # a rebuild never keeps another set's truth (build_dataset replaces images)
-        shutil.rmtree(out / stale, ignore_errors=True)
+    for stale in (truth_dir(out), planted_dir(out)):  # a rebuild never keeps another set's truth
+        shutil.rmtree(stale, ignore_errors=True)  # (build_dataset replaces images)
     manifest = generate(progress=progress, identities=identities, **overrides)
     records, dropped = split_records(read_manifest(manifest))
     summary = build_dataset(records, out, dropped, size=params["size"], synthetic=True, progress=progress,
@@ -656,7 +667,7 @@ def build_default(out: str | os.PathLike, progress: bool = True, identities: int
                                         "scikit-image and matplotlib")
     write_truth(out, manifest.parent)
     summary["source_key"] = key
-    summary["ground_truth"] = {"truth": "truth/", "planted": "planted/planted_maps.npz",
+    summary["ground_truth"] = {"truth": f"{TRUTH}/", "planted": f"{PLANTED}/{PLANTED_MAPS}",
                                "planted_level": params["planted_level"]}
     with atomic_path(summary_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))

@@ -29,7 +29,16 @@ from .config import expressions, section
 from .data import Dataset, load_dataset, resize_images, scale_landmarks
 from .errors import FermapError
 from .layout import data_dir as run_data_dir
-from .layout import fold_folder, metrics_files, model_dir, model_file, profile_file
+from .layout import (
+    fold_folder,
+    landmarks_file,
+    metrics_files,
+    model_dir,
+    model_file,
+    profile_file,
+    records_file,
+    summary_file,
+)
 from .models import build_network, prepare_weights, spec
 from .profiles import profile_folds, profile_networks
 
@@ -337,10 +346,10 @@ def data_key(directory: Path) -> str:
         16 hexadecimal digits.
     """
     directory = Path(directory)
-    table = pd.read_csv(directory / "records.csv", dtype=str, keep_default_na=False)
+    table = pd.read_csv(records_file(directory), dtype=str, keep_default_na=False)
     h = hashlib.sha256(table.drop(columns="source", errors="ignore").to_csv(index=False).encode())
-    h.update((directory / "summary.json").read_bytes())
-    marks = directory / "landmarks.npy"
+    h.update(summary_file(directory).read_bytes())
+    marks = landmarks_file(directory)
     if marks.is_file():
         h.update(marks.read_bytes())
     for name in table.image:
@@ -350,7 +359,7 @@ def data_key(directory: Path) -> str:
 
 def _run_data(run_dir: Path) -> Path:
     data_dir = run_data_dir(run_dir)
-    if not (data_dir / "records.csv").is_file():
+    if not records_file(data_dir).is_file():
         raise FermapError(f"{data_dir}: no dataset; build it first (fermap data build ... --out {data_dir})")
     return data_dir
 
@@ -388,7 +397,7 @@ def train_job(run_dir: str | os.PathLike, name: str, fold: int, prof: dict, prog
 def train_jobs(run_dir: str | os.PathLike, prof: dict) -> list[tuple[str, int]]:
     """The (network, fold) jobs of a profile on a run's dataset, in the profile's order."""
     data_dir = _run_data(Path(run_dir))
-    table = pd.read_csv(data_dir / "records.csv", usecols=["fold"])
+    table = pd.read_csv(records_file(data_dir), usecols=["fold"])
     available = sorted(int(f) for f in table.fold.unique())
     folds = profile_folds(prof, available)
     absent = [f for f in folds if f not in available]

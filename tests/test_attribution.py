@@ -242,3 +242,17 @@ def test_attribute_returns_extremal_areas_per_image(fer):
     assert details["area_achieved"].shape == details["area_target"].shape == (len(images), 2)
     np.testing.assert_allclose(details["area_achieved"].mean(axis=1), maps.mean(axis=(1, 2)), atol=1e-6)
     assert A.attribute("gradcam", model, images, labels)[1] == {}
+
+
+def test_cam_gradcam_scale_recovers_the_factor_and_the_residual():
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(3, 2, 5))
+    exact = A.cam_gradcam_scale(10 * g, g)
+    assert exact["feature map"] == "2×5" and exact["h·w"] == 10
+    assert exact["CAM / Grad-CAM"] == pytest.approx(10) and exact["max relative residual"] < 1e-12
+    off = g.copy()
+    off[0, 0, 0] += 1.0  # CAM no longer a multiple of Grad-CAM
+    r = A.cam_gradcam_scale(off, g)
+    expected = (off * g).sum() / (g * g).sum()
+    assert r["CAM / Grad-CAM"] == pytest.approx(expected)
+    assert r["max relative residual"] == pytest.approx(np.abs(off - expected * g).max() / np.abs(off).max())

@@ -211,3 +211,36 @@ def test_cli_train_and_explain_finish_a_run_without_redoing_it(explained_run, ca
     summary = json.loads(layout.heatmaps_summary_file(run).read_text())
     assert f"{summary['explanations']} explanations (lime)" in out
     assert _stamps(run) == before  # everything was already done: nothing retrained or re-explained
+
+
+def test_cam_identity_holds_for_the_gap_networks_only(explained_run):
+    run, _, _ = explained_run
+    table = E.cam_identity(run, images=3)
+    assert list(table.network) == ["FER2013"]  # WeiNet flattens: no CAM
+    row = table.iloc[0]
+    assert row["CAM / Grad-CAM"] == pytest.approx(row["h·w"], rel=1e-3)  # Grad-CAM = CAM / (h w)
+    assert row["max relative residual"] < 1e-3
+
+
+def test_storage_comparison_scores_each_way_as_rebuilt(explained_run):
+    from fermap_utils.heatmaps import heatmap, to_uint8
+    from fermap_utils.masks import ekman_masks
+    from fermap_utils.metrics import score_heatmap
+
+    run, prof, _ = explained_run
+    masks = ekman_masks()
+    result = E.storage_comparison(run, masks, prof.get("explain"))
+    assert len(result.scores) == 4 * len(result.deltas) > 0
+    assert set(result.scores.way) == set(E.STORAGE_WAYS)
+    row = result.scores[result.scores.way == E.AUTHORS_WAY].iloc[0]
+    settings = LimeSettings.from_profile({**prof["explain"], **E.STORAGE_WAYS[E.AUTHORS_WAY]})
+    stack = E.load_standardised(run, row.network, int(row.fold), row.expression, settings=settings)
+    assert row.IoU == pytest.approx(score_heatmap(to_uint8(heatmap(stack)), masks[row.expression])["iou"])
+    means = result.scores.groupby(["network", "way"]).IoU.mean().unstack()
+    for net in means.index:  # one fold per network here: the table's cell is the fold's mean
+        assert result.table.loc[net, E.FERMAP_WAY] == pytest.approx(means.loc[net, E.FERMAP_WAY])
+    assert result.table.loc["Average", "authors − fermap"] == pytest.approx(
+        result.table.loc["Average", E.AUTHORS_WAY] - result.table.loc["Average", E.FERMAP_WAY])
+    avg = result.table.loc["Average"]
+    assert result.by_warp == pytest.approx(np.mean([abs(avg["float, nearest"] - avg["float, linear"]),
+                                                    abs(avg["uint8, nearest"] - avg["uint8, linear"])]))

@@ -44,3 +44,30 @@ def test_class_files_are_read_back_with_their_keys(tmp_path):
     got = [(n, f, e) for n, f, e, _ in layout.class_files(tmp_path)]
     assert got == [("A", 1, "Anger"), ("A", 10, "Anger"), ("B", 2, "Fear")]
     assert layout.class_files(tmp_path, "cam") == []
+
+
+def test_files_of_a_dataset_folder_are_where_the_builder_writes_them(default_dataset):
+    from fermap_utils.data import load_dataset
+
+    data = default_dataset
+    assert layout.records_file(data) == data / "records.csv" and layout.records_file(data).is_file()
+    assert layout.landmarks_file(data) == data / "landmarks.npy" and layout.landmarks_file(data).is_file()
+    assert layout.summary_file(data) == data / "summary.json" and layout.summary_file(data).is_file()
+    assert layout.skipped_file(data) == data / "skipped.csv" and layout.skipped_file(data).is_file()
+    assert layout.images_dir(data) == data / "images" and layout.images_dir(data).is_dir()
+    assert layout.truth_dir(data) == data / "truth" and layout.truth_dir(data).is_dir()  # the synthetic set
+    assert layout.planted_file(data) == data / "planted" / "planted_maps.npz" and layout.planted_file(data).is_file()
+    ds = load_dataset(data)
+    assert all((data / name).is_file() for name in ds.table.image[:3])
+    assert (layout.truth_dir(data) / ds.table.image[0].split("/")[-1]).is_file()
+
+
+def test_authors_folders_and_attention(tmp_path, reference):
+    for group in layout.HEATMAP_GROUPS:
+        folder = layout.authors_heatmaps_dir(reference, group)
+        assert folder == reference / "gray" / group and any(folder.glob("*_heatmap.png"))
+    assert layout.authors_heatmaps_dir(reference) == reference / "gray" / "heatmaps_by_cv"
+    with pytest.raises(FermapError):
+        layout.authors_heatmaps_dir(reference, "gray")
+    assert layout.attention_dir(tmp_path) == tmp_path / "attention"
+    assert layout.data_dir(tmp_path) / layout.RECORDS == layout.records_file(layout.data_dir(tmp_path))
