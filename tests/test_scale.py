@@ -36,9 +36,9 @@ def cache(tmp_path_factory, default_dataset):
     import shutil
 
     cache = tmp_path_factory.mktemp("scale_cache")
-    os.environ["FERMAP_CACHE"] = str(cache)
-    yield cache
-    os.environ.pop("FERMAP_CACHE", None)
+    with pytest.MonkeyPatch.context() as mp:  # restores the session's private cache afterwards
+        mp.setenv("FERMAP_CACHE", str(cache))
+        yield cache
     shutil.rmtree(cache, ignore_errors=True)
 
 
