@@ -104,8 +104,11 @@ def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
     maps = E.load_run_heatmaps(run, "cam")
     assert {n for n, _ in E.network_heatmaps(maps)} == {"FER2013"}
     grad = E.explain_run(run, prof, progress=False, method="gradcam")
-    assert (set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"}
-            or set(grad[grad.images > 0].network) == {"FER2013"})
+    # Grad-CAM needs no GAP head: both networks, on the very images LIME explained (chosen by prediction)
+    lime = E.explain_run(run, prof, progress=False)
+    key = ["network", "fold", "expression"]
+    assert grad.set_index(key).images.to_dict() == lime.set_index(key).images.to_dict()
+    assert set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"}
     with pytest.raises(Exception, match="unknown explanation method"):
         E.explain_run(run, prof, progress=False, method="shap")
 
@@ -129,7 +132,6 @@ def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     check = S.sanity_check(run, "FER2013", 1, prof, method="lime", per_class=2)
     table = check.scores
     assert set(table.model) == {"trained", "random weights"}
-    assert table[["iou", "roc_auc"]].notna().all().all()
     per_model = table.groupby("model").expression.apply(sorted)
     assert per_model["trained"] == per_model["random weights"]  # compared on the same expressions
     # every expression is either compared or reported as dropped, with its reason
