@@ -86,6 +86,15 @@ def method_folders(method: str = "lime") -> tuple[str, str]:
 def fold_folder(fold: int) -> str:
     """The folder name of a fold: ``fold<k>``.
 
+    Parameters
+    ----------
+    fold : int
+        The fold, from 1.
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> fold_folder(3)
@@ -95,57 +104,194 @@ def fold_folder(fold: int) -> str:
 
 
 def profile_file(run_dir: str | os.PathLike) -> Path:
-    """``RUN/run.json``: the profile the run was made with."""
+    """``RUN/run.json``: the profile the run was made with.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+
+    Returns
+    -------
+    Path
+    """
     return Path(run_dir) / PROFILE_FILE
 
 
 def data_dir(run_dir: str | os.PathLike) -> Path:
-    """``RUN/data``: the run's dataset."""
+    """``RUN/data``: the run's dataset.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+
+    Returns
+    -------
+    Path
+    """
     return Path(run_dir) / DATA
 
 
 def model_dir(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
-    """``RUN/models/<network>/fold<k>``: one trained (network, fold)."""
+    """``RUN/models/<network>/fold<k>``: one trained (network, fold).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network's name, as in the run's file names.
+    fold : int
+        The fold, from 1.
+
+    Returns
+    -------
+    Path
+    """
     return inside(run_dir, MODELS, network, fold_folder(fold))
 
 
 def model_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
-    """``RUN/models/<network>/fold<k>/model.keras`` (none for a fixed network)."""
+    """``RUN/models/<network>/fold<k>/model.keras`` (none for a fixed network).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network's name, as in the run's file names.
+    fold : int
+        The fold, from 1.
+
+    Returns
+    -------
+    Path
+    """
     return model_dir(run_dir, network, fold) / "model.keras"
 
 
 def metrics_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
-    """``RUN/models/<network>/fold<k>/metrics.json``, written last: the fold is complete."""
+    """``RUN/models/<network>/fold<k>/metrics.json``, written last: the fold is complete.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network's name, as in the run's file names.
+    fold : int
+        The fold, from 1.
+
+    Returns
+    -------
+    Path
+    """
     return model_dir(run_dir, network, fold) / "metrics.json"
 
 
 def predictions_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
-    """``RUN/models/<network>/fold<k>/predictions.csv``: the test images' ids, labels and probabilities."""
+    """``RUN/models/<network>/fold<k>/predictions.csv``: the test images' ids, labels and probabilities.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network's name, as in the run's file names.
+    fold : int
+        The fold, from 1.
+
+    Returns
+    -------
+    Path
+    """
     return model_dir(run_dir, network, fold) / "predictions.csv"
 
 
 def history_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
-    """``RUN/models/<network>/fold<k>/history.csv``: accuracy and loss per epoch."""
+    """``RUN/models/<network>/fold<k>/history.csv``: accuracy and loss per epoch.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network's name, as in the run's file names.
+    fold : int
+        The fold, from 1.
+
+    Returns
+    -------
+    Path
+    """
     return model_dir(run_dir, network, fold) / "history.csv"
 
 
 def metrics_files(run_dir: str | os.PathLike) -> list[Path]:
-    """Every ``metrics.json`` of a run, sorted: the completed (network, fold)s."""
+    """Every ``metrics.json`` of a run, sorted: the completed (network, fold)s.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+
+    Returns
+    -------
+    list of Path
+    """
     return sorted(Path(run_dir).glob(f"{MODELS}/*/fold*/metrics.json"))
 
 
 def explanations_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
-    """``RUN/explanations`` (LIME) or ``RUN/explanations_<method>``."""
+    """``RUN/explanations`` (LIME) or ``RUN/explanations_<method>``.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    method : str
+        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+
+    Returns
+    -------
+    Path
+    """
     return inside(run_dir, method_folders(method)[0])
 
 
 def class_file(run_dir: str | os.PathLike, network: str, fold: int, expression: str, method: str = "lime") -> Path:
-    """``RUN/explanations[_<method>]/<network>/fold<k>/<Expression>.npz``: one class's cached explanations."""
+    """``RUN/explanations[_<method>]/<network>/fold<k>/<Expression>.npz``: one class's cached explanations.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network's name, as in the run's file names.
+    fold : int
+        The fold, from 1.
+    expression : str
+        One of the six expressions.
+    method : str
+        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+
+    Returns
+    -------
+    Path
+    """
     return inside(run_dir, method_folders(method)[0], network, fold_folder(fold), f"{expression}.npz")
 
 
 def class_files(run_dir: str | os.PathLike, method: str = "lime") -> list[tuple[str, int, str, Path]]:
     """Every cached class file of a method in a run, sorted.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    method : str
+        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
 
     Returns
     -------
@@ -157,7 +303,19 @@ def class_files(run_dir: str | os.PathLike, method: str = "lime") -> list[tuple[
 
 
 def heatmaps_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
-    """``RUN/heatmaps`` (LIME) or ``RUN/heatmaps_<method>``."""
+    """``RUN/heatmaps`` (LIME) or ``RUN/heatmaps_<method>``.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    method : str
+        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+
+    Returns
+    -------
+    Path
+    """
     return inside(run_dir, method_folders(method)[1])
 
 
@@ -165,6 +323,19 @@ def heatmap_group_dir(run_dir: str | os.PathLike, group: str = "heatmaps_by_cv",
     """One of a method's three heatmap folders (:data:`HEATMAP_GROUPS`).
 
     ``heatmaps_by_cv`` holds H_{n,t,c}, ``heatmaps_by_net`` H_{n,c}, ``heatmaps_total`` H_c.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    group : str
+        One of :data:`HEATMAP_GROUPS`.
+    method : str
+        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+
+    Returns
+    -------
+    Path
     """
     if group not in HEATMAP_GROUPS:
         raise FermapError(f"unknown heatmap folder {group!r}; one of {', '.join(HEATMAP_GROUPS)}")
@@ -172,17 +343,51 @@ def heatmap_group_dir(run_dir: str | os.PathLike, group: str = "heatmaps_by_cv",
 
 
 def heatmaps_summary_file(run_dir: str | os.PathLike, method: str = "lime") -> Path:
-    """``RUN/heatmaps[_<method>]/summary.json``: networks, folds, counts and missing heatmaps."""
+    """``RUN/heatmaps[_<method>]/summary.json``: networks, folds, counts and missing heatmaps.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    method : str
+        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+
+    Returns
+    -------
+    Path
+    """
     return heatmaps_dir(run_dir, method) / "summary.json"
 
 
 def statistics_dir(run_dir: str | os.PathLike, name: str) -> Path:
-    """``RUN/statistics/<name>``: a result the statistics chapter saves for the discussion."""
+    """``RUN/statistics/<name>``: a result the statistics chapter saves for the discussion.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    name : str
+        The result's name.
+
+    Returns
+    -------
+    Path
+    """
     return Path(run_dir) / STATISTICS / name
 
 
 def jobs_dir(run_dir: str | os.PathLike) -> Path:
-    """``RUN/jobs``: each executor job's log (``<job>.log``) and record (``<job>.json``)."""
+    """``RUN/jobs``: each executor job's log (``<job>.log``) and record (``<job>.json``).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+
+    Returns
+    -------
+    Path
+    """
     return Path(run_dir) / JOBS
 
 

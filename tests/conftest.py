@@ -1,6 +1,7 @@
 """Shared fixtures: real faces that ship in packages, and the authors' data shipped with the book."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,23 @@ def private_cache(tmp_path_factory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FERMAP_CACHE", str(cache))
         yield cache
+        # a fixture or test that set its own cache gave the session's back (test_scale once popped it,
+        # so every later module cached into ~/.cache/fermap)
+        assert os.environ.get("FERMAP_CACHE") == str(cache), "a test left FERMAP_CACHE changed"
+
+
+@pytest.fixture(autouse=True)
+def cache_outside_the_home(private_cache) -> Iterator[None]:
+    """Every test starts and ends with a cache outside ``~/.cache/fermap`` (the only place
+    :func:`fermap_utils.config.cache_dir` names in the home), so the test that lost the private
+    cache is the one that fails. Checked on the variable, not on the home folder, which other
+    processes on the machine may write to."""
+    from fermap_utils.config import cache_dir
+
+    home = Path.home() / ".cache" / "fermap"
+    assert os.environ.get("FERMAP_CACHE") and cache_dir() != home, "the test would cache into the home"
+    yield
+    assert os.environ.get("FERMAP_CACHE") and cache_dir() != home, "the test left the cache in the home"
 
 
 @pytest.fixture(scope="session")

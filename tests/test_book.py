@@ -62,22 +62,41 @@ def test_every_chapter_executes_with_the_smoke_profile(smoke_book):
     assert (again.status == "unchanged").all()
 
 
+def _figures(notebook: Path) -> list[str]:
+    """The PNG figures a chapter shows, in order."""
+    nb = nbformat.read(notebook, as_version=4)
+    return [o["data"]["image/png"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if "image/png" in o.get("data", {})]
+
+
 def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, own_copy, tmp_path):
-    """Executed chapters of one profile never pass for another's (the stamps key holds the parameters)."""
+    """Executed chapters of one profile never pass for another's (the stamps key holds the parameters),
+    and another profile's setting shows in them: here LIME's seed, with the run explained again."""
+    from fermap_utils.explanations import explain_run
+    from fermap_utils.profiles import apply_overrides, record_profile
+
     mine = own_copy(smoke_book[0], tmp_path / "site")
     chapters = ["06_masks", "09_authors_heatmaps"]
+    masks_chapter = mine / EXECUTED / "06_masks.ipynb"
     prof = load_profile("smoke")
     R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)  # this copy's own run folder
     same = R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
     assert (same.status == "unchanged").all()
-    other = R.run_book({**prof, "name": "smoke-other"}, mine / "run", chapters, progress=False,
-                       out_dir=mine / EXECUTED)
-    assert list(other.chapter) == chapters and (other.status == "executed").all()
-    nb = nbformat.read(mine / EXECUTED / "06_masks.ipynb", as_version=4)
+    before = _figures(masks_chapter)
+    other = {**apply_overrides(prof, {"explain.seed": prof["explain"]["seed"] + 1}), "name": "smoke-other"}
+    record_profile(mine / "run", other)
+    explain_run(mine / "run", other, progress=False)  # other images, other LIME samples: other heatmaps
+    rerun = R.run_book(other, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
+    assert list(rerun.chapter) == chapters and (rerun.status == "executed").all()
+    nb = nbformat.read(masks_chapter, as_version=4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert "smoke-other" in injected.source
+    after = _figures(masks_chapter)
+    # the masks' figures are the same; the run's heatmaps over the masks (the last figure) changed
+    assert len(after) == len(before) > 2 and after[:-1] == before[:-1] and after[-1] != before[-1]
     back = R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
     assert (back.status == "executed").all()  # the other profile's pages were not this one's
+    assert _figures(masks_chapter)[-1] == after[-1]  # the figure follows the run's heatmaps, not the name
 
 
 def test_chapter_reruns_only_when_its_inputs_change(smoke_book, own_copy, tmp_path):

@@ -79,8 +79,11 @@ def test_explain_run_writes_heatmaps_the_scorer_reads(explained_run):
     assert shapes and set(shapes) <= {(32, 32), (64, 64)}
 
 
-def test_explain_run_caches_resumes_and_recomputes_what_changed(explained_run):
+def test_explain_run_caches_resumes_and_recomputes_what_changed(explained_run, tmp_path):
+    import shutil
+
     run, prof, _ = explained_run
+    run = Path(shutil.copytree(run, tmp_path / "run"))  # its own copy: the other tests see the fixture's run
     before = _stamps(run)
     E.explain_run(run, progress=False)
     assert _stamps(run) == before  # same parameters: nothing recomputed
@@ -104,8 +107,11 @@ def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
     maps = E.load_run_heatmaps(run, "cam")
     assert {n for n, _ in E.network_heatmaps(maps)} == {"FER2013"}
     grad = E.explain_run(run, prof, progress=False, method="gradcam")
-    assert (set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"}
-            or set(grad[grad.images > 0].network) == {"FER2013"})
+    # Grad-CAM needs no GAP head: both networks, on the very images LIME explained (chosen by prediction)
+    lime = E.explain_run(run, prof, progress=False)
+    key = ["network", "fold", "expression"]
+    assert grad.set_index(key).images.to_dict() == lime.set_index(key).images.to_dict()
+    assert set(grad[grad.images > 0].network) == {"WeiNet", "FER2013"}
     with pytest.raises(Exception, match="unknown explanation method"):
         E.explain_run(run, prof, progress=False, method="shap")
 
@@ -129,7 +135,6 @@ def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     check = S.sanity_check(run, "FER2013", 1, prof, method="lime", per_class=2)
     table = check.scores
     assert set(table.model) == {"trained", "random weights"}
-    assert table[["iou", "roc_auc"]].notna().all().all()
     per_model = table.groupby("model").expression.apply(sorted)
     assert per_model["trained"] == per_model["random weights"]  # compared on the same expressions
     # every expression is either compared or reported as dropped, with its reason
@@ -197,8 +202,6 @@ def test_cli_train_and_explain_finish_a_run_without_redoing_it(explained_run, ca
     from fermap_utils.cli import main
 
     run, prof, _ = explained_run
-    assert main(["explain", "--run", str(run)]) == 0  # the run's own settings, whatever a test before changed
-    capsys.readouterr()
     before = _stamps(run)
     args = ["--run", str(run), "-p", "networks", "[WeiNet, FER2013]", "-p", "input_size", "32", "-p", "folds", "1",
             "-p", "epochs_scale", "0.1", "-p", "explain", "{images_per_class: 2, num_samples: 60, batch_size: 100, "

@@ -404,6 +404,30 @@ def test_sanity_check_saves_and_loads(tmp_path):
     pd_testing.assert_frame_equal(back.comparison(), check.comparison())
 
 
+def test_threshold_free_scores_by_hand():
+    """Every score on a 2x4 heatmap, counted by hand from the definitions."""
+    heatmap = np.array([[4, 4, 0, 1],
+                        [3, 2, 0, 0]], dtype=np.uint8)
+    mask = np.array([[1, 0, 0, 1],
+                     [1, 1, 0, 0]], dtype=bool)
+    s = Mt.threshold_free_scores(heatmap, mask)
+    assert set(s) == {"roc_auc", "relevance_mass", "pointing_game", "iou_area_matched"}
+    # inside {4, 1, 3, 2} against outside {4, 0, 0, 0}: of the 16 pairs, 4 beats 0 three times and
+    # ties 4 (3.5), and 1, 3, 2 each beat the three 0s (9): 12.5 / 16
+    assert s["roc_auc"] == pytest.approx(12.5 / 16)
+    assert s["relevance_mass"] == pytest.approx((4 + 1 + 3 + 2) / 14)
+    assert s["pointing_game"] == 0.5  # two maxima (4), one of them inside
+    # the mask's 4 pixels of highest value: (0,0) (0,1) (1,0) (1,1); 3 inside, union 5
+    assert s["iou_area_matched"] == pytest.approx(3 / 5)
+    for key, value in s.items():
+        assert Mt.score(heatmap, mask, key) == value
+    flat = Mt.threshold_free_scores(np.zeros((2, 4)), mask)
+    assert flat["relevance_mass"] == 0.0 and flat["pointing_game"] == 0.5  # every pixel a maximum, 4 of 8 inside
+    assert flat["roc_auc"] == 0.5
+    full = Mt.threshold_free_scores(heatmap, np.ones((2, 4), bool))
+    assert np.isnan(full["roc_auc"]) and full["relevance_mass"] == 1.0 and full["iou_area_matched"] == 1.0
+
+
 def test_threshold_free_table_averages_over_expressions():
     masks = _square_masks()
     maps = {("N", e): (m * 200 + 10).astype(np.uint8) for e, m in masks.items()}

@@ -5,25 +5,31 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from skimage.filters import threshold_otsu
 
 from fermap_utils import plan as P
 from fermap_utils.cli import main
+from fermap_utils.config import display_name, section
 from fermap_utils.executor import Executor, Job, job_table, run_stages
+from fermap_utils.masks import ekman_masks
 from fermap_utils.models import paper_networks
 from fermap_utils.profiles import profile
 
 ROOT = Path(__file__).resolve().parents[1]
 # A slice of paper_small for the equality and worker-kill tests: two networks, two folds.
 SLICE = {"networks": ["WeiNet", "SongNet"], "folds": 2}
+EXPRESSIONS = list(section("paper")["expressions"])
 
 
 def _files(run: Path, pattern: str) -> dict[str, bytes]:
@@ -36,9 +42,9 @@ def cache(tmp_path_factory, default_dataset):
     import shutil
 
     cache = tmp_path_factory.mktemp("scale_cache")
-    os.environ["FERMAP_CACHE"] = str(cache)
-    yield cache
-    os.environ.pop("FERMAP_CACHE", None)
+    with pytest.MonkeyPatch.context() as mp:  # restores the session's private cache afterwards
+        mp.setenv("FERMAP_CACHE", str(cache))
+        yield cache
     shutil.rmtree(cache, ignore_errors=True)
 
 
@@ -78,22 +84,62 @@ def test_paper_small_every_network_every_stage(paper_small, tmp_path, capsys):
                  "--allow-missing"]) == 0
     scores = pd.read_csv(out)
     assert set(paper_networks()) <= set(scores.network)
-    scored = scores.iou.dropna()  # a class no test image was predicted as has no heatmap (--allow-missing)
-    assert len(scored) > len(scores) / 2 and scored.between(0, 1).all() and scored.nunique() > 12
+    scored = scores[scores.iou.notna()]  # a class no test image was predicted as has no heatmap (--allow-missing)
+    assert len(scored) > len(scores) / 2 and scored.iou.nunique() > 12
+    # each cell (rounded to 4 digits) is the mean over the folds it has of Otsu's IoU (scikit-image's)
+    files = {display_name(n): n for n in prof["networks"]}
+    masks = {e: m.astype(bool) for e, m in ekman_masks().items()}
+    for row in scored[(scored.network != "Average") & (scored.expression != "Average")].itertuples():
+        ious = []
+        for path in sorted((paper_small / "heatmaps" / "heatmaps_by_cv").glob(
+                f"{files[row.network]}_CV*_{row.expression}_heatmap.png")):
+            h = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            kept = h > threshold_otsu(h)
+            ious.append((kept & masks[row.expression]).sum() / (kept | masks[row.expression]).sum())
+        assert row.iou == pytest.approx(np.mean(ious), abs=5e-5), (row.network, row.expression)  # 4 digits
     sim = tmp_path / "similarity.csv"
     by_net = paper_small / "heatmaps" / "heatmaps_by_net"
-    complete = all((by_net / f"{n}_{e}_heatmap.png").is_file() for n in prof["networks"]
-                   for e in ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"))
+    complete = {n for n in prof["networks"] if all((by_net / f"{n}_{e}_heatmap.png").is_file() for e in EXPRESSIONS)}
     code = main(["similarity", "--heatmaps", str(by_net), "--out", str(sim)])
-    if complete:
+    if complete == set(prof["networks"]):
         assert code == 0
-        pairs = pd.read_csv(sim)
-        assert set(paper_networks()) <= set(pairs.net_a) | set(pairs.net_b)
-        assert pairs.distance.between(0, 2).all() and pairs.distance.nunique() > 1
     else:  # one-epoch networks predict few classes: similarity refuses in one line, writing nothing
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and not sim.exists()
         assert err[-1].startswith("fermap: error: ") and "incomplete heatmap set" in err[-1]
+    # similarity for real: the networks with all six by-network heatmaps, and two networks explained
+    # again in a copy of the run where each test image is explained as its true class (so every class
+    # of every fold has an image); just their by-network heatmaps in a folder of their own
+    relabelled = _explained_as_true_class(paper_small, tmp_path / "relabelled", SLICE["networks"])
+    folder = tmp_path / "complete"
+    folder.mkdir()
+    for source, nets in ((by_net, complete - set(SLICE["networks"])), (relabelled, set(SLICE["networks"]))):
+        for n, e in itertools.product(sorted(nets), EXPRESSIONS):
+            assert (source / f"{n}_{e}_heatmap.png").is_file(), f"{source}: no {e} heatmap for {n}"
+            shutil.copy(source / f"{n}_{e}_heatmap.png", folder)
+    chosen = complete | set(SLICE["networks"])
+    assert main(["similarity", "--heatmaps", str(folder), "--out", str(sim)]) == 0
+    pairs = pd.read_csv(sim)
+    names = {display_name(n) for n in chosen}
+    assert set(pairs.net_a) | set(pairs.net_b) == names
+    assert len(pairs) == len(EXPRESSIONS) * len(names) * (len(names) - 1) // 2
+    assert pairs.distance.between(0, 2).all() and pairs.distance.nunique() > 1
+
+
+def _explained_as_true_class(run: Path, copy: Path, networks: list[str]) -> Path:
+    """``fermap explain`` (LIME) of ``networks`` in a copy of ``run`` whose predictions.csv name each
+    image's true class; returns the copy's by-network heatmaps folder."""
+    copy.mkdir()
+    shutil.copytree(run / "data", copy / "data")
+    shutil.copy(run / "run.json", copy / "run.json")
+    for n in networks:
+        shutil.copytree(run / "models" / n, copy / "models" / n)
+        for predictions in (copy / "models" / n).glob("fold*/predictions.csv"):
+            table = pd.read_csv(predictions, dtype={"id": str})
+            table["pred"] = table["true"]
+            table.to_csv(predictions, index=False)
+    assert main(["explain", "--run", str(copy), "--method", "lime", "-p", "networks", json.dumps(networks)]) == 0
+    return copy / "heatmaps" / "heatmaps_by_net"
 
 
 def _initial_weights(foreign_draws: int, private: bool) -> list[np.ndarray]:

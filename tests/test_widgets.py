@@ -102,7 +102,14 @@ def test_click_to_reveal_driven_by_simulated_clicks(astronaut_face, tmp_path):
     std = np.asarray(saved["standard_map"])
     assert std.shape == (275, 224) and std.max() == pytest.approx(1.0, abs=1e-3)
     assert saved["scores"]["ncc"]["A"] > 0.2  # mouth clicks resemble a mouth heatmap
-    assert 0 <= saved["scores"]["mask"]["iou"] <= 1
+    # the saved IoU is Otsu's (scikit-image's, here) on the stretched map against the Happiness mask
+    from skimage.filters import threshold_otsu
+
+    from fermap_utils.heatmaps import stretch, to_uint8
+
+    u8 = to_uint8(stretch(std))
+    shown, mask = u8 > threshold_otsu(u8), masks.ekman_masks()["Happiness"].astype(bool)
+    assert saved["scores"]["mask"]["iou"] == pytest.approx((shown & mask).sum() / (shown | mask).sum())
 
 
 def test_threshold_fallback_draws_the_score_curves(maps, monkeypatch):
