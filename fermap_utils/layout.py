@@ -392,12 +392,31 @@ def jobs_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def attention_dir(run_dir: str | os.PathLike) -> Path:
-    """``RUN/attention``: the click-to-reveal sessions a reader saves (chapter 12)."""
+    """``RUN/attention``: the click-to-reveal sessions a reader saves (chapter 12).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+
+    Returns
+    -------
+    Path
+    """
     return Path(run_dir) / ATTENTION
 
 
 def records_file(data_dir: str | os.PathLike) -> Path:
     """``DATA/records.csv``: one row per image (id, image, source, subject, dataset, expression, fold).
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
 
     Examples
     --------
@@ -408,42 +427,128 @@ def records_file(data_dir: str | os.PathLike) -> Path:
 
 
 def landmarks_file(data_dir: str | os.PathLike) -> Path:
-    """``DATA/landmarks.npy``: the images' 68 landmarks, in the records' order."""
+    """``DATA/landmarks.npy``: the images' 68 landmarks, in the records' order.
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
+    """
     return Path(data_dir) / LANDMARKS
 
 
 def summary_file(data_dir: str | os.PathLike) -> Path:
-    """``DATA/summary.json``: the dataset's counts and where it came from."""
+    """``DATA/summary.json``: the dataset's counts and where it came from.
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
+    """
     return Path(data_dir) / SUMMARY
 
 
 def skipped_file(data_dir: str | os.PathLike) -> Path:
-    """``DATA/skipped.csv``: the images left out, and why."""
+    """``DATA/skipped.csv``: the images left out, and why.
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
+    """
     return Path(data_dir) / SKIPPED
 
 
 def images_dir(data_dir: str | os.PathLike) -> Path:
-    """``DATA/images``: the aligned grey images."""
+    """``DATA/images``: the aligned grey images.
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
+    """
     return Path(data_dir) / IMAGES
 
 
 def truth_dir(data_dir: str | os.PathLike) -> Path:
-    """``DATA/truth``: each synthetic image's true change map (same file name as the image)."""
+    """``DATA/truth``: each synthetic image's true change map (same file name as the image).
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
+    """
     return Path(data_dir) / TRUTH
 
 
 def planted_dir(data_dir: str | os.PathLike) -> Path:
-    """``DATA/planted``: each class's planted-signal map on the standard face (synthetic set)."""
+    """``DATA/planted``: each class's planted-signal map on the standard face (synthetic set).
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
+    """
     return Path(data_dir) / PLANTED
 
 
 def planted_file(data_dir: str | os.PathLike) -> Path:
-    """``DATA/planted/planted_maps.npz``: the planted-signal maps, one array per class."""
+    """``DATA/planted/planted_maps.npz``: the planted-signal maps, one array per class.
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
+    """
     return planted_dir(data_dir) / PLANTED_MAPS
 
 
 def authors_heatmaps_dir(reference: str | os.PathLike, group: str = "heatmaps_by_cv") -> Path:
     """``REF/gray/<group>``: one of the authors' three published heatmap folders (:data:`HEATMAP_GROUPS`).
+
+    Parameters
+    ----------
+    reference : path
+        The authors' published outputs (``book/data/authors``).
+    group : str
+        ``heatmaps_by_cv``, ``heatmaps_by_net`` or ``heatmaps_total``.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    FermapError
+        On another folder name.
 
     Examples
     --------
