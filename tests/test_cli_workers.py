@@ -9,25 +9,12 @@ import json
 import os
 import shutil
 
-import pytest
-
 from fermap_utils import layout
 from fermap_utils.cli import main
 from fermap_utils.executor import job_table
 
 
-@pytest.fixture
-def private_cache(tmp_path):
-    old = os.environ.get("FERMAP_CACHE")
-    os.environ["FERMAP_CACHE"] = str(tmp_path / "cache")
-    yield
-    if old is None:
-        os.environ.pop("FERMAP_CACHE", None)
-    else:
-        os.environ["FERMAP_CACHE"] = old
-
-
-def test_train_with_workers_runs_each_job_on_a_worker_and_keeps_its_log(default_dataset, tmp_path, private_cache):
+def test_train_with_workers_runs_each_job_on_a_worker_and_keeps_its_log(default_dataset, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(default_dataset, layout.data_dir(run))
     networks = ["WeiNet", "SongNet"]
