@@ -5,7 +5,7 @@ bottom up: ``config`` and ``errors``; ``landmarks``, ``warping``, ``masks``, ``h
 ``metrics`` (the scores), ``statistics`` and ``specificity`` (statistics on scores), ``augment``
 and ``lime``; ``layout`` (every path of a run folder) and ``profiles``; ``data`` and ``synthetic``;
 ``models``, ``efficientnet_lite`` and ``training``; ``attribution``, ``explanations``, ``sanity``,
-``scoring`` and ``groundtruth``; ``plots`` and ``widgets``;
+``scoring`` and ``groundtruth``; ``plots``, ``attention`` and ``widgets``;
 ``run``, ``book``, ``archive``, ``teaching``, ``executor`` and ``plan``; and ``cli``, the
 ``fermap`` command. The README's module list says what each does.
 """
