@@ -1,10 +1,11 @@
 """fermap_utils: the helper package behind the fermap book.
 
 One module per stage of the pipeline, each a set of small functions on numpy arrays. From the
-bottom up: ``config`` and ``errors``; ``landmarks``, ``warping``, ``masks``, ``metrics``,
-``heatmaps``, ``augment`` and ``lime``; ``layout`` (every path of a run folder) and ``profiles``;
-``data`` and ``synthetic``; ``models``, ``efficientnet_lite`` and ``training``; ``attribution``,
-``explanations``, ``scoring``, ``statistics`` and ``groundtruth``; ``plots`` and ``widgets``;
+bottom up: ``config`` and ``errors``; ``landmarks``, ``warping``, ``masks``, ``heatmaps``,
+``metrics`` (the scores), ``statistics`` and ``specificity`` (statistics on scores), ``augment``
+and ``lime``; ``layout`` (every path of a run folder) and ``profiles``; ``data`` and ``synthetic``;
+``models``, ``efficientnet_lite`` and ``training``; ``attribution``, ``explanations``, ``sanity``,
+``scoring`` and ``groundtruth``; ``plots``, ``attention`` and ``widgets``;
 ``run``, ``book``, ``archive``, ``teaching``, ``executor`` and ``plan``; and ``cli``, the
 ``fermap`` command. The README's module list says what each does.
 """

@@ -13,11 +13,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
+from .errors import FermapError
+from .explanations import load_run_heatmaps, network_heatmaps
 from .layout import data_dir, records_file, truth_dir
 from .metrics import binary_scores, ncc, score_heatmap, threshold_free_scores
+from .statistics import correlation_test
+from .synthetic import load_planted_maps, planted_regions
 
 _BINARY = ("iou", "f1", "precision", "recall")
 
@@ -76,8 +81,6 @@ def masks_against_truth(masks: dict[str, np.ndarray], regions: dict[str, np.ndar
 
 def run_heatmaps_by_network(run_dir: str | os.PathLike, method: str) -> dict[tuple[str, str], np.ndarray]:
     """A run's by-network heatmaps H_{n,c} of one explainer, keyed ``(network, expression)``."""
-    from .explanations import load_run_heatmaps, network_heatmaps
-
     return network_heatmaps(load_run_heatmaps(run_dir, method))
 
 
@@ -87,9 +90,6 @@ def grade_run(run_dir: str | os.PathLike, methods: list[str], masks: dict[str, n
     Explainers with no heatmaps in the run are left out and named in the
     returned frame's ``attrs["missing"]``, with the reason.
     """
-    from .errors import FermapError
-    from .synthetic import load_planted_maps, planted_regions
-
     planted = load_planted_maps(data_dir(run_dir))
     regions = planted_regions(planted)
     frames, missing = [], {}
@@ -126,8 +126,6 @@ def accuracy_against_truth(grades: pd.DataFrame, accuracy: pd.Series, metric: st
     accuracy : Series
         Test accuracy, indexed by network.
     """
-    from .metrics import correlation_test
-
     planted = grades[grades.truth == "planted"]
     rows = []
     for method, g in planted.groupby("method", sort=False):
@@ -143,8 +141,6 @@ def subject_examples(data_dir: str | os.PathLike, subject: str | None = None, sa
 
     Returns the images (6, s, s), the change maps (6, s, s) and the expressions.
     """
-    import cv2
-
     data_dir = Path(data_dir)
     table = pd.read_csv(records_file(data_dir), dtype={"subject": str})
     subject = subject or table.subject.iloc[0]

@@ -6,12 +6,19 @@ labelled so wherever it is drawn beside a pre-trained one (:func:`network_labels
 """
 from __future__ import annotations
 
+import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import dendrogram
+from skimage.segmentation import mark_boundaries
 
+from .config import expressions as config_expressions
+from .config import paper
+from .landmarks import standard_points, with_border_points
+from .lime import perturb
 from .metrics import average_linkage, binarize
+from .warping import triangulate, warp_to_standard
 
 
 def describe_figure(fig: plt.Figure) -> tuple[str, str]:
@@ -74,8 +81,6 @@ def heatmaps_with_masks(
     heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray], title: str = "", otsu: bool = True
 ) -> plt.Figure:
     """One panel per expression: the heatmap in colour, its mask's outline, and Otsu's region hatched."""
-    import cv2
-
     n = len(heatmaps)
     fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 3.3), squeeze=False)
     shown = None
@@ -121,10 +126,8 @@ def accuracy_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
     weights they should have are hatched and marked ``(no ImageNet)``; chance (one over the number
     of expressions) is drawn as a line.
     """
-    from .config import expressions, paper
-
     reported = paper()["accuracy"]
-    k = len(expressions())
+    k = len(config_expressions())
     low, high = reported["range"]
     order = list(dict.fromkeys(table.network))
     means = table.groupby("network", sort=False).accuracy.mean().reindex(order)
@@ -202,10 +205,6 @@ def confusion_matrices(table: pd.DataFrame, expressions: list[str], title: str =
 
 def lime_steps(image: np.ndarray, explanation, samples: int = 3, title: str = "") -> plt.Figure:
     """LIME on one face: superpixels, some perturbed samples, the weights, the explanation."""
-    from skimage.segmentation import mark_boundaries
-
-    from .lime import perturb
-
     k = len(explanation.weights)
     fig, axes = plt.subplots(1, 3 + samples, figsize=(2.4 * (3 + samples), 2.8))
     axes[0].imshow(mark_boundaries(image / 255.0, explanation.segments, color=(1, 1, 0)))
@@ -234,9 +233,6 @@ def lime_steps(image: np.ndarray, explanation, samples: int = 3, title: str = ""
 def standardisation_steps(image: np.ndarray, landmarks: np.ndarray, explanation: np.ndarray,
                           title: str = "") -> plt.Figure:
     """The 89 points and their triangles on a face, and the face and its explanation on the standard face."""
-    from .landmarks import standard_points, with_border_points
-    from .warping import triangulate, warp_to_standard
-
     src = with_border_points(landmarks, image.shape[1], image.shape[0])
     tri = triangulate(src)
     face, expl = warp_to_standard(image, landmarks, explanation)
@@ -268,8 +264,6 @@ def heatmap_grid(maps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.nd
 
     ``row_labels`` renames rows, e.g. :func:`network_labels` to mark networks trained from scratch.
     """
-    import cv2
-
     rows = list(dict.fromkeys(k[0] for k in maps))
     cols = list(dict.fromkeys(k[1] for k in maps))
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols) + 1.6, 2.05 * len(rows)), squeeze=False)
@@ -302,8 +296,6 @@ def heatmap_grid(maps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.nd
 
 def masks_grid(masks: dict[str, np.ndarray], title: str = "", cols: int = 6) -> plt.Figure:
     """Binary masks drawn over the 89 standard points."""
-    from .landmarks import standard_points
-
     pts = standard_points()
     n = len(masks)
     rows = -(-n // cols)
@@ -327,7 +319,7 @@ def centre_bias_figure(curve: pd.DataFrame, marks: dict[str, float], noise: floa
     Parameters
     ----------
     curve : DataFrame
-        :func:`metrics.centre_bias_curve`'s table (index ``sigma``, a ``mean`` column).
+        :func:`fermap_utils.specificity.centre_bias_curve`'s table (index ``sigma``, a ``mean`` column).
     marks : dict
         Label -> IoU to draw as a horizontal line (e.g. the paper's average).
     noise : float, optional

@@ -1,5 +1,6 @@
 """Folders of heatmaps in the authors' layout, loaded and scored: ``fermap score`` (the paper's
-Tables 3 and 4) and ``fermap similarity`` (1 - NCC and the dendrograms).
+Tables 3 and 4) and ``fermap similarity`` (1 - NCC and the dendrograms); and the paper's own
+Tables 3 and 4, read from the reference folder and laid out beside a run's.
 
 A folder holds ``{Net}_CV{k}_{Expression}_heatmap.png`` (per fold) or
 ``{Net}_{Expression}_heatmap.png`` (per network) files (:func:`fermap_utils.heatmaps.heatmap_filename`),
@@ -9,24 +10,23 @@ as the authors published theirs and as a run writes its own
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from ._io import read_gray
+from .config import display_name, expressions, paper
 from .errors import FermapError
 from .heatmaps import CANVAS_SHAPE, heatmap_filename, load_heatmap, parse_heatmap_filename
-
-if TYPE_CHECKING:
-    import pandas as pd
+from .masks import ekman_masks
+from .metrics import METRICS, distance_matrix, score_table
 
 
 def _warn_other_expressions(directory: Path, paths: list[Path], expressions) -> None:
     """Say which heatmap files were left out for naming an expression outside the six."""
     if paths:
-        import warnings
-
         names = ", ".join(p.name for p in paths[:5]) + (f" (and {len(paths) - 5} more)" if len(paths) > 5 else "")
         warnings.warn(f"{directory}: ignored {len(paths)} heatmap(s) of an expression outside "
                       f"{', '.join(expressions)}: {names}", RuntimeWarning, stacklevel=3)
@@ -91,8 +91,6 @@ def load_fold_heatmaps(
         message = f"{directory}: incomplete heatmap set, missing {', '.join(missing[:5])}{more}"
         if not allow_missing:
             raise FermapError(message + " (score what exists with --allow-missing)")
-        import warnings
-
         warnings.warn(message + "; scored without them", RuntimeWarning, stacklevel=2)
     return {key: load_heatmap(path) for key, path in found.items() if key[2] in expressions}
 
@@ -190,11 +188,7 @@ def score_folder(
         :func:`~fermap_utils.metrics.score_table`'s long table, networks under the paper's
         names and in its order.
     """
-    from .config import display_name, paper
-    from .masks import ekman_masks
-    from .metrics import score_table
-
-    exprs = list(paper()["expressions"])
+    exprs = list(expressions())
     maps = load_fold_heatmaps(directory, exprs, allow_missing)
     masks = load_masks(mask_directory, exprs) if mask_directory else ekman_masks()
     renamed = {(display_name(n), f, e): h for (n, f, e), h in maps.items()}
@@ -216,12 +210,7 @@ def similarity_folder(directory: str | os.PathLike) -> tuple[pd.DataFrame, dict[
     matrices : dict of str to DataFrame
         Each expression's square distance matrix, networks under the paper's names.
     """
-    import pandas as pd
-
-    from .config import display_name, paper
-    from .metrics import distance_matrix
-
-    exprs = list(paper()["expressions"])
+    exprs = list(expressions())
     maps = load_network_heatmaps(directory, exprs)
     nets = sorted({n for n, _ in maps})
     if len(nets) < 2:
@@ -235,3 +224,55 @@ def similarity_folder(directory: str | os.PathLike) -> tuple[pd.DataFrame, dict[
         rows += [{"expression": e, "net_a": a, "net_b": b, "distance": dist.loc[a, b]}
                  for i, a in enumerate(names) for b in names[i + 1:]]
     return pd.DataFrame(rows), matrices
+
+
+# ---------------------------------------------------------------- the paper's tables
+
+def load_paper_tables(reference: str | os.PathLike) -> pd.DataFrame | None:
+    """The paper's Tables 3 and 4 as one long table, or None when the reference folder lacks them.
+
+    Parameters
+    ----------
+    reference : path
+        The folder holding ``table3_iou_f1.csv`` and ``table4_precision_recall.csv``.
+
+    Returns
+    -------
+    DataFrame with columns ``network, expression, iou, f1, precision, recall`` (``Average``
+    rows and columns included), or None.
+    """
+    reference = Path(reference)
+    t3, t4 = reference / "table3_iou_f1.csv", reference / "table4_precision_recall.csv"
+    if not (t3.is_file() and t4.is_file()):
+        return None
+    merged = pd.read_csv(t3).merge(pd.read_csv(t4), on=["network", "expression"], how="outer", validate="one_to_one")
+    return merged[["network", "expression", *METRICS]]
+
+
+def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame | None, metric: str, columns: list[str],
+                 paper_order: list[str] | None = None) -> pd.DataFrame:
+    """One metric of a score table as networks x expressions, stacked above the paper's.
+
+    Parameters
+    ----------
+    ours, paper : DataFrame
+        Long score tables (``network, expression, <metric>``); ``paper`` may be None.
+    metric : str
+        The column to show.
+    columns : list of str
+        The expressions (and ``Average``), in order.
+    paper_order : list of str, optional
+        The paper's network order; ``Average`` goes last.
+
+    Returns
+    -------
+    DataFrame indexed by network (by ``(source, network)`` when ``paper`` is given).
+    """
+    def wide(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+        return table.pivot(index="network", columns="expression", values=metric).reindex(index=order, columns=columns)
+
+    mine = wide(ours, list(dict.fromkeys(ours.network)))
+    if paper is None:
+        return mine
+    order = [n for n in (paper_order or list(dict.fromkeys(paper.network))) if n != "Average"] + ["Average"]
+    return pd.concat({"fermap": mine, "paper (real data)": wide(paper, order)}, axis=0)

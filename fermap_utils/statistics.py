@@ -1,81 +1,355 @@
-"""Statistics on a run's explanations that the paper does not report: the randomisation sanity
-check, and bootstrap intervals over the explained images.
+"""Statistics on scores: confidence intervals, permutation tests and the randomisation sanity check.
 
-The statistics on tables of scores (fold-cluster bootstrap, permutation tests, chance
-baselines, specificity) are in :mod:`fermap_utils.metrics`.
+Intervals of a mean over folds (folds resampled whole) and of a test accuracy; permutation
+p-values of a correlation and of paired differences; trained against randomised-weights
+heatmaps (Adebayo et al. 2018); and bootstrap intervals over the explained images. All take
+arrays or tables of scores (:mod:`fermap_utils.metrics`) or stacks of explanations; none loads
+a run (the run-level sanity check is :func:`fermap_utils.sanity.sanity_check`). Whether heatmaps
+are specific to their mask, and what chance scores, is :mod:`fermap_utils.specificity`.
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from scipy.stats import spearmanr
+from skimage.metrics import structural_similarity
 
-from .config import section
-from .explanations import choose_images, standardised_explanations
 from .heatmaps import heatmap, to_uint8
-from .layout import data_dir, metrics_file, predictions_file
-from .lime import LimeSettings
+from .metrics import METRICS, ncc_distance, score, score_heatmap, threshold_free_scores
+
+# ---------------------------------------------------------------- intervals and tests
+
+class Interval(NamedTuple):
+    """A point estimate with its confidence interval; ``reason`` says why there is none (then NaN)."""
+
+    estimate: float
+    low: float
+    high: float
+    reason: str = ""
 
 
-def sanity_check(run_dir: str | os.PathLike, network: str, fold: int, prof: dict, method: str = "lime",
-                 per_class: int = 3):
-    """Adebayo et al.'s model-parameter randomisation test on a trained (network, fold).
+def cluster_bootstrap(values: np.ndarray, clusters: np.ndarray, n: int = 2000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of a mean when whole clusters (e.g. folds) are the sampling unit.
 
-    The same images (``per_class`` per predicted class) are explained by the trained network and
-    by the same architecture with every weight drawn afresh from its initialiser; each model's
-    explanations are pooled per class into a heatmap (Eq. 1) and scored against the Ekman masks.
-    If both score alike, the metric does not measure what the network learned; if the two
-    heatmaps are alike, the explanation does not depend on the weights.
+    Each replicate draws as many clusters as there are, with replacement, and takes the mean
+    of all values of the drawn clusters (a cluster drawn twice counts twice).
+
+    Parameters
+    ----------
+    values : array of float
+        One value per cell (e.g. per (fold, expression) heatmap); NaNs are dropped.
+    clusters : array
+        The cluster of each value (e.g. its fold).
+    n : int
+        Number of replicates.
+    seed : int
+        Seed of the draws.
 
     Returns
     -------
-    metrics.SanityCheck: the scores of both models on the same expressions, how alike the two
-    heatmaps of each expression are, and the expressions dropped with the reason (no image
-    predicted as the class, or a constant heatmap from either model).
+    ndarray of shape (n,): the replicates.
     """
-    from .data import load_dataset, resize_images, scale_landmarks
-    from .masks import ekman_masks
-    from .metrics import randomisation_comparison
-    from .models import load_trained
+    values = np.asarray(values, dtype=np.float64)
+    clusters = np.asarray(clusters)
+    keep = ~np.isnan(values)
+    labels, which = np.unique(clusters[keep], return_inverse=True)
+    sums = np.bincount(which, weights=values[keep], minlength=len(labels))
+    sizes = np.bincount(which, minlength=len(labels)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(labels), size=(n, len(labels)))
+    times = np.stack([np.bincount(d, minlength=len(labels)) for d in draws])  # how often each cluster was drawn
+    return (times @ sums) / (times @ sizes)
 
-    expressions = list(section("paper")["expressions"])
-    metrics = json.loads(metrics_file(run_dir, network, fold).read_text())
-    predictions = pd.read_csv(predictions_file(run_dir, network, fold), dtype={"id": str})
-    options = dict(prof.get("explain") or {})
-    seed = int(options.get("seed", 0))
-    chosen = choose_images(predictions.pred.to_numpy(), per_class, seed + 17, len(expressions))
-    data = load_dataset(data_dir(run_dir))
-    index = {i: n for n, i in enumerate(data.table.id.astype(str))}
-    size = int(metrics["input_size"])
-    trained = load_trained(run_dir, network, fold)
-    import keras
 
-    from .training import seeded
+def bootstrap_ci(values: np.ndarray, clusters: np.ndarray | None = None, n: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> Interval:
+    """Percentile bootstrap interval of the mean of ``values``, resampling clusters when given.
 
-    with seeded(seed):  # the fresh weights depend on the seed alone, not on other threads' draws
-        random = keras.models.clone_model(trained)  # same layers, every weight drawn afresh from its initialiser
-    maps: dict[str, dict[str, np.ndarray]] = {"trained": {}, "random weights": {}}
-    images, dropped = {}, {}
-    for c in range(len(expressions)):
-        picked = chosen.get(c, np.zeros(0, int))
-        if not len(picked):
-            dropped[expressions[c]] = "no test image predicted as this class"
+    Parameters
+    ----------
+    values : array of float
+        The values (NaNs dropped).
+    clusters : array, optional
+        The cluster (e.g. fold) of each value. Given, whole clusters are resampled
+        (:func:`cluster_bootstrap`), so the spread between cells of one cluster (e.g. between
+        expressions) does not pass for uncertainty over clusters.
+    n, level, seed
+        Replicates, confidence level and seed.
+
+    Returns
+    -------
+    Interval(estimate, low, high, reason): NaN bounds and a reason when fewer than two
+    values, or two clusters, exist.
+
+    Examples
+    --------
+    Three folds whose means are 0, 1 and 2: each all-same draw has probability 1/27 > 2.5 %,
+    so the 95 % interval over folds runs from the lowest fold mean to the highest.
+
+    >>> bootstrap_ci([0, 0, 1, 1, 2, 2], clusters=[1, 1, 2, 2, 3, 3], n=4000)
+    Interval(estimate=1.0, low=0.0, high=2.0, reason='')
+    """
+    values = np.asarray(values, dtype=np.float64)
+    keep = ~np.isnan(values)
+    estimate = float(values[keep].mean()) if keep.any() else float("nan")
+    if clusters is None:
+        if keep.sum() < 2:
+            return Interval(estimate, float("nan"), float("nan"), f"{int(keep.sum())} value(s): no interval")
+        clusters = np.arange(len(values))
+    n_clusters = len(np.unique(np.asarray(clusters)[keep]))
+    if n_clusters < 2:
+        return Interval(estimate, float("nan"), float("nan"),
+                        f"{n_clusters} fold(s): no interval over folds exists")
+    replicates = cluster_bootstrap(values, clusters, n, seed)
+    lo, hi = np.quantile(replicates, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return Interval(estimate, float(lo), float(hi))
+
+
+def fold_intervals(per_fold: pd.DataFrame, metric: str = "iou", by: str = "network", n: int = 2000,
+                   level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Each group's mean score with its bootstrap interval over folds (folds resampled whole).
+
+    Parameters
+    ----------
+    per_fold : DataFrame
+        One row per heatmap with ``fold``, ``by`` and ``metric`` columns (:func:`fermap_utils.metrics.per_fold_scores`).
+    metric : str, optional
+        The score to average.
+    by : str, optional
+        The column that names the groups.
+    n, level, seed
+        Replicates, confidence level and seed of :func:`bootstrap_ci`.
+
+    Returns
+    -------
+    DataFrame indexed by ``by``: ``estimate, low, high, folds, heatmaps, note``.
+    """
+    rows = []
+    for key, g in per_fold.groupby(by, sort=False):
+        ci = bootstrap_ci(g[metric].to_numpy(), g["fold"].to_numpy(), n, level, seed)
+        rows.append({by: key, **ci._asdict(), "folds": g["fold"].nunique(), "heatmaps": len(g)})
+    table = pd.DataFrame(rows).set_index(by)
+    return table.rename(columns={"reason": "note"})
+
+
+def correlation_test(x: np.ndarray, y: np.ndarray, method: str = "spearman", n_resamples: int = 9999,
+                     seed: int = 0) -> dict[str, float]:
+    """A correlation with its two-sided permutation p-value (exact when ``n!`` <= ``n_resamples``).
+
+    Parameters
+    ----------
+    x, y : array of float
+        Paired values; pairs with a NaN are dropped.
+    method : {"spearman", "pearson"}
+    n_resamples, seed
+        Random permutations when the exact test is too large, and their seed.
+
+    Returns
+    -------
+    dict with ``r``, ``p_value`` and ``n``; NaN for fewer than 3 pairs or a constant variable.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"r": float("nan"), "p_value": float("nan"), "n": int(len(x))}
+    corr = {"spearman": lambda a: stats.spearmanr(a, y).statistic,
+            "pearson": lambda a: stats.pearsonr(a, y).statistic}[method]
+    # Permuting one variable is enough: the pairings are what the null hypothesis breaks.
+    result = stats.permutation_test((x,), corr, permutation_type="pairings", vectorized=False,
+                                    n_resamples=n_resamples, random_state=seed)
+    return {"r": float(result.statistic), "p_value": float(result.pvalue), "n": int(len(x))}
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 9999, seed: int = 0) -> dict[str, float]:
+    """Mean of ``a - b`` over pairs with its two-sided sign-flip permutation p-value.
+
+    Parameters
+    ----------
+    a, b : arrays of float of one length
+        Paired values; pairs with a NaN are dropped.
+    n_resamples : int, optional
+        The test is exact (every sign flip enumerated) for up to log2(``n_resamples``) pairs.
+    seed : int, optional
+        For the random sign flips beyond that.
+
+    Returns
+    -------
+    result : dict
+        ``mean_difference``, ``p_value`` and ``n``; the p-value is NaN for fewer than 2 pairs.
+
+    Examples
+    --------
+    Of the 8 sign flips of the differences 1, 2, 3, two (all +, all -) reach a mean of 2 or more
+    in absolute value:
+
+    >>> paired_test([1, 2, 3], [0, 0, 0])
+    {'mean_difference': 2.0, 'p_value': 0.25, 'n': 3}
+    """
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if len(d) < 2:
+        return {"mean_difference": float(d.mean()) if len(d) else float("nan"), "p_value": float("nan"), "n": len(d)}
+    result = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=n_resamples,
+                                    random_state=seed, vectorized=False)
+    return {"mean_difference": float(d.mean()), "p_value": float(result.pvalue), "n": int(len(d))}
+
+
+def accuracy_interval(accuracy: float, n_test: int, level: float = 0.95) -> Interval:
+    """Wilson interval of a test accuracy measured on ``n_test`` images (scipy's ``binomtest``).
+
+    Parameters
+    ----------
+    accuracy : float
+        Share of correct predictions (rounded to a whole number of images).
+    n_test : int
+        Number of test images.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    Interval(estimate, low, high, reason="").
+    """
+    k = int(round(accuracy * n_test))
+    ci = stats.binomtest(k, int(n_test)).proportion_ci(confidence_level=level, method="wilson")
+    return Interval(k / n_test, float(ci.low), float(ci.high))
+
+
+def paired_comparisons(scores: pd.DataFrame, value: str, reference: str, group: str = "method",
+                       pair: tuple[str, ...] = ("network", "expression")) -> pd.DataFrame:
+    """Each group (e.g. explainer) against a reference group, over the cells they share.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        One row per (group, cell); a cell is identified by the ``pair`` columns.
+    value : str
+        The score column compared.
+    reference : str
+        The group every other group is compared with.
+    group : str, optional
+        The column naming the groups.
+    pair : tuple of str, optional
+        The columns that identify a cell; only cells both groups scored are paired.
+
+    Returns
+    -------
+    table : DataFrame
+        Indexed by group: ``mean_difference`` (group minus reference), ``p_value`` (exact
+        sign-flip test, :func:`paired_test`) and ``n`` (paired cells).
+    """
+    wide = scores.pivot_table(index=list(pair), columns=group, values=value)
+    rows = {g: paired_test(wide[g].to_numpy(), wide[reference].to_numpy())
+            for g in wide.columns if g != reference}
+    return pd.DataFrame(rows).T[["mean_difference", "p_value", "n"]]
+
+
+# ---------------------------------------------------------------- model-randomisation sanity check
+
+@dataclass
+class SanityCheck:
+    """Trained against randomised-weights heatmaps (Adebayo et al. 2018), on the same expressions.
+
+    Attributes
+    ----------
+    scores : DataFrame
+        One row per (expression, model) with the scores against the expression's mask.
+    similarity : DataFrame
+        Per expression, how alike the two heatmaps are: Spearman rank correlation and SSIM
+        (Adebayo et al.'s measures); 1 means identical, i.e. the explanation ignores the weights.
+    dropped : dict
+        Expression -> why it was left out of the comparison (for both models).
+    """
+
+    scores: pd.DataFrame
+    similarity: pd.DataFrame
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    def comparison(self, metrics: tuple[str, ...] = ("iou", "f1", "roc_auc")) -> pd.DataFrame:
+        """Per metric: the trained and randomised means over the compared expressions, their
+        difference and its exact sign-flip p-value (:func:`paired_test`)."""
+        rows = []
+        for m in metrics:
+            wide = self.scores.pivot(index="expression", columns="model", values=m)
+            t = paired_test(wide["trained"].to_numpy(), wide["random weights"].to_numpy())
+            rows.append({"metric": m, "trained": wide["trained"].mean(),
+                         "random weights": wide["random weights"].mean(),
+                         "difference": t["mean_difference"], "p_value": t["p_value"], "expressions": t["n"]})
+        return pd.DataFrame(rows).set_index("metric")
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``scores.csv``, ``similarity.csv`` and ``dropped.json`` to ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.scores.to_csv(folder / "scores.csv", index=False)
+        self.similarity.to_csv(folder / "similarity.csv")
+        (folder / "dropped.json").write_text(json.dumps(self.dropped, indent=1))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> SanityCheck | None:
+        """What :meth:`save` wrote, or None when ``folder`` holds no sanity check."""
+        folder = Path(folder)
+        if not (folder / "dropped.json").is_file():
+            return None
+        return cls(pd.read_csv(folder / "scores.csv"), pd.read_csv(folder / "similarity.csv", index_col="expression"),
+                   json.loads((folder / "dropped.json").read_text()))
+
+
+def randomisation_comparison(trained: dict[str, np.ndarray], randomised: dict[str, np.ndarray],
+                             masks: dict[str, np.ndarray], images: dict[str, int] | None = None,
+                             dropped: dict[str, str] | None = None) -> SanityCheck:
+    """Score trained and randomised-weights heatmaps on the expressions both can be scored on.
+
+    Parameters
+    ----------
+    trained, randomised : dict
+        ``expression -> uint8 heatmap`` of the trained network and of the same architecture
+        with fresh random weights, from the same images.
+    masks : dict
+        ``expression -> boolean mask``.
+    images : dict, optional
+        ``expression -> number of images`` behind each heatmap.
+    dropped : dict, optional
+        Expressions already left out, with the reason (e.g. no image predicted as it).
+
+    Returns
+    -------
+    SanityCheck. An expression whose heatmap is constant for either model, or missing for
+    one, is dropped for both, with the reason, so both are compared on the same set.
+    """
+    dropped = dict(dropped or {})
+    images = images or {}
+    rows, similar = [], []
+    for e in dict.fromkeys([*trained, *randomised]):
+        pair = {"trained": trained.get(e), "random weights": randomised.get(e)}
+        missing = [k for k, h in pair.items() if h is None]
+        constant = [k for k, h in pair.items() if h is not None and h.min() == h.max()]
+        if missing or constant:
+            dropped[e] = "; ".join([f"no heatmap from the {k} network" for k in missing]
+                                   + [f"constant heatmap from the {k} network" for k in constant])
             continue
-        ids = predictions.id.to_numpy()[picked]
-        positions = np.array([index[i] for i in ids])
-        resized = resize_images(data.images[positions], size).astype(np.float32)
-        marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
-        labels = np.full(len(ids), c)
-        images[expressions[c]] = len(ids)
-        for label, model in (("trained", trained), ("random weights", random)):
-            stack, _ = standardised_explanations(model, resized, marks, labels, method,
-                                                 LimeSettings.from_profile(options),
-                                                 list(positions), int(options.get("batch_size", 1000)))
-            maps[label][expressions[c]] = to_uint8(heatmap(stack))
-    return randomisation_comparison(maps["trained"], maps["random weights"], ekman_masks(), images, dropped)
+        for label, h in pair.items():
+            rows.append({"expression": e, "model": label, "images": images.get(e, np.nan), **score_heatmap(h, masks[e]),
+                         "roc_auc": threshold_free_scores(h, masks[e])["roc_auc"]})
+        a, b = pair["trained"], pair["random weights"]
+        similar.append({"expression": e, "rank correlation": float(spearmanr(a.ravel(), b.ravel()).statistic),
+                        "ssim": float(structural_similarity(a, b, data_range=255))})
+    columns = ["expression", "model", "images", *METRICS, "roc_auc"]
+    return SanityCheck(pd.DataFrame(rows, columns=columns),
+                       pd.DataFrame(similar, columns=["expression", "rank correlation", "ssim"])
+                       .set_index("expression"),
+                       dropped)
 
+
+# ---------------------------------------------------------------- intervals over explained images
 
 def _resampled_heatmap(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     h = to_uint8(heatmap(stack[rng.integers(0, len(stack), len(stack))]))
@@ -90,11 +364,24 @@ def _interval(full: float, draws: np.ndarray, level: float) -> dict[str, float]:
 
 def bootstrap_image_scores(stack: np.ndarray, mask: np.ndarray, n: int = 200, seed: int = 0,
                            level: float = 0.95) -> pd.DataFrame:
-    """Confidence intervals of a heatmap's scores when its images are resampled with replacement:
-    one row per metric (IoU, F1, precision, recall, ROC-AUC) with the value on all images and the
-    interval's bounds (``value, low, high``)."""
-    from .metrics import METRICS, score
+    """Confidence intervals of a heatmap's scores when its images are resampled with replacement.
 
+    Parameters
+    ----------
+    stack : array (N, H, W)
+        Standardised explanations of one (network, fold, expression); their mean is the heatmap (Eq. 1).
+    mask : bool array (H, W)
+        The expression's mask.
+    n, seed, level
+        Replicates, their seed, and the confidence level. A replicate whose heatmap is constant
+        is left out.
+
+    Returns
+    -------
+    DataFrame
+        One row per metric (IoU, F1, precision, recall, ROC-AUC) with the value on all images and
+        the interval's bounds: ``value, low, high``.
+    """
     names = [*METRICS, "roc_auc"]
     rng = np.random.default_rng(seed)
     full = to_uint8(heatmap(stack))
@@ -119,15 +406,15 @@ def bootstrap_image_means(stacks: dict[tuple[str, int, str], np.ndarray], masks:
     masks : dict
         ``expression -> boolean mask``.
     metric : str
-        Any of :func:`metrics.score`'s.
+        Any of :func:`fermap_utils.metrics.score`'s.
+    n, seed, level
+        Replicates, their seed, and the confidence level.
 
     Returns
     -------
     DataFrame indexed by network, plus ``Average`` (mean over networks' means):
     ``estimate, low, high, heatmaps``.
     """
-    from .metrics import score
-
     keys = list(stacks)
     rng = np.random.default_rng(seed)
     full = np.array([score(to_uint8(heatmap(stacks[k])), masks[k[2]], metric) for k in keys])
@@ -156,12 +443,18 @@ def bootstrap_image_distances(stacks: dict[tuple[str, int, str], np.ndarray], n:
     Each H(n,c) pools all its folds' explanations (Eq. 2: every explanation weighs the same);
     each replicate resamples those images with replacement.
 
+    Parameters
+    ----------
+    stacks : dict
+        ``(network, fold, expression) -> (N, H, W)`` standardised explanations.
+    n, seed, level
+        Replicates, their seed, and the confidence level. Pairs with a constant heatmap on all
+        images are left out.
+
     Returns
     -------
     DataFrame with ``expression, net_a, net_b, distance, low, high``.
     """
-    from .metrics import ncc_distance
-
     pooled: dict[tuple[str, str], list[np.ndarray]] = {}
     for (net, _, expr), stack in stacks.items():
         pooled.setdefault((expr, net), []).append(stack)
@@ -187,6 +480,17 @@ def bootstrap_image_cells(stacks: dict[tuple[str, int, str], np.ndarray], masks:
                           metrics: tuple[str, ...] = ("iou", "f1"), n: int = 200, seed: int = 0,
                           level: float = 0.95) -> pd.DataFrame:
     """:func:`bootstrap_image_scores` for every (network, fold, expression) with at least two images.
+
+    Parameters
+    ----------
+    stacks : dict
+        ``(network, fold, expression) -> (N, H, W)`` standardised explanations.
+    masks : dict
+        ``expression -> boolean mask``.
+    metrics : tuple of str
+        The scores to report, among :func:`bootstrap_image_scores`'s rows.
+    n, seed, level
+        Replicates, their seed, and the confidence level.
 
     Returns
     -------

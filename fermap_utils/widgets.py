@@ -1,4 +1,4 @@
-"""The book's three interactive widgets, each with a static fallback for the HTML book.
+"""The book's interactive widgets, each with a static fallback for the HTML book.
 
 Live (JupyterLab): ipywidgets controls redraw a matplotlib figure. Static (the
 built book, where no kernel runs and widget JavaScript would need a CDN): a
@@ -8,18 +8,18 @@ inline) or a figure. The chapters pass ``live_widgets``; papermill sets it False
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.animation import FuncAnimation
 
+from .attention import attention_from_clicks, covered_face, save_session, score_attention
+from .config import expressions as config_expressions
+from .heatmaps import HeatmapKey
+from .masks import action_units, au_mask, ekman_masks, expression_aus
 from .metrics import binarize, otsu_threshold, score_heatmap, threshold_scores
 from .plots import describe_figure
-
-if TYPE_CHECKING:  # for annotations only; imported where it is used
-    import pandas as pd
-
-    from .heatmaps import HeatmapKey
+from .warping import warp_to_standard
 
 
 def _overlay(ax, heatmap: np.ndarray, mask: np.ndarray, binary: np.ndarray | None = None) -> None:
@@ -41,7 +41,6 @@ def _player(frames: list, draw, figsize=(4.2, 4.4), ncols: int = 1, prepare=None
     frame shares (and returns the artists ``draw`` may move), so a frame need not redraw it.
     """
     from IPython.display import HTML
-    from matplotlib.animation import FuncAnimation
 
     fig, axes = plt.subplots(1, ncols, figsize=figsize, squeeze=False)
     ax = axes[0, 0] if ncols == 1 else list(axes[0])
@@ -202,8 +201,6 @@ def au_mask_builder(heatmaps: dict[str, np.ndarray]):
     """Live: toggle action units, see their union as a mask, and score it against a heatmap."""
     import ipywidgets as W
 
-    from .masks import action_units, au_mask, expression_aus
-
     aus = action_units()
     boxes = {au: W.Checkbox(value=False, description=f"AU{au} {aus[au]['name']}", indent=False,
                             layout=W.Layout(width="260px")) for au in sorted(aus)}
@@ -243,8 +240,6 @@ def au_mask_builder(heatmaps: dict[str, np.ndarray]):
 
 def au_mask_builder_static(heatmaps: dict[str, np.ndarray]):
     """Static: per expression, the union of its Table 2 AUs over the heatmap, scored; and the Ekman mask."""
-    from .masks import au_mask, ekman_masks, expression_aus
-
     ekman = ekman_masks()
     table2 = expression_aus()
     fig, axes = plt.subplots(2, len(heatmaps), figsize=(1.9 * len(heatmaps), 5.0), squeeze=False)
@@ -272,45 +267,6 @@ def show(live: bool, make_live, make_static):
 
 # ---------------------------------------------------------------- a reader's own attention
 
-def attention_from_clicks(clicks: list[tuple[int, int]], tiles: int, shape: tuple[int, int]) -> np.ndarray:
-    """An attention map from the order in which tiles were uncovered (Park & Wallraven's game).
-
-    The first tile uncovered weighs most: with T clicks, the k-th (from 0) weighs (T - k) / T;
-    tiles never uncovered weigh 0. Returns a float map of ``shape``.
-    """
-    h, w = shape
-    grid = np.zeros((tiles, tiles), np.float32)
-    total = len(clicks)
-    for k, (row, col) in enumerate(clicks):
-        if grid[row, col] == 0:
-            grid[row, col] = (total - k) / total
-    ys = np.minimum(np.arange(h) * tiles // h, tiles - 1)
-    xs = np.minimum(np.arange(w) * tiles // w, tiles - 1)
-    return grid[np.ix_(ys, xs)]
-
-
-def score_attention(standard_map: np.ndarray, mask: np.ndarray, heatmaps: dict[str, np.ndarray]) -> dict:
-    """A standardised attention map against the Ekman mask (Otsu, IoU...; ROC-AUC) and each
-    network's heatmap (NCC)."""
-    from .heatmaps import stretch, to_uint8
-    from .metrics import ncc, threshold_free_scores
-
-    u8 = to_uint8(stretch(standard_map))
-    scores = {"mask": {**score_heatmap(u8, mask), "roc_auc": threshold_free_scores(u8, mask)["roc_auc"]}}
-    scores["ncc"] = {name: ncc(u8, h) for name, h in heatmaps.items()}
-    return scores
-
-
-def covered_face(image: np.ndarray, clicks: list[tuple[int, int]], tiles: int) -> np.ndarray:
-    """A face with every tile grey except those uncovered."""
-    shown = np.full(image.shape, 128, np.uint8)
-    h, w = image.shape
-    for r, c in clicks:
-        ys, xs = slice(r * h // tiles, (r + 1) * h // tiles), slice(c * w // tiles, (c + 1) * w // tiles)
-        shown[ys, xs] = image[ys, xs]
-    return shown
-
-
 class ClickToReveal:
     """The click-to-reveal game: a covered face, tiles uncovered one by one, then a guess.
 
@@ -325,8 +281,6 @@ class ClickToReveal:
                  session: str = "reader"):
         import ipywidgets as W
 
-        from .config import paper
-
         self.image, self.landmarks, self.expression = np.asarray(image), np.asarray(landmarks), expression
         self.heatmaps, self.tiles, self.out, self.session = heatmaps or {}, tiles, out, session
         self.clicks: list[tuple[int, int]] = []
@@ -337,7 +291,7 @@ class ClickToReveal:
         for r, row in enumerate(self.buttons):
             for c, b in enumerate(row):
                 b.on_click(lambda _b, r=r, c=c: self.reveal(r, c))
-        self.answer = W.Dropdown(options=list(paper()["expressions"]), description="It is")
+        self.answer = W.Dropdown(options=list(config_expressions()), description="It is")
         self.done = W.Button(description="I know it", button_style="success")
         self.done.on_click(lambda _b: self.finish(self.answer.value))
         self.report = W.Output()
@@ -368,12 +322,6 @@ class ClickToReveal:
 
     def finish(self, answer: str) -> dict:
         """Name the expression: build, standardise, score and save the attention map."""
-        import json
-        from pathlib import Path
-
-        from .masks import ekman_masks
-        from .warping import warp_to_standard
-
         if not self.clicks:
             raise ValueError("uncover at least one tile first")
         attention = attention_from_clicks(self.clicks, self.tiles, self.image.shape)
@@ -383,12 +331,7 @@ class ClickToReveal:
                        "correct": answer == self.expression, "tiles": self.tiles, "clicks": self.clicks,
                        "scores": scores, "standard_map": np.round(standard, 4).tolist()}
         if self.out:
-            from ._io import atomic_path
-
-            path = Path(self.out) / f"{self.session}_{self.expression}.json"
-            with atomic_path(path) as tmp:
-                tmp.write_text(json.dumps(self.result))
-            self.result["path"] = str(path)
+            self.result["path"] = str(save_session(self.result, self.out))
         self.report.clear_output()
         with self.report:
             m = scores["mask"]
@@ -404,9 +347,6 @@ def attention_static(image: np.ndarray, landmarks: np.ndarray, expression: str, 
     """Static: how a session turns into a map (for the book): the covered face after the clicks,
     the attention map, and the map on the standard face over the Ekman mask, with the scores the
     live game reports (IoU, F1 and ROC-AUC against the mask; NCC with each network in ``heatmaps``)."""
-    from .masks import ekman_masks
-    from .warping import warp_to_standard
-
     attention = attention_from_clicks(clicks, tiles, image.shape)
     standard = warp_to_standard(attention, landmarks)[0]
     scores = score_attention(standard, ekman_masks()[expression], heatmaps or {})
@@ -428,56 +368,3 @@ def attention_static(image: np.ndarray, landmarks: np.ndarray, expression: str, 
     fig.suptitle(line, fontsize=8, y=0.02, va="bottom")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
-
-
-def pool_sessions(folder: str, shape: tuple[int, int] | None = None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Pool saved click-to-reveal sessions (``ClickToReveal(out=folder)``) into one map per expression.
-
-    Parameters
-    ----------
-    folder : str
-        A folder of session files ``<session>_<Expression>.json`` (searched recursively, so the
-        folders of several students can be gathered under one).
-    shape : tuple of int, optional
-        (rows, columns) every map must have; a session of another shape is an error.
-        Default: the standard face's, 275 x 224.
-
-    Returns
-    -------
-    maps : dict
-        Expression -> the mean of its sessions' standardised attention maps (float, the same
-        weight for every session, as the paper's Eq. 1 weighs every explanation).
-    sessions : pandas.DataFrame
-        One row per session: file, session, expression, answer, correct, tiles uncovered, and
-        the session's IoU with the Ekman mask.
-    """
-    import json
-    from pathlib import Path
-
-    import pandas as pd
-
-    from .errors import FermapError
-    from .landmarks import STANDARD_SIZE
-
-    shape = tuple(shape or STANDARD_SIZE[::-1])
-    files = sorted(Path(folder).rglob("*.json"))
-    if not files:
-        raise FermapError(f"{folder}: no saved click-to-reveal sessions (*.json)")
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    rows = []
-    for path in files:
-        try:
-            s = json.loads(path.read_text())
-            standard = np.asarray(s["standard_map"], np.float64)
-            expression = s["expression"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise FermapError(f"{path}: not a click-to-reveal session ({exc})") from None
-        if standard.shape != shape:
-            raise FermapError(f"{path}: map of shape {standard.shape}, not {shape}")
-        sums[expression] = sums.get(expression, 0) + standard
-        counts[expression] = counts.get(expression, 0) + 1
-        rows.append({"file": path.name, "session": s.get("session"), "expression": expression,
-                     "answer": s.get("answer"), "correct": s.get("correct"), "tiles": len(s.get("clicks", [])),
-                     "iou_mask": s.get("scores", {}).get("mask", {}).get("iou")})
-    return {e: sums[e] / counts[e] for e in sums}, pd.DataFrame(rows)

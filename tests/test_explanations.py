@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fermap_utils import explanations as E
-from fermap_utils import layout
+from fermap_utils import layout, sanity
 from fermap_utils import statistics as S
 from fermap_utils.heatmaps import heatmap_filename
 from fermap_utils.lime import LimeSettings
@@ -132,7 +132,7 @@ def test_explain_run_records_the_achieved_extremal_areas(explained_run):
 def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     run, prof, _ = explained_run
     # LIME: Grad-CAM on the randomised FER2013 network segfaults inside TensorFlow (also before this change)
-    check = S.sanity_check(run, "FER2013", 1, prof, method="lime", per_class=2)
+    check = sanity.sanity_check(run, "FER2013", 1, prof, method="lime", per_class=2)
     table = check.scores
     assert set(table.model) == {"trained", "random weights"}
     per_model = table.groupby("model").expression.apply(sorted)

@@ -13,7 +13,8 @@ from fermap_utils.run import project_root
 ROOT = project_root()
 MODULES = sorted(p.stem for p in (ROOT / "fermap_utils").glob("*.py") if not p.stem.startswith("_"))
 #: The bottom layer: small functions on arrays that everything else builds on.
-BOTTOM = ("landmarks", "warping", "masks", "metrics", "augment", "heatmaps", "lime", "layout")
+BOTTOM = ("landmarks", "warping", "masks", "metrics", "statistics", "specificity", "augment", "heatmaps", "lime",
+          "layout")
 #: Public functions of the bottom layer exempt from the numpydoc check (none today).
 PENDING: set[str] = set()
 

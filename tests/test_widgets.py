@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fermap_utils import masks, metrics, widgets
+from fermap_utils import attention, masks, metrics, widgets
 from fermap_utils.config import paper
 from fermap_utils.heatmaps import HeatmapKey
 
@@ -76,11 +76,6 @@ def test_best_worst_ranks_by_iou():
     assert row.best.startswith("1. B (0.500), 2. A") and row.worst.startswith("1. C (0.100)")
 
 
-def test_attention_map_follows_the_click_order():
-    att = widgets.attention_from_clicks([(0, 0), (1, 1), (0, 0)], tiles=2, shape=(4, 4))
-    assert att[0, 0] == 1.0 and att[3, 3] == pytest.approx(2 / 3) and att[0, 3] == 0 and att[3, 0] == 0
-
-
 def test_click_to_reveal_driven_by_simulated_clicks(astronaut_face, tmp_path):
     import json
 
@@ -143,31 +138,7 @@ def test_attention_fallback_shows_the_session_scores(astronaut_face):
     mask = masks.ekman_masks()["Happiness"].astype(bool)
     fig = widgets.attention_static(face, marks, "Happiness", clicks, heatmaps={"A": mask.astype(np.uint8) * 255})
     text = fig._suptitle.get_text()
-    standard = to_uint8(stretch(warp_to_standard(widgets.attention_from_clicks(clicks, 8, face.shape), marks)[0]))
+    standard = to_uint8(stretch(warp_to_standard(attention.attention_from_clicks(clicks, 8, face.shape), marks)[0]))
     kept = standard > metrics.otsu_threshold(standard)
     iou = (kept & mask).sum() / (kept | mask).sum()
     assert f"IoU {iou:.3f}" in text and "NCC with A" in text
-
-
-def test_sessions_pool_into_one_map_per_expression(tmp_path):
-    import json
-
-    from fermap_utils.errors import FermapError
-
-    rng = np.random.default_rng(0)
-    made = {}
-    for k, expr in enumerate(["Happiness", "Happiness", "Fear"]):
-        m = rng.random((6, 5))
-        made.setdefault(expr, []).append(m)
-        folder = tmp_path / f"student{k}"
-        folder.mkdir()
-        (folder / f"s{k}_{expr}.json").write_text(json.dumps(
-            {"session": f"s{k}", "expression": expr, "answer": expr, "correct": True, "clicks": [[0, 0]] * (k + 1),
-             "scores": {"mask": {"iou": 0.1 * k}}, "standard_map": m.tolist()}))
-    pooled, table = widgets.pool_sessions(str(tmp_path), shape=(6, 5))
-    np.testing.assert_allclose(pooled["Happiness"], np.mean(made["Happiness"], axis=0))
-    np.testing.assert_allclose(pooled["Fear"], made["Fear"][0])
-    assert sorted(table.expression) == ["Fear", "Happiness", "Happiness"] and table.tiles.tolist() == [1, 2, 3]
-    (tmp_path / "bad_Fear.json").write_text(json.dumps({"expression": "Fear", "standard_map": [[0.0]]}))
-    with pytest.raises(FermapError, match="bad_Fear.json"):
-        widgets.pool_sessions(str(tmp_path), shape=(6, 5))

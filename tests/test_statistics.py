@@ -1,0 +1,185 @@
+"""Statistics on scores (fermap_utils.statistics): intervals over folds and images, permutation tests,
+and the randomisation comparison of the sanity check."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fermap_utils import metrics as Mt
+from fermap_utils import statistics as St
+from fermap_utils.heatmaps import heatmap, to_uint8
+
+
+def test_cluster_bootstrap_matches_the_enumerated_distribution():
+    # Fold a: one cell worth 0; fold b: three cells worth 1. Drawing two folds with replacement:
+    # aa -> 0 (1/4), ab or ba -> 3/4 (1/2), bb -> 1 (1/4). A cell bootstrap would weigh a by 1/4.
+    values = np.array([0.0, 1.0, 1.0, 1.0])
+    folds = np.array(["a", "b", "b", "b"])
+    reps = St.cluster_bootstrap(values, folds, n=20000, seed=1)
+    exact = {}
+    for draw in [("a", "a"), ("a", "b"), ("b", "a"), ("b", "b")]:
+        cells = np.concatenate([values[folds == f] for f in draw])
+        exact[cells.mean()] = exact.get(cells.mean(), 0) + 0.25
+    assert set(np.round(reps, 12)) == set(np.round(list(exact), 12))
+    for v, p in exact.items():
+        assert np.mean(np.isclose(reps, v)) == pytest.approx(p, abs=0.015)
+
+
+def test_bootstrap_ci_resamples_folds_not_cells():
+    # Three folds of two cells; fold means 0, 1, 2. Each all-same draw has probability 1/27 > 2.5 %,
+    # so the 95 % interval over folds is exactly [0, 2]; over the six cells it would be far narrower.
+    values = np.array([0, 0, 1, 1, 2, 2], dtype=float)
+    folds = np.array([1, 1, 2, 2, 3, 3])
+    ci = St.bootstrap_ci(values, folds, n=4000, seed=0)
+    assert (ci.estimate, ci.low, ci.high, ci.reason) == (1.0, 0.0, 2.0, "")
+    cells = St.bootstrap_ci(values, n=4000, seed=0)
+    assert cells.low > 0.3 and cells.high < 1.7
+    one = St.bootstrap_ci(values, np.ones(6), n=100)
+    assert one.estimate == 1.0 and np.isnan(one.low) and np.isnan(one.high) and "no interval over folds" in one.reason
+
+
+def test_fold_intervals_per_network():
+    per_fold = pd.DataFrame({"network": ["A"] * 6 + ["B"] * 2, "fold": [1, 1, 2, 2, 3, 3, 1, 1],
+                             "iou": [0, 0, 1, 1, 2, 2, 0.2, 0.4]})
+    t = St.fold_intervals(per_fold, n=4000)
+    assert (t.loc["A", "low"], t.loc["A", "high"], t.loc["A", "folds"]) == (0.0, 2.0, 3)
+    assert t.loc["B", "estimate"] == pytest.approx(0.3) and np.isnan(t.loc["B", "low"])
+    assert "1 fold" in t.loc["B", "note"]
+
+
+def test_correlation_test_is_the_exact_permutation_p_value():
+    from itertools import permutations
+
+    from scipy.stats import spearmanr
+
+    acc = np.array([0.2, 0.3, 0.4, 0.5, 0.6])
+    iou = np.array([0.11, 0.10, 0.13, 0.15, 0.14])  # ranks 2 1 3 5 4: rho = 0.8
+    res = St.correlation_test(acc, iou)
+    rho = spearmanr(acc, iou).statistic
+    null = np.array([spearmanr(acc, iou[list(p)]).statistic for p in permutations(range(5))])
+    two_sided = min(1.0, 2 * min(np.mean(null >= rho - 1e-12), np.mean(null <= rho + 1e-12)))
+    assert res["r"] == pytest.approx(0.8) and res["n"] == 5
+    assert res["p_value"] == pytest.approx(two_sided) == pytest.approx(16 / 120)
+    assert np.isnan(St.correlation_test(acc[:2], iou[:2])["p_value"])
+
+
+def test_paired_test_is_the_exact_sign_flip_p_value():
+    from itertools import product
+
+    a = np.array([0.30, 0.25, 0.40, 0.35, 0.20, 0.33])
+    b = np.array([0.20, 0.27, 0.10, 0.30, 0.21, 0.12])
+    d = a - b
+    null = np.array([np.mean(d * s) for s in product([1, -1], repeat=6)])
+    expected = min(1.0, 2 * min(np.mean(null >= d.mean() - 1e-12), np.mean(null <= d.mean() + 1e-12)))
+    res = St.paired_test(a, b)
+    assert res["mean_difference"] == pytest.approx(d.mean()) and res["p_value"] == pytest.approx(expected)
+    assert res["p_value"] < 0.2 and St.paired_test(a, a[::-1])["p_value"] > 0.2
+
+
+def test_accuracy_interval_is_wilson():
+    ci = St.accuracy_interval(0.5, 100)
+    z = 1.959963984540054
+    half = z * np.sqrt(0.25 / 100 + z**2 / (4 * 100**2)) / (1 + z**2 / 100)
+    assert ci.estimate == 0.5 and ci.low == pytest.approx(0.5 - half) and ci.high == pytest.approx(0.5 + half)
+
+
+def test_paired_comparisons_pair_the_shared_cells():
+    import itertools
+
+    scores = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 4 + ["c"] * 3,
+                           "network": ["n1", "n1", "n2", "n2"] * 2 + ["n1", "n1", "n2"],
+                           "expression": ["x", "y"] * 4 + ["x", "y", "x"],
+                           "iou": [0.5, 0.6, 0.7, 0.8, 0.4, 0.5, 0.6, 0.9, 0.6, 0.7, 0.8]})
+    table = St.paired_comparisons(scores, "iou", reference="a")
+    d = np.array([-0.1, -0.1, -0.1, 0.1])  # b - a, cell by cell
+    assert table.loc["b", "mean_difference"] == pytest.approx(d.mean())
+    flips = [abs((d * s).mean()) >= abs(d.mean()) - 1e-12 for s in itertools.product([1, -1], repeat=4)]
+    assert table.loc["b", "p_value"] == pytest.approx(np.mean(flips))
+    assert table.loc["c", "n"] == 3 and table.loc["c", "mean_difference"] == pytest.approx(0.1)
+    assert "a" not in table.index
+
+
+def _square_masks():
+    masks = {e: np.zeros((30, 30), bool) for e in ("Anger", "Fear", "Happiness", "Sadness")}
+    masks["Anger"][:10] = True
+    masks["Fear"][10:20] = True
+    masks["Happiness"][20:] = True
+    masks["Sadness"][:, :10] = True
+    return masks
+
+
+def test_randomisation_comparison_uses_the_same_expressions_and_reports_the_dropped():
+    masks = _square_masks()
+    noise = np.random.default_rng(0).integers(0, 256, (30, 30), dtype=np.uint8)
+    trained = {e: (m * 200 + 10).astype(np.uint8) for e, m in masks.items() if e != "Happiness"}
+    trained["Happiness"] = np.full((30, 30), 7, np.uint8)  # constant: no Otsu threshold
+    random = {"Anger": noise, "Fear": noise[::-1].copy(), "Happiness": noise, "Sadness": trained["Sadness"]}
+    trained["Surprise"] = trained["Anger"]  # no randomised heatmap for it
+    masks["Surprise"] = masks["Anger"]
+    check = St.randomisation_comparison(trained, random, masks, images={"Anger": 3})
+    assert set(check.dropped) == {"Happiness", "Surprise"}
+    assert "constant heatmap from the trained network" in check.dropped["Happiness"]
+    assert "no heatmap from the random weights network" in check.dropped["Surprise"]
+    per_model = check.scores.groupby("model").expression.apply(sorted)
+    assert per_model["trained"] == per_model["random weights"] == ["Anger", "Fear", "Sadness"]
+    s = check.scores.set_index(["expression", "model"])
+    assert s.loc[("Anger", "trained"), "iou"] == 1.0 and s.loc[("Anger", "trained"), "images"] == 3
+    assert s.loc[("Anger", "random weights"), "iou"] == pytest.approx(
+        Mt.binary_scores(Mt.binarize(noise), masks["Anger"])["iou"])
+    assert check.similarity.loc["Sadness", "rank correlation"] == pytest.approx(1.0)  # identical: weights ignored
+    assert check.similarity.loc["Anger", "rank correlation"] < 0.3
+    comp = check.comparison()
+    diffs = (s.xs("trained", level="model").iou - s.xs("random weights", level="model").iou)
+    assert comp.loc["iou", "difference"] == pytest.approx(diffs.mean()) and comp.loc["iou", "expressions"] == 3
+
+
+def test_sanity_check_saves_and_loads(tmp_path):
+    masks = _square_masks()
+    maps = {e: (m * 200 + 10).astype(np.uint8) for e, m in masks.items()}
+    check = St.randomisation_comparison(maps, {e: h[::-1].copy() for e, h in maps.items()}, masks,
+                                        dropped={"Surprise": "no test image predicted as this class"})
+    assert St.SanityCheck.load(tmp_path) is None
+    check.save(tmp_path / "s")
+    back = St.SanityCheck.load(tmp_path / "s")
+    assert back.dropped == check.dropped
+    pd.testing.assert_frame_equal(back.scores, check.scores, check_dtype=False)
+    pd.testing.assert_frame_equal(back.similarity, check.similarity)
+    pd.testing.assert_frame_equal(back.comparison(), check.comparison())
+
+
+def _two_image_stack():
+    a = np.zeros((30, 30))
+    a[:10] = 1.0  # exactly the Anger mask
+    b = np.zeros((30, 30))
+    b[5:25, 5:25] = 1.0
+    return np.stack([a, b])
+
+
+def test_bootstrap_image_means_resamples_images():
+    masks = _square_masks()
+    stack = _two_image_stack()
+    # Two images: the resampled heatmap is a alone, b alone (1/4 each) or their mean (1/2); each
+    # outcome has probability >= 2.5 %, so the 95 % interval runs from the lowest to the highest.
+    outcomes = [Mt.binary_scores(Mt.binarize(to_uint8(heatmap(s))), masks["Anger"])["iou"]
+                for s in (stack[:1], stack[1:], stack)]
+    t = St.bootstrap_image_means({("N", 1, "Anger"): stack}, masks, n=400, seed=0)
+    assert t.loc["N", "estimate"] == pytest.approx(outcomes[2])
+    assert t.loc["N", "low"] == pytest.approx(min(outcomes)) and t.loc["N", "high"] == pytest.approx(max(outcomes))
+    same = St.bootstrap_image_means({("N", 1, "Anger"): stack[[0, 0]], ("M", 1, "Fear"): stack[[1, 1, 1]]}, masks, n=50)
+    assert same.loc["N", "low"] == same.loc["N", "high"] == 1.0  # identical images: no spread
+    assert same.loc["Average", "estimate"] == pytest.approx((1.0 + same.loc["M", "estimate"]) / 2)
+
+
+def test_bootstrap_image_distances_and_scores():
+    stack = _two_image_stack()
+    other = np.random.default_rng(1).random((1, 30, 30))
+    t = St.bootstrap_image_distances({("A", 1, "Anger"): stack[:1], ("A", 2, "Anger"): stack[1:],  # folds pooled
+                                   ("B", 1, "Anger"): other}, n=400, seed=0)
+    b = to_uint8(heatmap(other))
+    outcomes = [Mt.ncc_distance(to_uint8(heatmap(s)), b) for s in (stack[:1], stack[1:], stack)]
+    row = t.iloc[0]
+    assert (row.net_a, row.net_b, len(t)) == ("A", "B", 1)
+    assert row.distance == pytest.approx(outcomes[2])
+    assert row.low == pytest.approx(min(outcomes)) and row.high == pytest.approx(max(outcomes))
+    ci = St.bootstrap_image_scores(stack, _square_masks()["Anger"], n=100)
+    assert list(ci.index) == ["iou", "f1", "precision", "recall", "roc_auc"]
+    assert ci.loc["iou", "high"] == 1.0 and ci.loc["iou", "low"] < ci.loc["iou", "value"] < 1.0
