@@ -46,6 +46,7 @@ def test_class_files_are_read_back_with_their_keys(tmp_path):
     assert layout.class_files(tmp_path, "cam") == []
 
 
+@pytest.mark.slow
 def test_files_of_a_dataset_folder_are_where_the_builder_writes_them(default_dataset):
     from fermap_utils.data import load_dataset
 

@@ -12,6 +12,7 @@ CATS = {281, 282, 283, 284, 285, 287}  # tabby, tiger cat, Persian, Siamese, Egy
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 
 
+@pytest.mark.slow
 def test_paper_parameter_counts_within_10_percent():
     table = M.summary()
     paper = table[table.network.isin(M.paper_networks())]
