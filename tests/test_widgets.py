@@ -92,9 +92,25 @@ def test_the_live_threshold_slider_redraws_the_scores_at_its_value(maps):
     plt.close("all")
 
 
-def test_au_builder_fallback_is_a_figure(maps):
-    fig = widgets.au_mask_builder_static({e: maps[HeatmapKey(None, None, e)] for e in EXPRESSIONS})
+def test_au_builder_fallback_scores_each_heatmap_against_its_aus_and_its_mask(maps):
+    """Per expression, a column: the heatmap against the union of its Table 2 AUs, then against its Ekman
+    mask, each titled with IoU and F1 at Otsu's threshold, counted here by hand."""
+    import matplotlib.pyplot as plt
+
+    heatmaps = {e: maps[HeatmapKey(None, None, e)] for e in EXPRESSIONS}
+    fig = widgets.au_mask_builder_static(heatmaps)
     assert len(fig.axes) == 2 * len(EXPRESSIONS)
+    axes = np.array(fig.axes).reshape(2, len(EXPRESSIONS))
+    for j, (expr, hm) in enumerate(heatmaps.items()):
+        aus = masks.expression_aus()[expr]
+        kept = hm > metrics.otsu_threshold(hm)
+        for i, (label, mask) in enumerate([(f"AUs {'+'.join(map(str, aus))}", masks.au_mask(aus)),
+                                           ("Ekman mask", masks.ekman_masks()[expr])]):
+            mask = mask.astype(bool)
+            tp = (kept & mask).sum()
+            iou, f1 = tp / (kept | mask).sum(), 2 * tp / (kept.sum() + mask.sum())
+            assert axes[i, j].get_title() == f"{expr}: {label}\nIoU {iou:.2f} F1 {f1:.2f}"
+    plt.close(fig)
 
 
 def test_best_worst_ranks_by_iou():
