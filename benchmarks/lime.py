@@ -14,7 +14,10 @@ The last line is ``speedup_vs_lime=<x> overhead_vs_inference=<y>`` with
 x = lime time / fermap time and y = (fermap time - forward time) / forward time.
 Targets: x >= 3, y <= 0.25.
 
-Run: .venv/bin/python benchmarks/lime.py [--samples 1000] [--repeat 2]
+Run: .venv/bin/python benchmarks/lime.py [--samples 1000] [--repeat 2] [--quick]
+
+``--quick`` (CI, tests/test_benchmarks.py): the same code at 50 samples and one timed repeat, in seconds;
+its numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -37,9 +40,10 @@ import numpy as np  # noqa: E402  (after the path fix and TF's log level, on pur
 
 def faces() -> np.ndarray:
     """Four real faces, aligned at 64 px: astronaut, grace_hopper and two LFW faces."""
+    from fermap_utils.data import align_face
     from fermap_utils.synthetic import neutral_faces
 
-    return np.stack([crop for _, crop, _ in neutral_faces(64)[:4]]).astype(np.float32)
+    return np.stack([align_face(image, marks, 64)[0] for _, image, marks in neutral_faces()[:4]]).astype(np.float32)
 
 
 def main() -> None:
@@ -51,9 +55,12 @@ def main() -> None:
     from fermap_utils.models import build_network
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=2, help="timed repeats; the best is kept")
+    parser.add_argument("--samples", type=int, help="perturbations per face (default 1000; --quick: 50)")
+    parser.add_argument("--repeat", type=int, help="timed repeats; the best is kept (default 2; --quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="a tiny size, to check that the benchmark runs")
     args = parser.parse_args()
+    args.samples = args.samples or (50 if args.quick else 1000)
+    args.repeat = args.repeat or (1 if args.quick else 2)
     settings = E.LimeSettings.from_profile({"num_samples": args.samples})
     model = build_network("FER2013").model
     predict = E.keras_predictor(model)

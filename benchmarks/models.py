@@ -5,7 +5,10 @@ over batches of 64 and train_on_batch() over batches of 32, after a warm-up,
 and prints images per second. The default profile's plan (config.yaml) is made
 from these numbers. The last line is ``slowest_training_images_per_s=<x>``.
 
-Run: .venv/bin/python benchmarks/models.py [--profile default] [--networks A B ...] [--seconds 4]
+Run: .venv/bin/python benchmarks/models.py [--profile default] [--networks A B ...] [--seconds 4] [--quick]
+
+``--quick`` (CI, tests/test_benchmarks.py): the same code on two of the smoke profile's networks (SongNet,
+trained, and FER2013, fixed) for 0.1 s each, in seconds; its numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -37,12 +40,15 @@ def main() -> None:
     from fermap_utils.training import size_for
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--profile", default="default")
+    parser.add_argument("--profile", help="default: default (--quick: smoke)")
     parser.add_argument("--networks", nargs="*")
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, help="timed seconds per network and task (default 4; --quick: 0.1)")
+    parser.add_argument("--quick", action="store_true", help="a tiny size, to check that the benchmark runs")
     args = parser.parse_args()
+    args.profile = args.profile or ("smoke" if args.quick else "default")
+    args.seconds = args.seconds or (0.1 if args.quick else 4.0)
     prof = profile(args.profile)
-    names = args.networks or profile_networks(prof)
+    names = args.networks or (["SongNet", "FER2013"] if args.quick else profile_networks(prof))
     rng = np.random.default_rng(0)
     print(f"profile={args.profile} input cap={prof.get('input_size')} cores={os.cpu_count()}")
     print(f"{'network':26s} {'size':>5s} {'infer img/s':>12s} {'train img/s':>12s}")

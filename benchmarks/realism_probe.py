@@ -16,7 +16,10 @@ trained on real faces, never on ours):
 
 The last line is ``fer2013_accuracy=<x>`` for the unmodified generator on these images.
 
-Run: .venv/bin/python benchmarks/realism_probe.py [--identities 102] [--tune]
+Run: .venv/bin/python benchmarks/realism_probe.py [--identities 102] [--tune] [--quick]
+
+``--quick`` (CI, tests/test_benchmarks.py): the same code on the first 3 identities (unless --identities
+says otherwise), in seconds; its numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -33,7 +36,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--identities", type=int, default=None, help="the first N faces (default: all)")
     parser.add_argument("--tune", action="store_true", help="also run the held-out tuning check (minutes)")
+    parser.add_argument("--quick", action="store_true", help="3 identities, to check that the benchmark runs")
     args = parser.parse_args()
+    if args.quick and args.identities is None:
+        args.identities = 3
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from fermap_utils import synthetic as S  # first: it sets TensorFlow's options before keras loads

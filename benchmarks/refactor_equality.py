@@ -27,6 +27,10 @@ does not fail the comparison.
 
 The last line is the share of compared files whose results are equal, ``equal_files=N/M``; the lines
 before it name each difference.
+
+``--quick`` (CI, tests/test_benchmarks.py), without the two folders: the same comparison on two tiny run
+folders it writes itself (one file of each kind compared, differing only in clock fields, job records and
+provenance), in a second.
 """
 from __future__ import annotations
 
@@ -122,11 +126,50 @@ def compare(before: Path, after: Path) -> tuple[list[str], int]:
     return problems, len(common)
 
 
+def _quick_runs(root: Path) -> tuple[Path, Path]:
+    """Two tiny run folders holding the same results: a table, an image, arrays, a model's weights and
+    JSON files, apart from their timings, job records and provenance (``--quick``)."""
+    import h5py
+
+    folders = []
+    for k, name in enumerate(("before", "after")):
+        run = root / name
+        (run / "data" / "images").mkdir(parents=True)
+        (run / "models" / "SongNet" / "fold1").mkdir(parents=True)
+        (run / "jobs").mkdir()
+        (run / "jobs" / "train-SongNet-fold1.json").write_text(json.dumps({"seconds": 1.5 + k}))
+        (run / "run.json").write_text(json.dumps({"name": "smoke", "seed": 0}))
+        (run / "data" / "records.csv").write_text(f"id,image,source\n0,images/00000.png,/cache{k}/raw/a.png\n")
+        # a 1x1 grey PNG, byte for byte the same in both
+        (run / "data" / "images" / "00000.png").write_bytes(bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010800000000"
+            "3a7e9b550000000a49444154789c6360000000020001e221bc330000000049454e44ae426082"))
+        np.save(run / "data" / "landmarks.npy", np.arange(136, dtype=np.float32).reshape(68, 2))
+        np.savez(run / "models" / "SongNet" / "fold1" / "explained.npz", maps=np.eye(3), key=np.array(f"k{k}"))
+        (run / "models" / "SongNet" / "fold1" / "metrics.json").write_text(
+            json.dumps({"accuracy": 0.5, "seconds": 10.0 + k, "settings": f"/cache{k}"}))
+        weights = io.BytesIO()
+        with h5py.File(weights, "w") as h5:
+            h5["layers/dense/vars/0"] = np.ones((2, 3))
+        with zipfile.ZipFile(run / "models" / "SongNet" / "fold1" / "model.keras", "w") as z:
+            z.writestr("model.weights.h5", weights.getvalue())
+        folders.append(run)
+    return folders[0], folders[1]
+
+
 def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("before", type=Path)
-    parser.add_argument("after", type=Path)
+    parser.add_argument("before", type=Path, nargs="?")
+    parser.add_argument("after", type=Path, nargs="?")
+    parser.add_argument("--quick", action="store_true", help="compare two tiny run folders written here")
     args = parser.parse_args(argv)
+    if args.quick and args.before is None:
+        with tempfile.TemporaryDirectory(prefix="fermap_equality_") as tmp:
+            return main([str(p) for p in _quick_runs(Path(tmp))])
+    if args.before is None or args.after is None:
+        parser.error("the two run folders to compare are required (or --quick)")
     problems, compared = compare(args.before, args.after)
     kinds: dict[str, int] = {}
     for k in _files(args.before):

@@ -5,7 +5,11 @@ Both paths run the same jobs through the same function (fermap_utils.executor.ex
 workers each job gets cores / 2 threads, in the sequential run every core. The last line is
 ``speedup_2_workers=<sequential seconds / 2-worker seconds>``.
 
-Run: .venv/bin/python benchmarks/scale.py [--profile paper_small] [--networks A B ...] [--folds N]
+Run: .venv/bin/python benchmarks/scale.py [--profile paper_small] [--networks A B ...] [--folds N] [--quick]
+
+``--quick`` (CI, tests/test_benchmarks.py): the same code with the smoke profile cut to SongNet, one epoch,
+one fold, one subject per fold, LIME alone at 20 samples on one image per class (:data:`QUICK`); its
+speedup means nothing.
 """
 from __future__ import annotations
 
@@ -18,6 +22,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: --quick: the profile and its overrides.
+QUICK = {"profile": "smoke",
+         "overrides": {"networks": ["SongNet"], "folds": 1, "subjects_per_fold": 1, "epochs_scale": 0.01,
+                       "explain.images_per_class": 1, "explain.num_samples": 20, "explain.methods": []}}
+
 
 def main() -> None:
     from fermap_utils.executor import Executor, job_table, run_stages
@@ -26,12 +35,15 @@ def main() -> None:
     from fermap_utils.run import prepare_data
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--profile", default="paper_small")
+    parser.add_argument("--profile", help="default: paper_small (--quick: smoke)")
     parser.add_argument("--networks", nargs="*", help="only these networks (default: the profile's)")
     parser.add_argument("--folds", type=int, help="only the first N folds (default: the profile's)")
+    parser.add_argument("--quick", action="store_true", help="a tiny size, to check that the benchmark runs")
     args = parser.parse_args()
     overrides = {k: v for k, v in (("networks", args.networks), ("folds", args.folds)) if v}
-    prof = profile(args.profile, overrides)
+    if args.quick:
+        overrides = {**QUICK["overrides"], **overrides}
+    prof = profile(args.profile or (QUICK["profile"] if args.quick else "paper_small"), overrides)
     with tempfile.TemporaryDirectory(prefix="fermap_scale_") as tmp:
         tmp = Path(tmp)
         prepare_data(tmp / "data_source", prof, progress=False)

@@ -4,7 +4,10 @@ Both warp the same real faces (scikit-image's astronaut and LFW faces) and one
 explanation of each to the 224x275 standard face, estimating the transform from
 the 89 points each time. The last line is ``speedup_vs_skimage=<x>`` (target >= 50).
 
-Run: .venv/bin/python benchmarks/warp.py [--repeats N]
+Run: .venv/bin/python benchmarks/warp.py [--repeats N] [--quick]
+
+``--quick`` (CI, tests/test_benchmarks.py): the same code on two faces, one timed repeat, in seconds;
+its numbers mean little.
 """
 from __future__ import annotations
 
@@ -26,10 +29,10 @@ from fermap_utils.landmarks import (
 from fermap_utils.warping import apply_map, piecewise_affine_map
 
 
-def faces() -> list[tuple[np.ndarray, np.ndarray]]:
+def faces(lfw: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
     rgb = data.astronaut()
     out = [(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), detect_landmarks(rgb, name="astronaut"))]
-    for face in data.lfw_subset()[:4]:
+    for face in data.lfw_subset()[:lfw]:
         img = cv2.resize((face * 255).astype(np.uint8), (224, 224), interpolation=cv2.INTER_CUBIC)
         out.append((img, predict_landmarks(img, (0, 0, 224, 224))))
     return out
@@ -37,13 +40,15 @@ def faces() -> list[tuple[np.ndarray, np.ndarray]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, help="timed repeats; the best is kept (default 5; --quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="a tiny size, to check that the benchmark runs")
     args = parser.parse_args()
+    args.repeats = args.repeats or (1 if args.quick else 5)
     width, height = STANDARD_SIZE
     dst = standard_points()
     cases = []
     rng = np.random.default_rng(0)
-    for gray, lm in faces():
+    for gray, lm in faces(1 if args.quick else 4):
         src = with_border_points(lm, gray.shape[1], gray.shape[0])
         cases.append((gray, rng.random(gray.shape).astype(np.float32), src))
 

@@ -10,6 +10,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Session fixtures that cost a test more than the unit run's budget (the synthetic dataset's build,
+#: the smoke book's execution): a test using one, directly or through another fixture, is ``slow``.
+SLOW_FIXTURES = ("default_dataset", "small_run", "smoke_site")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Refuse a test that uses a :data:`SLOW_FIXTURES` fixture without ``@pytest.mark.slow``, so that
+    ``pytest -m "not slow"`` stays a unit run (plain ``pytest`` runs everything)."""
+    unmarked = [f"{item.nodeid} (uses {', '.join(f for f in SLOW_FIXTURES if f in item.fixturenames)})"
+                for item in items if item.get_closest_marker("slow") is None
+                and any(f in getattr(item, "fixturenames", ()) for f in SLOW_FIXTURES)]
+    if unmarked:
+        raise pytest.UsageError("mark these tests @pytest.mark.slow:\n  " + "\n  ".join(unmarked))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory) -> Iterator[Path]:

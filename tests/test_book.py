@@ -41,6 +41,7 @@ def smoke_book(smoke_site):
     return site, first, again, B.build_book(root=site)
 
 
+@pytest.mark.slow
 def test_every_chapter_executes_with_the_smoke_profile(smoke_book):
     site, first, again, _ = smoke_book
     chapters = list(section("book")["chapters"])
@@ -69,6 +70,7 @@ def _figures(notebook: Path) -> list[str]:
             if "image/png" in o.get("data", {})]
 
 
+@pytest.mark.slow
 def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, own_copy, tmp_path):
     """Executed chapters of one profile never pass for another's (the stamps key holds the parameters),
     and another profile's setting shows in them: here LIME's seed, with the run explained again."""
@@ -99,6 +101,7 @@ def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, own_co
     assert _figures(masks_chapter)[-1] == after[-1]  # the figure follows the run's heatmaps, not the name
 
 
+@pytest.mark.slow
 def test_chapter_reruns_only_when_its_inputs_change(smoke_book, own_copy, tmp_path):
     run_dir = own_copy(smoke_book[0], tmp_path / "site", parts=("run",)) / "run"
     before = {p: R.run_fingerprint(run_dir, [p]) for p in RUN_PARTS}
@@ -107,6 +110,7 @@ def test_chapter_reruns_only_when_its_inputs_change(smoke_book, own_copy, tmp_pa
     assert [p for p in before if before[p] != after[p]] == ["explanations"]
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_built_book_reads_well_in_a_browser(smoke_book, tmp_path):
     site, _, _, html = smoke_book
@@ -122,6 +126,7 @@ def test_the_built_book_reads_well_in_a_browser(smoke_book, tmp_path):
     assert "<figcaption" in page and "SYNTHETIC" in page  # numbered, captioned, labelled figures
 
 
+@pytest.mark.slow
 def test_the_built_book_teaches_and_launches(smoke_book):
     """What `fermap book --check` adds as a teacher (teaching.check_teaching) finds nothing missing in the
     built book, and each chapter's launch button opens it on Binder from the one repository setting
@@ -161,11 +166,13 @@ def _check(tmp_path: Path, extra: str = "", title: str = "Data") -> list[str]:
     return B.check_book(html, chapters=["01_data"], screenshots=())
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_check_passes_a_clean_page(tmp_path):
     assert _check(tmp_path) == []
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_check_finds_a_path_of_the_build_machine(tmp_path):
     leaked = f'<div class="cell_output"><pre>run_dir = "{ROOT / "runs" / "smoke"}"</pre></div>'
@@ -173,6 +180,7 @@ def test_the_browser_check_finds_a_path_of_the_build_machine(tmp_path):
     assert len(problems) == 1 and problems[0].startswith("01_data: shows a path of the build machine")
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_check_finds_a_python_warning(tmp_path):
     warned = ('<div class="cell_output"><pre class="stderr">keras/src/layers/layer.py:12: UserWarning: '
@@ -181,6 +189,7 @@ def test_the_browser_check_finds_a_python_warning(tmp_path):
     assert len(problems) == 1 and "an output shows a warning (UserWarning:" in problems[0]
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_check_finds_a_table_wider_than_its_column(tmp_path):
     wide = '<table><tr><td style="min-width: 900px">Anger</td><td>Average</td></tr></table>'
@@ -188,6 +197,7 @@ def test_the_browser_check_finds_a_table_wider_than_its_column(tmp_path):
     assert len(problems) == 1 and "table 2 (" in problems[0] and "wider than its column" in problems[0]
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_check_finds_raw_tex(tmp_path):
     problems = _check(tmp_path, r'<p>The global heatmap <span class="math">\(H_c\)</span> of each class.</p>')
@@ -196,6 +206,7 @@ def test_the_browser_check_finds_raw_tex(tmp_path):
     assert len(problems) == 1 and "raw TeX" in problems[0]
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_check_finds_a_figure_without_alt_text(tmp_path):
     # Sphinx writes the file name as alt text when none is given: that is no description either.
@@ -203,6 +214,7 @@ def test_the_browser_check_finds_a_figure_without_alt_text(tmp_path):
     assert len(problems) == 1 and "2 image(s) without alt text" in problems[0]
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_check_finds_what_a_reader_would(tmp_path):
     html = tmp_path / "_build" / "html"
@@ -220,6 +232,7 @@ def test_the_browser_check_finds_what_a_reader_would(tmp_path):
     assert "index" not in text
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_mathjax_renders_an_equation_offline(tmp_path):
     """The vendored MathJax (no network) turns TeX into rendered math in Chromium."""
@@ -332,6 +345,7 @@ print("END")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("in_book", [True, False])
 def test_quiet_libraries_keeps_library_chatter_out_of_the_book(in_book):
     """In the book no warning, Keras download note, TensorFlow log or progress bar reaches the output;

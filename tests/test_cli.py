@@ -121,6 +121,7 @@ def test_wrong_size_mask_folder(tmp_path):
     assert r.returncode == 2 and "Anger_gt.png: wrong size 100x100" in r.stderr
 
 
+@pytest.mark.slow
 def test_data_show_reports_the_counts_of_a_built_dataset(small_run, capsys):
     assert main(["data", "show", str(small_run / "data")]) == 0
     out = capsys.readouterr().out

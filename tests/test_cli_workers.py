@@ -9,11 +9,14 @@ import json
 import os
 import shutil
 
+import pytest
+
 from fermap_utils import layout
 from fermap_utils.cli import main
 from fermap_utils.executor import job_table
 
 
+@pytest.mark.slow
 def test_train_with_workers_runs_each_job_on_a_worker_and_keeps_its_log(default_dataset, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(default_dataset, layout.data_dir(run))

@@ -230,6 +230,7 @@ def test_every_parameter_exercise_is_run_and_checked():
         assert argv[argv.index("--profile") + 1] == "smoke" and "--chapters" in argv
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", list(GROUPS) if RUN_ALL else IN_SUITE)
 def test_a_parameter_exercise_runs_and_changes_what_it_says(group, smoke_site, own_copy, tmp_path):
     site = smoke_site[0]

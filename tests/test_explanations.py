@@ -45,6 +45,7 @@ def _stamps(run):
     return {p.relative_to(run): p.stat().st_mtime_ns for p in sorted((run / "explanations").rglob("*.npz"))}
 
 
+@pytest.mark.slow
 def test_explain_run_writes_heatmaps_the_scorer_reads(explained_run):
     import json
 
@@ -79,6 +80,7 @@ def test_explain_run_writes_heatmaps_the_scorer_reads(explained_run):
     assert shapes and set(shapes) <= {(32, 32), (64, 64)}
 
 
+@pytest.mark.slow
 def test_explain_run_caches_resumes_and_recomputes_what_changed(explained_run, tmp_path):
     import shutil
 
@@ -99,6 +101,7 @@ def test_explain_run_caches_resumes_and_recomputes_what_changed(explained_run, t
     assert all(changed[k] != after[k] for k in after)  # a LIME setting changed: everything redone
 
 
+@pytest.mark.slow
 def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
     run, prof, _ = explained_run
     table = E.explain_run(run, prof, progress=False, method="cam")
@@ -116,6 +119,7 @@ def test_explain_run_other_methods_use_the_same_pipeline(explained_run):
         E.explain_run(run, prof, progress=False, method="shap")
 
 
+@pytest.mark.slow
 def test_explain_run_records_the_achieved_extremal_areas(explained_run):
     from fermap_utils.profiles import apply_overrides
 
@@ -129,6 +133,7 @@ def test_explain_run_records_the_achieved_extremal_areas(explained_run):
     assert areas.groupby(["network", "fold", "expression", "id"]).size().eq(2).all()
 
 
+@pytest.mark.slow
 def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     run, prof, _ = explained_run
     # LIME: Grad-CAM on the randomised FER2013 network segfaults inside TensorFlow (also before this change)
@@ -145,6 +150,7 @@ def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     assert (check.similarity["rank correlation"] < 0.99).all()
 
 
+@pytest.mark.slow
 def test_per_image_explanations_rebuild_the_cached_heatmap(explained_run):
     from fermap_utils.heatmaps import heatmap, load_heatmap, to_uint8
     from fermap_utils.masks import ekman_masks
@@ -164,6 +170,7 @@ def test_per_image_explanations_rebuild_the_cached_heatmap(explained_run):
     assert (ci["low"] <= ci["high"]).all() and list(ci.index) == ["iou", "f1", "precision", "recall", "roc_auc"]
 
 
+@pytest.mark.slow
 def test_run_heatmaps_come_back_under_structured_keys(explained_run):
     run, _, table = explained_run
     maps = E.load_run_heatmaps(run)
@@ -177,6 +184,7 @@ def test_run_heatmaps_come_back_under_structured_keys(explained_run):
     assert set(total) <= set(E.section("paper")["expressions"])
 
 
+@pytest.mark.slow
 def test_worked_example_is_a_test_face_and_its_prediction(explained_run):
     import pandas as pd
 
@@ -198,6 +206,7 @@ def test_worked_example_is_a_test_face_and_its_prediction(explained_run):
     assert np.array_equal(one.weights, again.weights) and one.label == example.label
 
 
+@pytest.mark.slow
 def test_cli_train_and_explain_finish_a_run_without_redoing_it(explained_run, capsys):
     from fermap_utils.cli import main
 
@@ -216,6 +225,7 @@ def test_cli_train_and_explain_finish_a_run_without_redoing_it(explained_run, ca
     assert _stamps(run) == before  # everything was already done: nothing retrained or re-explained
 
 
+@pytest.mark.slow
 def test_cam_identity_holds_for_the_gap_networks_only(explained_run):
     run, _, _ = explained_run
     table = E.cam_identity(run, images=3)
@@ -225,6 +235,7 @@ def test_cam_identity_holds_for_the_gap_networks_only(explained_run):
     assert row["max relative residual"] < 1e-3
 
 
+@pytest.mark.slow
 def test_storage_comparison_scores_each_way_as_rebuilt(explained_run):
     from fermap_utils.heatmaps import heatmap, to_uint8
     from fermap_utils.masks import ekman_masks

@@ -71,6 +71,7 @@ def test_accuracy_against_truth_is_a_rank_correlation_per_method():
     assert out.loc["lime", "n"] == 4
 
 
+@pytest.mark.slow
 def test_grade_run_on_the_default_dataset_truth(default_dataset, tmp_path):
     """grade_run reads a run's planted maps and heatmaps; an explainer without heatmaps is named, not skipped."""
     import shutil

@@ -9,13 +9,17 @@ def test_paths_of_a_run(tmp_path):
     run = tmp_path / "run"
     assert layout.model_dir(run, "VGG16", 3) == run / "models" / "VGG16" / "fold3"
     assert layout.metrics_file(run, "VGG16", 3) == run / "models" / "VGG16" / "fold3" / "metrics.json"
-    assert layout.predictions_file(run, "VGG16", 3).name == "predictions.csv"
-    assert layout.model_file(run, "VGG16", 3).name == "model.keras"
+    assert layout.predictions_file(run, "VGG16", 3) == run / "models" / "VGG16" / "fold3" / "predictions.csv"
+    assert layout.model_file(run, "VGG16", 3) == run / "models" / "VGG16" / "fold3" / "model.keras"
+    assert layout.history_file(run, "WeiNet", 10) == run / "models" / "WeiNet" / "fold10" / "history.csv"
     assert layout.class_file(run, "VGG16", 3, "Fear") == run / "explanations" / "VGG16" / "fold3" / "Fear.npz"
     cam = layout.class_file(run, "VGG16", 3, "Fear", "cam")
     assert cam == run / "explanations_cam" / "VGG16" / "fold3" / "Fear.npz"
     assert layout.heatmap_group_dir(run, "heatmaps_by_net", "gradcam") == run / "heatmaps_gradcam" / "heatmaps_by_net"
     assert layout.heatmaps_summary_file(run) == run / "heatmaps" / "summary.json"
+    assert layout.heatmaps_summary_file(run, "extremal") == run / "heatmaps_extremal" / "summary.json"
+    assert layout.explanations_dir(run, "gradcam") == run / "explanations_gradcam"
+    assert layout.heatmap_group_dir(run) == run / "heatmaps" / "heatmaps_by_cv"
     assert (layout.profile_file(run), layout.data_dir(run), layout.jobs_dir(run)) == \
         (run / "run.json", run / "data", run / "jobs")
     assert layout.statistics_dir(run, "sanity_check") == run / "statistics" / "sanity_check"
@@ -46,6 +50,7 @@ def test_class_files_are_read_back_with_their_keys(tmp_path):
     assert layout.class_files(tmp_path, "cam") == []
 
 
+@pytest.mark.slow
 def test_files_of_a_dataset_folder_are_where_the_builder_writes_them(default_dataset):
     from fermap_utils.data import load_dataset
 
@@ -70,4 +75,15 @@ def test_authors_folders_and_attention(tmp_path, reference):
     with pytest.raises(FermapError):
         layout.authors_heatmaps_dir(reference, "gray")
     assert layout.attention_dir(tmp_path) == tmp_path / "attention"
-    assert layout.data_dir(tmp_path) / layout.RECORDS == layout.records_file(layout.data_dir(tmp_path))
+    assert layout.records_file(layout.data_dir(tmp_path)) == tmp_path / "data" / "records.csv"
+    assert layout.planted_dir(tmp_path / "data") == tmp_path / "data" / "planted"
+
+
+def test_metrics_files_are_the_completed_folds_sorted(tmp_path):
+    for net, fold in (("VGG16", 2), ("AlexNet", 1), ("VGG16", 1)):
+        (tmp_path / "models" / net / f"fold{fold}").mkdir(parents=True)
+        (tmp_path / "models" / net / f"fold{fold}" / "metrics.json").write_text("{}")
+    (tmp_path / "models" / "WeiNet" / "fold1").mkdir(parents=True)  # started, not finished: no metrics.json
+    assert layout.metrics_files(tmp_path) == [tmp_path / "models" / "AlexNet" / "fold1" / "metrics.json",
+                                              tmp_path / "models" / "VGG16" / "fold1" / "metrics.json",
+                                              tmp_path / "models" / "VGG16" / "fold2" / "metrics.json"]

@@ -134,7 +134,13 @@ def test_distance_matrix_and_average_linkage():
     assert dist.loc["n0", "n3"] == pytest.approx(Mt.ncc_distance(maps["n0"], maps["n3"]))
     z = Mt.average_linkage(dist)
     np.testing.assert_allclose(sorted(z[:, 2]), sorted(_naive_upgma_heights(dist.values)))
-    assert cophenet(z).shape == (10,)
+    # the same tree as SciPy's average linkage: the cophenetic distance of every pair (5 networks: 10)
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    expected = cophenet(linkage(squareform(dist.values, checks=False), method="average"))
+    np.testing.assert_allclose(cophenet(z), expected, rtol=1e-12)
+    assert len(expected) == 10
 
 
 def test_score_table_averages_fold_metrics():

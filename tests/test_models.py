@@ -12,6 +12,7 @@ CATS = {281, 282, 283, 284, 285, 287}  # tabby, tiger cat, Persian, Siamese, Egy
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 
 
+@pytest.mark.slow
 def test_paper_parameter_counts_within_10_percent():
     table = M.summary()
     paper = table[table.network.isin(M.paper_networks())]
@@ -21,12 +22,103 @@ def test_paper_parameter_counts_within_10_percent():
     assert {"EfficientNetLite0", "EfficientNetLite0Scratch", "FER2013"} <= set(table.network)
 
 
-def test_every_model_maps_grey_images_to_six_probabilities():
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _same_pad(x: np.ndarray, k: int, s: int, value: float) -> np.ndarray:
+    """TensorFlow's 'same' padding of (n, h, w, c): the extra pixel goes bottom/right."""
+    pads = []
+    for n in x.shape[1:3]:
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        pads.append((total // 2, total - total // 2))
+    return np.pad(x, [(0, 0), *pads, (0, 0)], constant_values=value)
+
+
+def _windows(x: np.ndarray, k: int, s: int) -> np.ndarray:
+    """(n, h', w', c, k, k) windows of a padded (n, h, w, c) array, every ``s`` pixels."""
+    return np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s]
+
+
+def _forward_by_hand(layers: list[str], weights: list[np.ndarray], x: np.ndarray, channels: int) -> np.ndarray:
+    """A custom network of the configuration (``"conv 32 7"``, ``"maxpool 2 1"``, ...) in NumPy, from its
+    weights: x / 255, grey repeated to ``channels``, ReLU convolutions, max-pools, flatten, softmax head."""
+    h = np.repeat(x.astype(np.float64) / 255.0, channels, axis=-1)
+    w = iter(weights)
+    for item in layers:
+        kind, *args = item.split()
+        if kind == "conv":
+            f, k, s = int(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else 1
+            kernel, bias = next(w), next(w)
+            assert kernel.shape == (k, k, h.shape[-1], f)
+            patches = _windows(_same_pad(h, k, s, 0.0), k, s)
+            h = np.maximum(np.tensordot(patches, kernel, axes=([4, 5, 3], [0, 1, 2])) + bias, 0)
+        elif kind == "maxpool":
+            k, s = int(args[0]), int(args[1])
+            h = _windows(_same_pad(h, k, s, -np.inf), k, s).max(axis=(-2, -1))
+        elif kind == "flatten":
+            h = h.reshape(len(h), -1)
+        elif kind == "dense":
+            h = np.maximum(h @ next(w) + next(w), 0)
+        # dropout: the identity at inference
+    return _softmax(h @ next(w) + next(w))
+
+
+def _params_by_hand(layers: list[str], size: int, channels: int, classes: int) -> int:
+    """Parameters of a configured custom network counted from its layer list and input size."""
+    n, c, total = size, channels, 0
+    for item in layers:
+        kind, *args = item.split()
+        if kind == "conv":
+            f, k, s = int(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else 1
+            total += k * k * c * f + f
+            n, c = -(-n // s), f
+        elif kind == "maxpool":
+            n = -(-n // int(args[1]))
+        elif kind == "flatten":
+            c, n = n * n * c, 1
+        elif kind == "dense":
+            total += c * int(args[0]) + int(args[0])
+            c = int(args[0])
+    return total + c * classes + classes
+
+
+@pytest.mark.parametrize("name", ["WeiNet", "SongNet"])
+def test_custom_networks_compute_their_configured_layers(name):
+    """The configured small networks, built at 40 px, give the probabilities a NumPy forward pass of their
+    configuration gives from the same weights, and have the parameters their layer list counts."""
+    from fermap_utils.config import expressions
+
+    s = M.spec(name)
+    built = M.build_network(name, size=40, imagenet=False)
+    assert built.input_size == 40 and not built.pretrained
+    classes = len(expressions())
+    assert M.count_params(built.model) == _params_by_hand(s["layers"], 40, s["channels"], classes)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 40, 40, 1)).astype("float32")
+    ours = np.asarray(built.model(x, training=False))
+    expected = _forward_by_hand(s["layers"], [np.asarray(v) for v in built.model.get_weights()], x, s["channels"])
+    assert ours.shape == (2, classes)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(ours, 1 / classes, atol=1e-3)  # not a uniform output that anything would match
+
+
+@pytest.mark.parametrize("name", ["EfficientNetLite0Scratch", "MobileNetV3"])
+def test_application_networks_end_in_a_softmax_over_the_expressions(name):
+    """The other networks' output is a softmax over one logit per expression, computed here from the
+    penultimate features and the head's weights."""
+    import keras
+
+    from fermap_utils.config import expressions
+
+    model = M.build_network(name, size=48, imagenet=False).model
+    head = model.get_layer("predictions")
+    features = keras.Model(model.inputs, head.input)
     x = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 1)).astype("float32")
-    for name in ("WeiNet", "SongNet", "EfficientNetLite0Scratch", "MobileNetV3"):
-        built = M.build_network(name, size=48, imagenet=False)
-        p = np.asarray(built.model(x))
-        assert p.shape == (2, 6) and np.allclose(p.sum(1), 1, atol=1e-5), name
+    kernel, bias = (np.asarray(v, np.float64) for v in head.get_weights())
+    assert kernel.shape[1] == len(expressions())
+    expected = _softmax(np.asarray(features(x, training=False), np.float64) @ kernel + bias)
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_missing_imagenet_weights_are_never_silent(monkeypatch):

@@ -1,4 +1,5 @@
 """Every notebook: committed without outputs, parameterised, and executable through papermill."""
+import ast
 from pathlib import Path
 
 import nbformat
@@ -8,16 +9,39 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS
+def _parameters(cell) -> dict:
+    """The names a parameters cell assigns and their literal values; anything else in it is refused."""
+    values = {}
+    for node in ast.parse(cell.source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
+            f"a parameters cell holds only `name = literal` lines, not {ast.unparse(node)!r}"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_committed_clean_with_a_parameters_cell(path):
+def test_committed_clean_with_a_parameters_cell(path, tmp_path):
+    """Valid nbformat 4, no outputs, and one parameters cell, first, naming exactly what papermill
+    injects (``run.chapter_parameters``) with defaults of the same types that work from JupyterLab."""
+    from fermap_utils.profiles import load_profile
+    from fermap_utils.run import authors_data_dir, chapter_parameters
+
     nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)  # raises on an invalid notebook
+    assert nb.nbformat == 4 and nb.metadata.kernelspec.name == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), "notebooks are committed without outputs"
-    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    assert tagged == [0], "one parameters cell, the first code cell (papermill injects right after it)"
+    defaults = _parameters(code[0])
+    injected = chapter_parameters(load_profile("smoke"), tmp_path / "run")
+    assert list(defaults) == list(injected)
+    assert {k: type(v) for k, v in defaults.items()} == {k: type(v) for k, v in injected.items()}
+    # the defaults, as JupyterLab runs the chapter from notebooks/: the default profile's run, the shipped data
+    assert defaults == {"run_dir": "../runs/default", "profile": "default", "reference": "../book/data/authors",
+                        "live_widgets": True}
+    assert load_profile(defaults["profile"])["name"] == "default"
+    assert (path.parent / defaults["reference"]).resolve() == authors_data_dir().resolve()
 
 
 def test_every_notebook_is_a_chapter_of_the_book():

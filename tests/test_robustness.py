@@ -72,6 +72,7 @@ def tiny_run(tmp_path) -> Path:
     return tmp_path / "run"
 
 
+@pytest.mark.slow
 def test_training_does_not_depend_on_the_cache_or_on_what_ran_before(tiny_run, tmp_path, monkeypatch):
     """EfficientNet-Lite0 (ported ImageNet weights): an empty cache (the port runs first) and a warm
     one, in a process that built other models in between, give the same predictions, bit for bit.

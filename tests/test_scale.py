@@ -63,6 +63,7 @@ def paper_small(tmp_path_factory, cache, default_dataset):
     return run
 
 
+@pytest.mark.slow
 def test_paper_small_every_network_every_stage(paper_small, tmp_path, capsys):
     prof = profile("paper_small")
     assert set(paper_networks()) <= set(prof["networks"])  # the paper's twelve, and more
@@ -180,6 +181,7 @@ def test_seeded_build_ignores_other_threads_draws():
     assert not all(np.array_equal(a, b) for a, b in zip(shared, _initial_weights(5, private=False)))
 
 
+@pytest.mark.slow
 def test_dask_equals_sequential(paper_small, tmp_path, cache):
     """The same jobs run one after the other in a fresh process (1 thread, as each Dask worker)
     give byte-identical heatmaps and models' predictions, and equal accuracies."""
@@ -246,6 +248,7 @@ def killed_run(paper_small, tmp_path_factory, cache):
     return run, jobs, errors, killed, kept
 
 
+@pytest.mark.slow
 def test_killed_worker_loses_nothing(killed_run):
     """A worker killed in the middle of a job: the job is redone on a new worker, and the jobs
     finished before are kept (not trained again)."""
@@ -261,6 +264,7 @@ def test_killed_worker_loses_nothing(killed_run):
     assert len(list(run.glob("explanations/*/fold[12]/*.npz"))) == 24
 
 
+@pytest.mark.slow
 def test_killed_run_equals_uninterrupted(killed_run, paper_small):
     """The jobs of a run with a killed worker, one redone on a restarted worker, give the same
     predictions and explanations as the uninterrupted run, where other jobs ran before them."""
@@ -281,6 +285,7 @@ def prof_classes() -> list[str]:
     return list(section("paper")["expressions"])
 
 
+@pytest.mark.slow
 def test_plan_counts_and_time(paper_small, cache):
     prof = profile("paper_small", {"networks": ["WeiNet", "FER2013"]})
     plan = P.plan_run(prof, workers=[1, 2], run_dir=paper_small)
@@ -324,6 +329,7 @@ def test_paper_profile_refuses_without_data(capsys):
     assert "no such datasets file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_keep_subjects(default_dataset, tmp_path):
     import shutil
 

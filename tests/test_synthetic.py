@@ -26,6 +26,7 @@ def _render(faces, i, j, k=0, **overrides):
     return S.render(image, marks, EXPRESSIONS[j], S.draw_intensities(EXPRESSIONS[j], au_rng, params), nuisance, params)
 
 
+@pytest.mark.slow
 def test_default_dataset_counts(default_dataset):
     ds = load_dataset(default_dataset)
     t = ds.table
@@ -62,6 +63,7 @@ def test_neutral_twin_does_not_depend_on_the_class(faces):
     assert not np.array_equal(a.image, b.image)
 
 
+@pytest.mark.slow
 def test_pixels_outside_the_au_regions_carry_no_class(default_dataset):
     """A classifier given only the pixels outside every AU region of the face (drawn over its neutral landmarks,
     so the mask does not depend on the class) scores within 3 points of chance; the same classifier given the
@@ -99,6 +101,7 @@ def test_deterministic_for_a_seed(tmp_path):
         assert (first.parent / rel).read_bytes() == (second.parent / rel).read_bytes(), rel
 
 
+@pytest.mark.slow
 def test_stored_truth_matches_a_rerender(default_dataset, faces):
     """The dataset's change map of an image is |image - neutral twin| of that image, re-rendered here."""
     t = pd.read_csv(default_dataset / "records.csv", dtype={"subject": str})
@@ -109,6 +112,7 @@ def test_stored_truth_matches_a_rerender(default_dataset, faces):
     np.testing.assert_array_equal(cv2.imread(str(default_dataset / row.image), cv2.IMREAD_UNCHANGED), out.image)
 
 
+@pytest.mark.slow
 def test_planted_maps_are_the_class_mean_of_warped_changes(default_dataset):
     from fermap_utils.warping import warp_to_standard
 

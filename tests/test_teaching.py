@@ -99,6 +99,7 @@ def test_the_command_check_catches_typos():
         teaching.run_exercise(["masks", "--out", "x"], "run", "chapters")
 
 
+@pytest.mark.slow
 def test_the_exercise_commands_other_than_run_run(tmp_path, monkeypatch):
     """The exercise commands that are not `fermap run` (fermap masks, fermap score on the authors'
     heatmaps) run as written from the project root; the `fermap run` ones run in
@@ -189,6 +190,7 @@ def test_fermap_run_packs_and_unpacks(tmp_path, reference, capsys):
     assert "no such run archive" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_chapter_5_opens_alone_from_a_run_archive(tmp_path, reference):
     """A chapter opened with only `runs/<name>.tar.gz` present unpacks it and executes (papermill),
     training nothing: the run folder it leaves has no trained model."""

@@ -33,6 +33,7 @@ def test_confusion():
     assert c.sum() == 4 and c[0, 0] == 1 and c[0, 1] == 1 and c[1, 1] == 1 and c[5, 5] == 1
 
 
+@pytest.mark.slow
 def test_train_run_saves_everything_and_resumes(small_run):
     prof = profile("smoke", {"networks": ["WeiNet", "FER2013"], "input_size": 32, "folds": 1, "epochs_scale": 0.1})
     table = T.train_run(small_run, prof, progress=False)
@@ -61,6 +62,7 @@ def test_train_run_saves_everything_and_resumes(small_run):
     assert (wei / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_data_key_ignores_where_the_sources_were_and_sees_every_image(default_dataset, tmp_path):
     from fermap_utils.training import data_key
 

@@ -58,7 +58,9 @@ def test_one_map_for_the_image_and_its_explanations(astronaut_face):
     assert out[0].shape == (H, Wd) and out[0].dtype == np.uint8
     assert out[1].shape == (3, H, Wd)
     maps = W.standardisation_map(lm, gray.shape)
-    np.testing.assert_array_equal(out[1][2], W.apply_map(explanations[2], maps))
+    np.testing.assert_array_equal(out[0], W.apply_map(gray, maps))
+    for warped, explanation in zip(out[1], explanations, strict=True):
+        np.testing.assert_array_equal(warped, W.apply_map(explanation, maps))
 
 
 def test_mismatched_points_are_rejected():

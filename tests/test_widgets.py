@@ -55,8 +55,6 @@ def test_live_widgets_build_and_react(maps):
     grouping, network, expression = box.children[0].children
     grouping.value = "global"
     assert list(network.options) == ["all"]
-    slider = widgets.threshold_explorer(maps[HeatmapKey(None, None, "Fear")], ekman["Fear"]).children[0]
-    slider.value = 10
     builder = widgets.au_mask_builder({e: maps[HeatmapKey(None, None, e)] for e in EXPRESSIONS})
     controls = builder.children[0].children
     controls[1].click()  # "Table 2 AUs" ticks the expression's AUs
@@ -64,9 +62,55 @@ def test_live_widgets_build_and_react(maps):
     assert ticked == [f"AU{a}" for a in masks.expression_aus()[controls[0].value]]
 
 
-def test_au_builder_fallback_is_a_figure(maps):
-    fig = widgets.au_mask_builder_static({e: maps[HeatmapKey(None, None, e)] for e in EXPRESSIONS})
+def _scores_by_hand(hm: np.ndarray, mask: np.ndarray, t: int) -> str:
+    """IoU, F1, precision and recall of ``hm > t`` against ``mask``, counted here, as the widget writes them."""
+    kept = hm > t
+    tp, fp, fn = (kept & mask).sum(), (kept & ~mask).sum(), (~kept & mask).sum()
+    scores = {"iou": tp / (tp + fp + fn), "f1": 2 * tp / (2 * tp + fp + fn), "precision": tp / (tp + fp),
+              "recall": tp / (tp + fn)}
+    return "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
+
+
+def test_the_live_threshold_slider_redraws_the_scores_at_its_value(maps):
+    """The live explorer starts at Otsu's threshold; moving the slider redraws the figure at the new
+    threshold: its title, the red marker on the curves and the four scores, counted here by hand."""
+    import matplotlib.pyplot as plt
+
+    hm, mask = maps[HeatmapKey(None, None, "Fear")], masks.ekman_masks()["Fear"].astype(bool)
+    otsu = int(metrics.otsu_threshold(hm))
+    plt.close("all")
+    slider = widgets.threshold_explorer(hm, mask, "Fear").children[0]
+    assert slider.value == otsu and plt.get_fignums() == [1]
+    image, curves = plt.figure(1).axes
+    assert image.get_title() == f"Fear\nt = {otsu} (Otsu)" and curves.get_title() == _scores_by_hand(hm, mask, otsu)
+    for t in (10, 200):
+        slider.value = t
+        image, curves = plt.gcf().axes
+        assert image.get_title() == f"Fear\nt = {t} (Otsu: {otsu})"
+        assert curves.get_title() == _scores_by_hand(hm, mask, t) != _scores_by_hand(hm, mask, otsu)
+        assert list(curves.get_lines()[-1].get_xdata()) == [t, t]  # the red marker
+    plt.close("all")
+
+
+def test_au_builder_fallback_scores_each_heatmap_against_its_aus_and_its_mask(maps):
+    """Per expression, a column: the heatmap against the union of its Table 2 AUs, then against its Ekman
+    mask, each titled with IoU and F1 at Otsu's threshold, counted here by hand."""
+    import matplotlib.pyplot as plt
+
+    heatmaps = {e: maps[HeatmapKey(None, None, e)] for e in EXPRESSIONS}
+    fig = widgets.au_mask_builder_static(heatmaps)
     assert len(fig.axes) == 2 * len(EXPRESSIONS)
+    axes = np.array(fig.axes).reshape(2, len(EXPRESSIONS))
+    for j, (expr, hm) in enumerate(heatmaps.items()):
+        aus = masks.expression_aus()[expr]
+        kept = hm > metrics.otsu_threshold(hm)
+        for i, (label, mask) in enumerate([(f"AUs {'+'.join(map(str, aus))}", masks.au_mask(aus)),
+                                           ("Ekman mask", masks.ekman_masks()[expr])]):
+            mask = mask.astype(bool)
+            tp = (kept & mask).sum()
+            iou, f1 = tp / (kept | mask).sum(), 2 * tp / (kept.sum() + mask.sum())
+            assert axes[i, j].get_title() == f"{expr}: {label}\nIoU {iou:.2f} F1 {f1:.2f}"
+    plt.close(fig)
 
 
 def test_best_worst_ranks_by_iou():
