@@ -19,6 +19,7 @@ import pandas as pd
 
 from .errors import FermapError
 from .explanations import load_run_heatmaps, network_heatmaps
+from .heatmaps import as_unit, to_uint8
 from .layout import data_dir, records_file, truth_dir
 from .metrics import binary_scores, ncc, score_heatmap, threshold_free_scores
 from .statistics import correlation_test
@@ -32,8 +33,8 @@ def grade_heatmap(heatmap: np.ndarray, region: np.ndarray, planted: np.ndarray) 
 
     Parameters
     ----------
-    heatmap : (275, 224) float in [0, 1]
-        A heatmap on the standard face.
+    heatmap : (275, 224) uint8 (0..255, as a run stores it), bool, or float in [0, 1]
+        A heatmap on the standard face, brought to [0, 1] by :func:`fermap_utils.heatmaps.as_unit`.
     region : (275, 224) bool
         The planted region (:func:`fermap_utils.synthetic.planted_regions`).
     planted : (275, 224) float
@@ -47,8 +48,9 @@ def grade_heatmap(heatmap: np.ndarray, region: np.ndarray, planted: np.ndarray) 
         (see :func:`fermap_utils.metrics.threshold_free_scores`) and ``ncc``, the
         normalised correlation with the planted map.
     """
-    otsu = score_heatmap(np.round(heatmap * 255).astype(np.uint8), region)
-    return {**{k: otsu[k] for k in _BINARY}, **threshold_free_scores(heatmap, region), "ncc": ncc(heatmap, planted)}
+    unit = as_unit(heatmap)
+    otsu = score_heatmap(to_uint8(unit), region)  # Otsu on 8-bit grey, as the paper thresholds
+    return {**{k: otsu[k] for k in _BINARY}, **threshold_free_scores(unit, region), "ncc": ncc(unit, planted)}
 
 
 def grade_heatmaps(heatmaps: dict[tuple[str, str], np.ndarray], regions: dict[str, np.ndarray],

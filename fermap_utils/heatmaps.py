@@ -175,6 +175,45 @@ def to_uint8(heatmap: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(heatmap, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
+def as_unit(heatmap: np.ndarray) -> np.ndarray:
+    """A heatmap as floats in [0, 1], from whatever form it is held in: the one entry point for grading.
+
+    A run stores heatmaps as 8-bit PNGs (0..255); chapters and tests also hold them as [0, 1] floats
+    or as boolean masks. Each form is converted by its own rule, never guessed from the values.
+
+    Parameters
+    ----------
+    heatmap : array
+        ``uint8`` (0..255, as :func:`load_heatmap` returns it), ``bool``, or floats in [0, 1].
+
+    Returns
+    -------
+    unit : float64 array of ``heatmap``'s shape, in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        For floats outside [0, 1] or not finite, and for any other dtype: scale such a map first.
+
+    Examples
+    --------
+    >>> as_unit(np.array([0, 128, 255], dtype=np.uint8)).round(3).tolist()
+    [0.0, 0.502, 1.0]
+    >>> as_unit(np.array([0.0, 0.25, 1.0])).tolist()
+    [0.0, 0.25, 1.0]
+    """
+    h = np.asarray(heatmap)
+    if h.dtype == np.uint8:
+        return h.astype(np.float64) / 255.0
+    if h.dtype == bool:
+        return h.astype(np.float64)
+    if h.dtype.kind == "f":
+        if not np.isfinite(h).all() or h.min() < 0.0 or h.max() > 1.0:
+            raise ValueError(f"a float heatmap must lie in [0, 1]; this one spans [{h.min()}, {h.max()}]")
+        return h.astype(np.float64)
+    raise ValueError(f"a heatmap is uint8 (0..255), bool or float in [0, 1], not {h.dtype}")
+
+
 def heatmap(explanations: np.ndarray) -> np.ndarray:
     """Eq. 1 then the min-max stretch: the [0, 1] heatmap of a group of explanations.
 

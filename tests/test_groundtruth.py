@@ -91,3 +91,72 @@ def test_grade_run_on_the_default_dataset_truth(default_dataset, tmp_path):
     assert len(truth) == 6 and (truth.ncc > 0.99).all() and (truth.roc_auc > 0.99).all()
     regions = planted_regions(planted)
     assert set(truth.expression) == set(regions)
+
+
+def _oracle_run(default_dataset, tmp_path, transform):
+    """A run folder whose by-network heatmaps are ``transform(planted map in [0, 1])``, saved as a run saves them."""
+    import shutil
+
+    from fermap_utils.heatmaps import heatmap_filename, save_heatmap
+    from fermap_utils.synthetic import load_planted_maps
+
+    run = tmp_path / "run"
+    shutil.copytree(default_dataset / "planted", run / "data" / "planted")
+    planted = load_planted_maps(run / "data")
+    for i, (e, m) in enumerate(sorted(planted.items())):
+        save_heatmap(run / "heatmaps" / "heatmaps_by_net" / heatmap_filename(e, "Oracle"), transform(m / m.max(), i))
+    return run, planted
+
+
+def test_grading_a_stored_oracle_equals_grading_the_float_map(default_dataset, tmp_path):
+    """The planted map stored as uint8 (as a run stores it) scores as the float map graded directly.
+
+    Before grading normalised its input, a uint8 map was multiplied by 255 and wrapped around.
+    """
+    from fermap_utils.heatmaps import to_uint8
+    from fermap_utils.masks import ekman_masks
+    from fermap_utils.metrics import score_heatmap
+    from fermap_utils.synthetic import planted_regions
+
+    run, planted = _oracle_run(default_dataset, tmp_path, lambda m, i: m)
+    regions = planted_regions(planted)
+    grades = G.grade_run(run, ["lime"], ekman_masks()).set_index(["expression", "truth"])
+    for e, m in planted.items():
+        direct = G.grade_heatmap(m / m.max(), regions[e], m)
+        stored = grades.loc[(e, "planted")]
+        for k in ("iou", "f1", "precision", "recall"):
+            assert stored[k] == pytest.approx(direct[k], abs=1e-12), (e, k)
+        # and the Otsu path computed here, from the definition: threshold the 8-bit map, compare sets
+        assert stored["iou"] == pytest.approx(score_heatmap(to_uint8(m / m.max()), regions[e])["iou"], abs=1e-12)
+        assert stored["roc_auc"] == pytest.approx(roc_auc_score(regions[e].ravel(), to_uint8(m / m.max()).ravel()))
+
+
+def test_random_smooth_maps_score_at_chance_and_the_inverted_truth_below(default_dataset, tmp_path):
+    """Controls through the same path: random smooth maps at chance (ROC-AUC near 0.5), the inverted truth below."""
+    from scipy.ndimage import gaussian_filter
+
+    from fermap_utils.masks import ekman_masks
+
+    aucs, ious = [], []
+    for draw in range(5):
+        def smooth(m, i, draw=draw):
+            field = gaussian_filter(np.random.default_rng(100 * draw + i).normal(size=m.shape), 12)
+            return (field - field.min()) / (field.max() - field.min())
+        run, _ = _oracle_run(default_dataset, tmp_path / f"r{draw}", smooth)
+        g = G.grade_run(run, ["lime"], ekman_masks())
+        g = g[g.truth == "planted"]
+        aucs += list(g.roc_auc)
+        ious += list(g.iou)
+    assert len(aucs) == 30
+    assert abs(np.mean(aucs) - 0.5) < 0.1  # 30 maps: the mean's standard error is about 0.03
+    inverted, _ = _oracle_run(default_dataset, tmp_path / "inv", lambda m, i: 1.0 - m)
+    g = G.grade_run(inverted, ["lime"], ekman_masks())
+    g = g[g.truth == "planted"]
+    assert (g.roc_auc < 0.5).all()
+    assert g.iou.mean() < np.mean(ious)
+
+
+def test_grade_heatmap_refuses_a_float_map_outside_the_unit_range():
+    region = _disc(100, 120, 30)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        G.grade_heatmap(region * 255.0, region, region * 1.0)

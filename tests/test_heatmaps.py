@@ -89,3 +89,14 @@ def test_bad_heatmap_sets(tmp_path, make, message):
     make(folder)
     with pytest.raises(FermapError, match=message):
         load_fold_heatmaps(folder, EXPR)
+
+
+def test_as_unit_converts_each_stored_form_by_its_own_rule():
+    from fermap_utils.heatmaps import as_unit, to_uint8
+
+    f = np.linspace(0, 1, 11)
+    assert np.abs(as_unit(to_uint8(f)) - f).max() <= 0.5 / 255  # uint8 back to [0, 1]: within half a level
+    assert as_unit(np.array([True, False])).tolist() == [1.0, 0.0]
+    for bad in (np.array([0.0, 2.0]), np.array([np.nan, 0.5]), np.array([-0.1, 0.5]), np.array([1, 2])):
+        with pytest.raises(ValueError):
+            as_unit(bad)
