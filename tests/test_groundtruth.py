@@ -108,6 +108,7 @@ def _oracle_run(default_dataset, tmp_path, transform):
     return run, planted
 
 
+@pytest.mark.slow
 def test_grading_a_stored_oracle_equals_grading_the_float_map(default_dataset, tmp_path):
     """The planted map stored as uint8 (as a run stores it) scores as the float map graded directly.
 
@@ -131,6 +132,7 @@ def test_grading_a_stored_oracle_equals_grading_the_float_map(default_dataset, t
         assert stored["roc_auc"] == pytest.approx(roc_auc_score(regions[e].ravel(), to_uint8(m / m.max()).ravel()))
 
 
+@pytest.mark.slow
 def test_random_smooth_maps_score_at_chance_and_the_inverted_truth_below(default_dataset, tmp_path):
     """Controls through the same path: random smooth maps at chance (ROC-AUC near 0.5), the inverted truth below."""
     from scipy.ndimage import gaussian_filter
