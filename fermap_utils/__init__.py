@@ -3,7 +3,7 @@
 One module per stage of the pipeline, each a set of small functions on numpy arrays. From the
 bottom up: ``config`` and ``errors``; ``landmarks``, ``warping``, ``masks``, ``metrics``,
 ``heatmaps``, ``augment`` and ``lime``; ``layout`` (every path of a run folder) and ``profiles``;
-``data`` and ``synthetic``; ``models``, ``efficientnet_lite`` and ``training``; ``attribution``,
+``data`` and ``synthetic``; ``models``, ``efficientnet_lite`` and ``training``; ``attribution``, ``explainers``,
 ``explanations``, ``scoring``, ``statistics`` and ``groundtruth``; ``plots`` and ``widgets``;
 ``run``, ``book``, ``archive``, ``teaching``, ``executor`` and ``plan``; and ``cli``, the
 ``fermap`` command. The README's module list says what each does.

@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fermap_utils import explainers, layout
 from fermap_utils import explanations as E
-from fermap_utils import layout
 from fermap_utils import statistics as S
 from fermap_utils.heatmaps import heatmap_filename
 from fermap_utils.lime import LimeSettings
+from fermap_utils.training import load_results
 
 
 def test_choose_images_by_predicted_class():
@@ -218,7 +219,7 @@ def test_cli_train_and_explain_finish_a_run_without_redoing_it(explained_run, ca
 
 def test_cam_identity_holds_for_the_gap_networks_only(explained_run):
     run, _, _ = explained_run
-    table = E.cam_identity(run, images=3)
+    table = explainers.cam_identity(run, load_results(run), images=3)
     assert list(table.network) == ["FER2013"]  # WeiNet flattens: no CAM
     row = table.iloc[0]
     assert row["CAM / Grad-CAM"] == pytest.approx(row["h·w"], rel=1e-3)  # Grad-CAM = CAM / (h w)
