@@ -4,7 +4,7 @@ One module per stage of the pipeline, each a set of small functions on numpy arr
 bottom up: ``config`` and ``errors``; ``landmarks``, ``warping``, ``masks``, ``heatmaps``,
 ``metrics`` (the scores), ``statistics`` and ``specificity`` (statistics on scores), ``augment``
 and ``lime``; ``layout`` (every path of a run folder) and ``profiles``; ``data`` and ``synthetic``;
-``models``, ``efficientnet_lite`` and ``training``; ``attribution``, ``explanations``, ``sanity``,
+``models``, ``efficientnet_lite`` and ``training``; ``attribution``, ``explainers``, ``explanations``, ``sanity``,
 ``scoring`` and ``groundtruth``; ``plots``, ``attention`` and ``widgets``;
 ``run``, ``book``, ``archive``, ``teaching``, ``executor`` and ``plan``; and ``cli``, the
 ``fermap`` command. The README's module list says what each does.

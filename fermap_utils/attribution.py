@@ -20,17 +20,18 @@ pre-activation.
   the smooth mask m that maximises y^c(x * m) - lambda_t ||sort(m) - r_a||^2 / (H W), with r_a
   the sorted target of (1 - a) H W zeros and a H W ones, and lambda_t growing geometrically
   over the steps so that the area constraint holds at the end. Deviations from the paper (black
-  fill, grid mask, Adam, steps) are listed in ``config.yaml`` (``extremal``) and chapter 12.
+  fill, grid mask, Adam, steps) are listed in ``config.yaml`` (``explainers: extremal``) and chapter 12.
+
+Which explainer runs by which name, with which settings, is :mod:`fermap_utils.explainers`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .config import section
-
-METHODS = ("lime", "cam", "gradcam", "extremal")
 
 
 def _pre_softmax(head, h):
@@ -110,8 +111,6 @@ def _spatial_parts(model):
 
 
 def _upsample(maps: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
     return np.stack([cv2.resize(m.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR) for m in maps])
 
 
@@ -264,7 +263,7 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
     labels : (N,) ints
         The class to explain for each image.
     areas, steps, grid, learning_rate, area_weight : optional
-        Override ``config.yaml`` (``extremal``): the target areas, the Adam steps, the side of
+        Override ``config.yaml`` (``explainers: extremal``): the target areas, the Adam steps, the side of
         the mask field (bilinearly upsampled to the image), Adam's step size, and the first and
         last weight of the area constraint.
     seed : int
@@ -285,7 +284,7 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
     import keras
     import tensorflow as tf
 
-    cfg = section("extremal")
+    cfg = section("explainers")["extremal"]
     areas = np.asarray(areas or cfg["areas"], np.float64)
     steps = int(steps or cfg["steps"])
     grid = int(grid or cfg["grid"])
@@ -318,40 +317,3 @@ def extremal_perturbation(model, images: np.ndarray, labels: np.ndarray, areas: 
     final = tf.gather(scores(x * m), y, batch_dims=1).numpy()
     return ExtremalResult(areas, m.numpy()[..., 0].reshape(len(areas), n, size, size),
                           final.reshape(len(areas), n))
-
-
-def attribute(method: str, model, images: np.ndarray, labels: np.ndarray, seed: int = 0,
-              steps: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Explanation images for a batch by a gradient or optimisation method (not LIME).
-
-    Parameters
-    ----------
-    method : {"cam", "gradcam", "extremal"}
-    model : keras.Model
-    images : (N, H, W) array
-        Grey images in [0, 255].
-    labels : (N,) ints
-        The class to explain for each image.
-    seed : int
-        Extremal Perturbation's seed.
-    steps : int, optional
-        Overrides Extremal Perturbation's configured number of steps.
-
-    Returns
-    -------
-    maps : (N, H, W) float32 array
-        One non-negative explanation per image.
-    details : dict of (N, ...) arrays
-        Per-image facts worth recording: for Extremal Perturbation ``area_target`` (the target
-        areas), ``area_achieved`` and ``score`` (the logit of the preserved image), each (N, A).
-    """
-    if method == "cam":
-        return cam(model, images, labels), {}
-    if method == "gradcam":
-        return gradcam(model, images, labels), {}
-    if method == "extremal":
-        found = extremal_perturbation(model, images, labels, steps=steps, seed=seed)
-        n = len(images)
-        return found.explanation, {"area_target": np.tile(found.areas, (n, 1)), "area_achieved": found.achieved.T,
-                                   "score": found.scores.T}
-    raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .attribution import METHODS
 from .errors import FermapError
+from .explainers import names as explainer_names
 
 
 def _csv_target(path: Path) -> Path:
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="LIME on a run's trained networks, standardised, cached; then the heatmaps")
     p.add_argument("--run", required=True, type=Path, help="the run folder fermap train wrote")
-    p.add_argument("--method", default="lime", choices=METHODS,
+    p.add_argument("--method", default="lime", choices=explainer_names(),
                    help="the explainer (default lime, the paper's); others write RUN/heatmaps_<method>")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="override a profile key, e.g. -p explain.num_samples 500")

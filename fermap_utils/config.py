@@ -15,7 +15,7 @@ def _config() -> dict:
 
 
 def paper() -> dict:
-    """Facts of the paper: table order, name aliases, expressions, folds."""
+    """Facts of the paper: table order, name aliases, expressions, reported accuracy."""
     return _config()["paper"]
 
 

@@ -11,6 +11,8 @@ import csv
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,8 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from ._io import _umask, atomic_path, inside, read_gray, write_gray
+from ._io import TEMP_PREFIX, _umask, atomic_path, atomic_paths, check_output, inside, read_gray, read_yaml, write_gray
 from .config import section
 from .errors import FermapError, NoFaceError
 from .landmarks import STANDARD_FACE_BOX, detect_landmarks, mean_shape
@@ -322,13 +325,16 @@ def preprocess_record(record: Record, size: int, align: bool = True) -> tuple[np
 # ---------------------------------------------------------------- folds
 
 
-def subject_folds(subjects: Iterable[str], datasets: Iterable[str], k: int = 5, seed: int = 0) -> np.ndarray:
+def subject_folds(subjects: Iterable[str], datasets: Iterable[str], k: int | None = None,
+                  seed: int = 0) -> np.ndarray:
     """Subject-grouped folds, balanced per dataset.
 
     The subjects of each dataset are shuffled and dealt to the ``k`` folds in
-    turn, so a subject never spans two folds and every fold holds about the
-    same share of every dataset. Returns the fold (1..k) of each row.
+    turn (by default ``config.yaml``'s ``data.folds``, the paper's), so a subject
+    never spans two folds and every fold holds about the same share of every
+    dataset. Returns the fold (1..k) of each row.
     """
+    k = int(section("data")["folds"]) if k is None else int(k)
     subjects = np.asarray(list(subjects), dtype=object)
     datasets = np.asarray(list(datasets), dtype=object)
     rng = np.random.default_rng(seed)
@@ -368,11 +374,6 @@ def build_dataset(
     folder and replace the old ones (a rebuild leaves no stale image) only once
     every file is ready: a failed build leaves the folder as it was.
     """
-    import shutil
-    import tempfile
-
-    from ._io import TEMP_PREFIX, check_output
-
     cfg = data_config()
     size = size or cfg["crop_size"]
     folds = folds or cfg["folds"]
@@ -389,11 +390,6 @@ def build_dataset(
 
 def _build_into(records, out: Path, staging: Path, dropped, size, folds, seed, synthetic, description,
                 progress, align: bool) -> dict:
-    import shutil
-
-    from tqdm.auto import tqdm
-
-    from ._io import atomic_paths
 
     rows, marks = [], []
     skipped = [{"path": d.path, "reason": d.reason} for d in dropped]
@@ -532,8 +528,6 @@ def build_from_config(config_path: str | os.PathLike, out: str | os.PathLike, pr
     and optionally ``crop_size``, ``folds`` and ``seed``. Relative paths are taken
     from the file's folder. See ``book/datasets.example.yaml``.
     """
-    from ._io import read_yaml
-
     config_path = Path(config_path)
     cfg = read_yaml(config_path, "datasets file")
     specs = cfg.get("datasets")

@@ -2,8 +2,8 @@
 run's heatmaps made from them.
 
 ``fermap explain`` explains, for every trained (network, fold) of a run, up to
-``explain.images_per_class`` test images per predicted class (:func:`choose_images`), by LIME
-(:mod:`fermap_utils.lime`) or another explainer (:mod:`fermap_utils.attribution`); each
+``explain.images_per_class`` test images per predicted class (:func:`choose_images`), by any
+explainer of the registry (:mod:`fermap_utils.explainers`; the paper's is LIME); each
 explanation is warped to the standard face, and each (network, fold, class) cached in one file
 (:func:`fermap_utils.layout.class_file`) with the sum that Eq. 1 and 2 need. The heatmaps are
 then written with the authors' folder layout (:func:`write_run_heatmaps`) and read back with
@@ -14,28 +14,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from . import explainers
 from ._io import atomic_path
-from .config import section
+from .config import expressions as config_expressions
+from .data import load_dataset, scale_landmarks
 from .errors import FermapError
+from .explainers import applicable
 from .heatmaps import (
     CANVAS_SHAPE,
     HeatmapKey,
+    heatmap,
     heatmap_filename,
     load_heatmap,
     parse_heatmap_filename,
     pooled_heatmap,
     save_heatmap,
+    to_uint8,
 )
 from .layout import (
     HEATMAP_GROUPS,
+    PAPER_METHOD,
     class_file,
     class_files,
     data_dir,
@@ -46,7 +52,9 @@ from .layout import (
     metrics_file,
     predictions_file,
 )
-from .lime import Explanation, LimeSettings, explain_images, explanation_image, keras_predictor, standardise
+from .lime import Explanation, LimeSettings, explanation_image, standardise
+from .metrics import score_heatmap
+from .profiles import explain_options, read_profile
 
 
 def choose_images(predicted: np.ndarray, per_class: int, seed: int,
@@ -72,7 +80,7 @@ def choose_images(predicted: np.ndarray, per_class: int, seed: int,
     """
     rng = np.random.default_rng(seed)
     predicted = np.asarray(predicted)
-    n_classes = len(section("paper")["expressions"]) if n_classes is None else int(n_classes)
+    n_classes = len(config_expressions()) if n_classes is None else int(n_classes)
     chosen = {}
     for c in range(n_classes):
         pool = np.flatnonzero(predicted == c)
@@ -80,13 +88,9 @@ def choose_images(predicted: np.ndarray, per_class: int, seed: int,
     return chosen
 
 
-def _explain_key(metrics: dict, settings: LimeSettings, per_class: int, seed: int, method: str = "lime",
-                 extremal_steps: int | None = None) -> str:
+def _explain_key(metrics: dict, params: dict, per_class: int, seed: int, method: str = PAPER_METHOD) -> str:
     """What a (network, fold)'s explanations depend on: the trained model, the method and its
-    settings, the sample."""
-    params = asdict(settings) if method == "lime" else (section("extremal") if method == "extremal" else {})
-    if method == "extremal" and extremal_steps:
-        params = {**params, "steps": int(extremal_steps)}
+    settings (:func:`fermap_utils.explainers.settings_key`), the sample."""
     blob = json.dumps({"model": metrics.get("settings"), "accuracy": metrics["accuracy"], "method": method,
                        "params": params, "per_class": per_class, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -120,31 +124,26 @@ def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised:
 
 
 def standardised_explanations(model, images: np.ndarray, landmarks: np.ndarray, labels: np.ndarray,
-                              method: str = "lime", settings: LimeSettings = LimeSettings(),
-                              seeds: list[int] | None = None, batch_size: int = 1000, progress=None,
-                              extremal_steps: int | None = None
+                              method: str = PAPER_METHOD, settings: Any = None,
+                              seeds: list[int] | None = None, batch_size: int = 1000, progress=None
                               ) -> tuple[np.ndarray, list[Explanation] | dict[str, np.ndarray]]:
     """Explain images of one model by a method and warp each explanation to the standard face with
     its image's landmarks. Returns the (N, 275, 224) stack, and LIME's per-image results (for
-    another method, its per-image details, e.g. Extremal Perturbation's achieved areas)."""
-    from .attribution import attribute
-    from .warping import apply_map, standardisation_map
+    another method, its per-image details, e.g. Extremal Perturbation's achieved areas).
 
+    ``settings`` are the method's (:attr:`fermap_utils.explainers.Explainer.settings`); without
+    them, or with another method's, the method's defaults (``config.yaml``)."""
+    entry = explainers.get(method)
+    defaults = entry.settings(None)
+    settings = settings if isinstance(settings, type(defaults)) else defaults
     seeds = list(range(len(images))) if seeds is None else seeds
-    if method == "lime":
-        found = explain_images(keras_predictor(model), images, labels, seeds, settings,
-                               batch_size=batch_size, progress=progress)
-        return np.stack([standardise(e.image, m, settings) for e, m in zip(found, landmarks)]), found
-    pictures, details = attribute(method, model, images, labels, seed=int(seeds[0]) if len(seeds) else 0,
-                                  steps=extremal_steps)
-    if progress:
-        progress(len(pictures))
-    standard = np.stack([apply_map(pic, standardisation_map(m, pic.shape)) for pic, m in zip(pictures, landmarks)])
-    return standard, details
+    pictures, records = explainers.explain_batch(method, model, images, labels, seeds=seeds, batch_size=batch_size,
+                                                 progress=progress, settings=settings)
+    return np.stack([entry.standardise(pic, m, settings) for pic, m in zip(pictures, landmarks)]), records
 
 
 def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progress=None,
-                 method: str = "lime", classes: list[str] | None = None, model=None) -> dict:
+                 method: str = PAPER_METHOD, classes: list[str] | None = None, model=None) -> dict:
     """Explain the sampled test images of one trained (network, fold), class by class, resuming.
 
     ``classes`` (expressions) limits the work to those classes; the images sampled for a class
@@ -154,14 +153,12 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     from .data import resize_images, scale_landmarks
     from .training import read_metrics, trained_model
 
-    expressions = list(section("paper")["expressions"])
+    expressions = list(config_expressions())
     metrics = read_metrics(run_dir, metrics_file(run_dir, network, fold))
-    options = dict(prof.get("explain") or {})
-    settings = LimeSettings.from_profile(options)
-    per_class, seed = int(options.get("images_per_class", 100)), int(options.get("seed", 0))
-    if method == "extremal":  # an optimisation per image: a profile may explain fewer
-        per_class = int(options.get("extremal_images_per_class", per_class))
-    key = _explain_key(metrics, settings, per_class, seed, method, options.get("extremal_steps"))
+    options = explain_options(prof)
+    settings = explainers.get(method).settings(options)
+    per_class, seed = explainers.images_per_class(method, options), int(options["seed"])
+    key = _explain_key(metrics, explainers.settings_key(method, settings), per_class, seed, method)
     predictions = pd.read_csv(predictions_file(run_dir, network, fold), dtype={"id": str})
     chosen = choose_images(predictions.pred.to_numpy(), per_class, seed * 1000 + fold, len(expressions))
     if classes is not None:
@@ -188,32 +185,20 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     model = model if model is not None else trained_model(run_dir, network, fold)
     seeds = [seed * 1_000_003 + p for p in positions]  # one stream per image, independent of the batch
     standard, found = standardised_explanations(model, images, marks, labels, method, settings, seeds,
-                                                int(options.get("batch_size", 1000)), progress,
-                                                extremal_steps=options.get("extremal_steps"))
+                                                int(options["batch_size"]), progress)
     at = 0
     for c, rows in todo.items():
         n = len(rows)
-        lime_results = found[at:at + n] if isinstance(found, list) else None
+        records = found[at:at + n] if isinstance(found, list) else None
         details = {k: v[at:at + n] for k, v in found.items()} if isinstance(found, dict) else None
         save_class_explanations(class_file(run_dir, network, fold, expressions[c], method), key, ids[at:at + n],
-                                standard[at:at + n], lime_results, details)
+                                standard[at:at + n], records, details)
         at += n
     return counts
 
 
-def applicable(method: str, network: str) -> str | None:
-    """Why a method cannot explain a network (CAM needs a GAP head), or None."""
-    if method != "cam":
-        return None
-    from .models import spec
-
-    s = spec(network)
-    return None if ("application" in s or s.get("lite") or s.get("fixed")) else \
-        "CAM needs a global-average-pooling head; this network flattens its features"
-
-
 def explain_job(run_dir: str | os.PathLike, network: str, fold: int, classes: list[str], prof: dict,
-                methods: list[str] | tuple[str, ...] = ("lime",)) -> dict:
+                methods: list[str] | tuple[str, ...] = (PAPER_METHOD,)) -> dict:
     """One unit of ``fermap explain``: the given classes of one trained (network, fold) by each
     method (one model load for all), sequential or on a Dask worker. Reads the run's dataset and
     model, writes only those classes' cache files. Returns ``{method: {expression: number of images}}``;
@@ -238,17 +223,17 @@ def explain_job(run_dir: str | os.PathLike, network: str, fold: int, classes: li
 
 def explain_groups(prof: dict) -> list[list[str]]:
     """How a profile splits the six classes of a (network, fold) into jobs: ``explain.classes_per_job``
-    of them per job (default 6: one job per (network, fold), one model load; the paper profile: 1)."""
-    expressions = list(section("paper")["expressions"])
+    of them per job (default all: one job per (network, fold), one model load; the paper profile: 1)."""
+    expressions = list(config_expressions())
     k = max(1, int((prof.get("explain") or {}).get("classes_per_job", len(expressions))))
     return [expressions[i:i + k] for i in range(0, len(expressions), k)]
 
 
 def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: bool = True,
-                method: str = "lime", executor=None) -> pd.DataFrame:
-    """``fermap explain``: explain every trained (network, fold) of a run (LIME by default, or
-    ``cam``, ``gradcam``, ``extremal``), standardised and cached; then the heatmaps of Eq. 1 and 2
-    under ``RUN/heatmaps`` (``RUN/heatmaps_<method>`` for another method).
+                method: str = PAPER_METHOD, executor=None) -> pd.DataFrame:
+    """``fermap explain``: explain every trained (network, fold) of a run by one explainer (the
+    paper's, LIME, by default; :mod:`fermap_utils.explainers`), standardised and cached; then the
+    heatmaps of Eq. 1 and 2 under ``RUN/heatmaps`` (``RUN/heatmaps_<method>`` for another method).
 
     The work is one job per (network, fold, group of classes) (:func:`explain_groups`), run by
     ``executor`` (:class:`fermap_utils.executor.Executor`: Dask workers) or, by default, one after
@@ -291,13 +276,9 @@ def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expre
 
     ``settings`` chooses how they are stored and warped (``explanation_dtype``,
     ``warp_interpolation``); by default the run's own."""
-    from .data import load_dataset, scale_landmarks
-
     run_dir = Path(run_dir)
     data = data or load_dataset(data_dir(run_dir))
     if settings is None:
-        from .profiles import read_profile
-
         settings = LimeSettings.from_profile(read_profile(run_dir).get("explain"))
     with np.load(class_file(run_dir, network, fold, expression)) as f:
         ids, weights, segments = f["ids"], f["weights"], f["segments"]
@@ -309,45 +290,6 @@ def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expre
     marks = scale_landmarks(data.landmarks[positions], data.images.shape[1], size)
     return np.stack([standardise(explanation_image(seg, np.nan_to_num(w[: int(seg.max()) + 1])), m, settings)
                      for w, seg, m in zip(weights, segments, marks)])
-
-
-def cam_identity(run_dir: str | os.PathLike, images: int = 4, data=None) -> pd.DataFrame:
-    """Check CAM against Grad-CAM on every trained network of a run that has a GAP head.
-
-    Parameters
-    ----------
-    run_dir : path
-        A run with trained networks.
-    images : int
-        How many of the dataset's first images to explain, each for the class ``i mod k``
-        (``k`` the number of expressions).
-    data : Dataset, optional
-        The run's dataset, if already loaded.
-
-    Returns
-    -------
-    DataFrame
-        One row per (network, fold) that CAM can explain (:func:`applicable`): ``network``,
-        ``fold`` and :func:`fermap_utils.attribution.cam_gradcam_scale`'s columns.
-    """
-    from .attribution import cam_gradcam_scale, cam_maps, gradcam_maps
-    from .config import expressions
-    from .data import load_dataset, resize_images
-    from .models import load_trained
-    from .training import load_results
-
-    data = data or load_dataset(data_dir(run_dir))
-    trained = load_results(run_dir)
-    labels = np.arange(images) % len(expressions())
-    rows = []
-    for network, fold in zip(trained.network, trained.fold.astype(int)):
-        if applicable("cam", network):
-            continue
-        model = load_trained(run_dir, network, fold)
-        x = resize_images(data.images[:images], model.input_shape[1]).astype(np.float32)
-        rows.append({"network": network, "fold": int(fold),
-                     **cam_gradcam_scale(cam_maps(model, x, labels), gradcam_maps(model, x, labels))})
-    return pd.DataFrame(rows)
 
 
 #: The four ways of storing and warping LIME explanations: fermap's and the authors' among them.
@@ -392,10 +334,6 @@ def storage_comparison(run_dir: str | os.PathLike, masks: dict[str, np.ndarray],
     StorageComparison
         Empty frames, no deltas and NaN summaries when nothing could be compared.
     """
-    from .data import load_dataset
-    from .heatmaps import heatmap, to_uint8
-    from .metrics import score_heatmap
-
     data = data or load_dataset(data_dir(run_dir))
     ways = {w: LimeSettings.from_profile({**(explain or {}), **opts}) for w, opts in STORAGE_WAYS.items()}
     rows, deltas = [], []
@@ -459,8 +397,6 @@ def load_run_stacks(run_dir: str | os.PathLike, data=None) -> dict[tuple[str, in
     dict ``(network, fold, expression) -> (N, 275, 224)`` standardised explanations
     (:func:`load_standardised`); groups without images are left out.
     """
-    from .data import load_dataset
-
     data = data or load_dataset(data_dir(run_dir))
     out = {}
     for network, fold, expression, _ in class_files(run_dir):
@@ -470,7 +406,7 @@ def load_run_stacks(run_dir: str | os.PathLike, data=None) -> dict[tuple[str, in
     return out
 
 
-def write_run_heatmaps(run_dir: str | os.PathLike, counts: pd.DataFrame, method: str = "lime") -> dict:
+def write_run_heatmaps(run_dir: str | os.PathLike, counts: pd.DataFrame, method: str = PAPER_METHOD) -> dict:
     """The heatmaps of a run from its cached explanation sums, with the authors' folder layout.
 
     ``RUN/heatmaps/heatmaps_by_cv`` holds H_{n,t,c} (Eq. 1), ``heatmaps_by_net``
@@ -494,8 +430,6 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: pd.DataFrame, method:
     dict
         What ``summary.json`` holds: ``networks, folds, explanations, missing``.
     """
-    import shutil
-
     # A run folder may come from someone else: nothing is deleted or written outside it, even
     # through a symbolic link (the layout refuses in one line before anything is touched).
     out = heatmaps_dir(run_dir, method)
@@ -537,7 +471,7 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: pd.DataFrame, method:
     return summary
 
 
-def load_run_heatmaps(run_dir: str | os.PathLike, method: str = "lime") -> dict[HeatmapKey, np.ndarray]:
+def load_run_heatmaps(run_dir: str | os.PathLike, method: str = PAPER_METHOD) -> dict[HeatmapKey, np.ndarray]:
     """Every heatmap a run wrote for a method.
 
     Parameters
@@ -643,7 +577,7 @@ def worked_example(run_dir: str | os.PathLike, network: str, fold: int,
         index, true, label = int(np.flatnonzero(ids == row.id)[0]), int(row.true), int(row.pred)
     else:
         index = int(np.flatnonzero(data.table.expression == expression)[0])
-        true, label = list(section("paper")["expressions"]).index(expression), None
+        true, label = list(config_expressions()).index(expression), None
     face = resize_images(data.images[[index]], size)[0].astype(np.float32)
     if label is None:
         label = int(np.asarray(model.predict_on_batch(face[None, ..., None])).argmax())

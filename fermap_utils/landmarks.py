@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._io import package_file
 from .errors import NoFaceError
 
 #: The standard face canvas, (width, height): a 224x250 face rectangle plus 25 rows for the chin.
@@ -68,8 +69,6 @@ def predictor_path() -> str:
     FermapError
         When the package is not installed, with the command that installs it.
     """
-    from ._io import package_file
-
     # Found without importing the package: its __init__ needs pkg_resources, gone from recent setuptools.
     return str(package_file("face_recognition_models", "models", "shape_predictor_68_face_landmarks.dat",
                             install_hint="pip install face-recognition-models"))

@@ -37,6 +37,7 @@ import os
 from pathlib import Path
 
 from ._io import inside
+from .config import section
 from .errors import FermapError
 
 PROFILE_FILE = "run.json"
@@ -50,21 +51,24 @@ RECORDS, LANDMARKS, SUMMARY, SKIPPED, IMAGES = "records.csv", "landmarks.npy", "
 TRUTH, PLANTED, PLANTED_MAPS = "truth", "planted", "planted_maps.npz"
 #: The three heatmap folders of a method, as the authors named them: per fold, per network, per class.
 HEATMAP_GROUPS: tuple[str, str, str] = ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total")
+#: The paper's explainer: its folders are plain ``explanations`` and ``heatmaps``, every other's carry
+#: its name. The explainers themselves are ``config.yaml``'s ``explainers`` (:mod:`fermap_utils.explainers`).
+PAPER_METHOD = "lime"
 
 
-def method_folders(method: str = "lime") -> tuple[str, str]:
+def method_folders(method: str = PAPER_METHOD) -> tuple[str, str]:
     """Where a method's explanations and heatmaps live in a run.
 
     Parameters
     ----------
     method : str
-        One of :data:`fermap_utils.attribution.METHODS`.
+        One of the explainers (``config.yaml``, ``explainers``; :mod:`fermap_utils.explainers`).
 
     Returns
     -------
     (str, str)
-        LIME (the paper's): ``explanations`` and ``heatmaps``; another method:
-        ``explanations_<method>`` and ``heatmaps_<method>``.
+        The paper's explainer (:data:`PAPER_METHOD`): ``explanations`` and ``heatmaps``;
+        another: ``explanations_<method>`` and ``heatmaps_<method>``.
 
     Raises
     ------
@@ -76,11 +80,10 @@ def method_folders(method: str = "lime") -> tuple[str, str]:
     >>> method_folders("lime"), method_folders("cam")
     (('explanations', 'heatmaps'), ('explanations_cam', 'heatmaps_cam'))
     """
-    from .attribution import METHODS
-
-    if method not in METHODS:
-        raise FermapError(f"unknown explanation method {method!r}; one of {', '.join(METHODS)}")
-    return ("explanations", "heatmaps") if method == "lime" else (f"explanations_{method}", f"heatmaps_{method}")
+    names = list(section("explainers"))
+    if method not in names:
+        raise FermapError(f"unknown explanation method {method!r}; one of {', '.join(names)}")
+    return ("explanations", "heatmaps") if method == PAPER_METHOD else (f"explanations_{method}", f"heatmaps_{method}")
 
 
 def fold_folder(fold: int) -> str:
@@ -243,7 +246,7 @@ def metrics_files(run_dir: str | os.PathLike) -> list[Path]:
     return sorted(Path(run_dir).glob(f"{MODELS}/*/fold*/metrics.json"))
 
 
-def explanations_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
+def explanations_dir(run_dir: str | os.PathLike, method: str = PAPER_METHOD) -> Path:
     """``RUN/explanations`` (LIME) or ``RUN/explanations_<method>``.
 
     Parameters
@@ -251,7 +254,7 @@ def explanations_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
     run_dir : path
         The run folder.
     method : str
-        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+        ``lime`` (the paper's) or another explainer (:func:`method_folders`).
 
     Returns
     -------
@@ -260,7 +263,8 @@ def explanations_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
     return inside(run_dir, method_folders(method)[0])
 
 
-def class_file(run_dir: str | os.PathLike, network: str, fold: int, expression: str, method: str = "lime") -> Path:
+def class_file(run_dir: str | os.PathLike, network: str, fold: int, expression: str,
+               method: str = PAPER_METHOD) -> Path:
     """``RUN/explanations[_<method>]/<network>/fold<k>/<Expression>.npz``: one class's cached explanations.
 
     Parameters
@@ -274,7 +278,7 @@ def class_file(run_dir: str | os.PathLike, network: str, fold: int, expression: 
     expression : str
         One of the six expressions.
     method : str
-        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+        ``lime`` (the paper's) or another explainer (:func:`method_folders`).
 
     Returns
     -------
@@ -283,7 +287,7 @@ def class_file(run_dir: str | os.PathLike, network: str, fold: int, expression: 
     return inside(run_dir, method_folders(method)[0], network, fold_folder(fold), f"{expression}.npz")
 
 
-def class_files(run_dir: str | os.PathLike, method: str = "lime") -> list[tuple[str, int, str, Path]]:
+def class_files(run_dir: str | os.PathLike, method: str = PAPER_METHOD) -> list[tuple[str, int, str, Path]]:
     """Every cached class file of a method in a run, sorted.
 
     Parameters
@@ -291,7 +295,7 @@ def class_files(run_dir: str | os.PathLike, method: str = "lime") -> list[tuple[
     run_dir : path
         The run folder.
     method : str
-        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+        ``lime`` (the paper's) or another explainer (:func:`method_folders`).
 
     Returns
     -------
@@ -302,7 +306,7 @@ def class_files(run_dir: str | os.PathLike, method: str = "lime") -> list[tuple[
             for p in sorted(folder.glob("*/fold*/*.npz"))]
 
 
-def heatmaps_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
+def heatmaps_dir(run_dir: str | os.PathLike, method: str = PAPER_METHOD) -> Path:
     """``RUN/heatmaps`` (LIME) or ``RUN/heatmaps_<method>``.
 
     Parameters
@@ -310,7 +314,7 @@ def heatmaps_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
     run_dir : path
         The run folder.
     method : str
-        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+        ``lime`` (the paper's) or another explainer (:func:`method_folders`).
 
     Returns
     -------
@@ -319,7 +323,7 @@ def heatmaps_dir(run_dir: str | os.PathLike, method: str = "lime") -> Path:
     return inside(run_dir, method_folders(method)[1])
 
 
-def heatmap_group_dir(run_dir: str | os.PathLike, group: str = "heatmaps_by_cv", method: str = "lime") -> Path:
+def heatmap_group_dir(run_dir: str | os.PathLike, group: str = "heatmaps_by_cv", method: str = PAPER_METHOD) -> Path:
     """One of a method's three heatmap folders (:data:`HEATMAP_GROUPS`).
 
     ``heatmaps_by_cv`` holds H_{n,t,c}, ``heatmaps_by_net`` H_{n,c}, ``heatmaps_total`` H_c.
@@ -331,7 +335,7 @@ def heatmap_group_dir(run_dir: str | os.PathLike, group: str = "heatmaps_by_cv",
     group : str
         One of :data:`HEATMAP_GROUPS`.
     method : str
-        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+        ``lime`` (the paper's) or another explainer (:func:`method_folders`).
 
     Returns
     -------
@@ -342,7 +346,7 @@ def heatmap_group_dir(run_dir: str | os.PathLike, group: str = "heatmaps_by_cv",
     return inside(run_dir, method_folders(method)[1], group)
 
 
-def heatmaps_summary_file(run_dir: str | os.PathLike, method: str = "lime") -> Path:
+def heatmaps_summary_file(run_dir: str | os.PathLike, method: str = PAPER_METHOD) -> Path:
     """``RUN/heatmaps[_<method>]/summary.json``: networks, folds, counts and missing heatmaps.
 
     Parameters
@@ -350,7 +354,7 @@ def heatmaps_summary_file(run_dir: str | os.PathLike, method: str = "lime") -> P
     run_dir : path
         The run folder.
     method : str
-        ``lime`` (the paper's) or another of :data:`fermap_utils.attribution.METHODS`.
+        ``lime`` (the paper's) or another explainer (:func:`method_folders`).
 
     Returns
     -------

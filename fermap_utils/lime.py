@@ -1,10 +1,10 @@
 """LIME on SLIC superpixels, as the paper ran it, vectorised and seeded.
 
-The paper's settings (``config.yaml``, ``explain``): SLIC with 30 segments and
-compactness 20 on the image scaled to [0, 1]; hidden superpixels black; 1000
-samples; an exponential kernel of width 0.25 on the cosine distance to the
-unperturbed image; ridge regression (alpha 1) on the sample weights; positive
-weights kept; the explanation is each superpixel filled with its weight.
+The paper's method, with its numbers in ``config.yaml`` (``explainers: lime``, read by
+:class:`LimeSettings`): SLIC superpixels of the image scaled to [0, 1]; hidden superpixels
+black; an exponential kernel on the cosine distance to the unperturbed image; ridge regression
+on the sample weights; positive weights kept; the explanation is each superpixel filled with
+its weight.
 
 The ``lime`` package builds each perturbed image in a Python loop and predicts
 ten at a time. Here a whole batch of perturbed images is one array product, and
@@ -19,25 +19,43 @@ image and warped it with the nearest pixel, which ``uint8`` and ``nearest`` repr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
+from skimage.color import gray2rgb
+from skimage.segmentation import slic
 
 from .config import section
 from .errors import FermapError
+from .warping import apply_map, standardisation_map
+
+
+def _default(name: str):
+    """A field's default: the paper's setting, ``config.yaml`` (``explainers: lime``), read when needed."""
+    kind = {f.name: f.type for f in fields(LimeSettings)}[name]
+    return _TYPES[kind](section("explainers")["lime"][name])
+
+
+_TYPES = {"int": int, "float": float, "str": str}
 
 
 @dataclass(frozen=True)
 class LimeSettings:
-    """What an explanation depends on besides the model and the image."""
+    """What an explanation depends on besides the model and the image.
 
-    num_samples: int = 1000
-    n_segments: int = 30
-    compactness: float = 20.0
-    kernel_width: float = 0.25
-    alpha: float = 1.0
-    explanation_dtype: str = "float"  # "uint8": stretched to 0..255 and rounded, as the authors stored it
-    warp_interpolation: str = "linear"  # "nearest": the authors' warp
+    Every field defaults to the paper's setting in ``config.yaml`` (``explainers: lime``), the one
+    place LIME's defaults are written: ``LimeSettings()`` is the paper's LIME.
+    """
+
+    num_samples: int = field(default_factory=lambda: _default("num_samples"))
+    n_segments: int = field(default_factory=lambda: _default("n_segments"))
+    compactness: float = field(default_factory=lambda: _default("compactness"))
+    kernel_width: float = field(default_factory=lambda: _default("kernel_width"))
+    alpha: float = field(default_factory=lambda: _default("alpha"))
+    #: "uint8": stretched to 0..255 and rounded, as the authors stored it
+    explanation_dtype: str = field(default_factory=lambda: _default("explanation_dtype"))
+    #: "nearest": the authors' warp
+    warp_interpolation: str = field(default_factory=lambda: _default("warp_interpolation"))
 
     def __post_init__(self):
         if self.explanation_dtype not in EXPLANATION_DTYPES:
@@ -48,9 +66,10 @@ class LimeSettings:
 
     @classmethod
     def from_profile(cls, explain: dict | None) -> LimeSettings:
-        """The paper's settings (``config.yaml``, ``lime``), with a profile's ``explain`` entries on top."""
-        merged = {**section("lime"), **(explain or {})}
-        return cls(**{k: type(getattr(cls, k))(merged[k]) for k in cls.__dataclass_fields__ if k in merged})
+        """The paper's settings (``config.yaml``, ``explainers: lime``), with a profile's ``explain``
+        entries on top."""
+        explain = explain or {}
+        return cls(**{f.name: _TYPES[f.type](explain[f.name]) for f in fields(cls) if f.name in explain})
 
 
 EXPLANATION_DTYPES = ("float", "uint8")
@@ -77,9 +96,6 @@ def segment(image: np.ndarray, n_segments: int = 30, compactness: float = 20.0) 
     (H, W) int array
         Each pixel's superpixel, 0..K-1.
     """
-    from skimage.color import gray2rgb
-    from skimage.segmentation import slic
-
     rgb = gray2rgb(np.asarray(image, dtype=np.float64) / 255.0)
     return slic(rgb, n_segments=n_segments, compactness=compactness, start_label=0)
 
@@ -237,7 +253,7 @@ def as_stored(picture: np.ndarray, dtype: str = "float") -> np.ndarray:
     return np.zeros(picture.shape, np.uint8) if top <= 0 else np.rint(picture * (255.0 / top)).astype(np.uint8)
 
 
-def standardise(picture: np.ndarray, landmarks: np.ndarray, settings: LimeSettings = LimeSettings()) -> np.ndarray:
+def standardise(picture: np.ndarray, landmarks: np.ndarray, settings: LimeSettings | None = None) -> np.ndarray:
     """One explanation warped to the 275x224 standard face with its image's 68 landmarks.
 
     Parameters
@@ -246,15 +262,15 @@ def standardise(picture: np.ndarray, landmarks: np.ndarray, settings: LimeSettin
         A non-negative explanation image.
     landmarks : (68, 2) array
         Its image's landmarks, in the picture's coordinates.
-    settings : LimeSettings
-        How the picture is stored (:func:`as_stored`) and interpolated (``warp_interpolation``).
+    settings : LimeSettings, optional
+        How the picture is stored (:func:`as_stored`) and interpolated (``warp_interpolation``);
+        the paper's by default.
 
     Returns
     -------
     (275, 224) float32 array
     """
-    from .warping import apply_map, standardisation_map
-
+    settings = settings or LimeSettings()
     stored = as_stored(picture, settings.explanation_dtype)
     order = WARP_ORDER[settings.warp_interpolation]
     return apply_map(stored, standardisation_map(landmarks, stored.shape), order=order).astype(np.float32)
@@ -298,7 +314,7 @@ def explain_images(
     images: np.ndarray,
     labels: list[int] | np.ndarray,
     seeds: list[int] | np.ndarray,
-    settings: LimeSettings = LimeSettings(),
+    settings: LimeSettings | None = None,
     batch_size: int = 1000,
     rows: list[np.ndarray] | None = None,
     progress: Callable[[int], None] | None = None,
@@ -315,7 +331,8 @@ def explain_images(
         The class to explain for each image (the paper: the predicted class).
     seeds : N ints
         One seed per image; it fixes that image's perturbations whatever else is in the batch.
-    settings : LimeSettings
+    settings : LimeSettings, optional
+        The paper's by default.
     batch_size : int
         Images per call of ``predict``; samples of several images share a batch.
     rows : list of (S, K) arrays, optional
@@ -328,6 +345,7 @@ def explain_images(
     list of Explanation
         One per image, in order.
     """
+    settings = settings or LimeSettings()
     images = np.asarray(images)
     segments = [segment(im, settings.n_segments, settings.compactness) for im in images]
     if rows is None:
@@ -351,7 +369,7 @@ def explain_images(
     return out
 
 
-def explain_one(model, image: np.ndarray, label: int, settings: LimeSettings = LimeSettings(),
+def explain_one(model, image: np.ndarray, label: int, settings: LimeSettings | None = None,
                 seed: int = 0) -> Explanation:
     """LIME on one grey image of a Keras model, the chapters' worked example.
 

@@ -15,8 +15,6 @@ import yaml
 from .config import expressions
 from .landmarks import STANDARD_SIZE, standard_points
 
-#: The six expressions, in the paper's order (``config.yaml``, ``paper.expressions``).
-EXPRESSIONS: tuple[str, ...] = expressions()
 
 @cache
 def _load(name: str) -> dict:
@@ -204,7 +202,7 @@ def ekman_mask(expression: str, points: np.ndarray | None = None) -> np.ndarray:
     Parameters
     ----------
     expression : str
-        One of :data:`EXPRESSIONS`.
+        One of :func:`fermap_utils.config.expressions`.
     points : (89, 2) array, optional
         The points to draw over; the standard face's by default. Other points
         (another face's 89 points) give the same regions on that face.
@@ -220,7 +218,7 @@ def ekman_mask(expression: str, points: np.ndarray | None = None) -> np.ndarray:
     """
     spec = mask_spec()
     if expression not in spec:
-        raise KeyError(f"unknown expression {expression!r}; expected one of {', '.join(EXPRESSIONS)}")
+        raise KeyError(f"unknown expression {expression!r}; expected one of {', '.join(expressions())}")
     pts = standard_points() if points is None else np.asarray(points, dtype=np.float64)
     return polygons_to_mask(resolve_polygons(spec[expression], pts))
 
@@ -238,7 +236,7 @@ def ekman_masks(points: np.ndarray | None = None) -> dict[str, np.ndarray]:
     masks : dict of str to (275, 224) bool array
         Keyed by expression, in the paper's order.
     """
-    return {e: ekman_mask(e, points) for e in EXPRESSIONS}
+    return {e: ekman_mask(e, points) for e in expressions()}
 
 
 def au_region(au: int, points: np.ndarray | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:

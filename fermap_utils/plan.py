@@ -10,9 +10,10 @@ Time model (stated, not hidden):
 
 - training a (network, fold): epochs x training images / measured training rate, plus the
   test predictions / inference rate, plus the measured build time;
-- LIME: images x samples / inference rate (the batches are full);
-- CAM: images / inference rate; Grad-CAM: images / training rate (a forward and a backward
-  pass, as a training step); Extremal Perturbation: images x areas x steps / training rate;
+- explaining: images x the explainer's passes per image (:attr:`fermap_utils.explainers.Explainer.passes`:
+  LIME its samples, CAM and Grad-CAM one, Extremal Perturbation areas x steps) / the inference
+  rate, or the training rate for an explainer whose passes also run backward (a forward and a
+  backward pass, as a training step);
 - N workers: the jobs of each stage dealt, longest first, to N workers each as fast as this
   machine (N such machines; on one machine the workers share its cores).
 """
@@ -28,8 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import explainers
 from .config import cache_dir, expressions, section
+from .explanations import explain_groups
 from .layout import data_dir, records_file
+from .models import build_network, count_params, spec
+from .profiles import explain_options, profile_folds, profile_networks
 
 # bytes per image written for the dataset's preprocessed crop (PNG of 128x128 grey, measured on the
 # synthetic set: about 12 kB), per stored heatmap PNG (275x224, at most), per LIME cache entry
@@ -42,8 +47,6 @@ CLASS_FILE_BYTES = 250_000
 def dataset_counts(prof: dict, run_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, str]:
     """Images per fold of the run's dataset (``RUN/data`` when built), else the estimate of the
     configuration's ``plan.images`` for the profile's kind of data; with where the counts came from."""
-    from .profiles import profile_folds
-
     records = records_file(data_dir(run_dir)) if run_dir else None
     if records and records.is_file():
         table = pd.read_csv(records, usecols=["fold"])
@@ -75,7 +78,6 @@ def calibrate(name: str, size: int, batch: int = 8, threads: int | None = None, 
 
     import keras
 
-    from .models import build_network, count_params
     from .training import optimizer_for
 
     key = hashlib.sha256(json.dumps([name, size, batch, infer_batch, threads, steps, keras.__version__,
@@ -148,19 +150,12 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
     ``networks`` (calibration per network), ``disk`` (bytes per part), ``time`` (seconds per
     worker count), ``data`` (where the counts come from).
     """
-    from .explanations import applicable, explain_groups
-    from .lime import LimeSettings
-    from .models import spec
-    from .profiles import profile_networks
     from .training import epochs_for, size_for
 
     folds, source = dataset_counts(prof, run_dir)
-    options = dict(prof.get("explain") or {})
-    lime = LimeSettings.from_profile(options)
-    per_class = int(options.get("images_per_class", 100))
-    methods = ["lime", *(options.get("methods") or [])]
-    extremal = section("extremal")
-    extremal_passes = len(extremal["areas"]) * int(options.get("extremal_steps") or extremal["steps"])
+    options = explain_options(prof)
+    methods = explainers.profile_methods(prof)
+    passes_per_image = {m: explainers.get(m).passes(explainers.get(m).settings(options)) for m in methods}
     groups = len(explain_groups(prof))
     nets, rows = [], []
     for name in profile_networks(prof):
@@ -168,8 +163,6 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
         if calibrate_speed:
             c = calibrate(name, size, threads=prof.get("threads"))
         else:
-            from .models import build_network, count_params
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 built = build_network(name, size=size, imagenet=False)
@@ -188,16 +181,15 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
                          "images": f.train if trainable else 0,
                          "forward_passes": train_passes + f.test, "seconds": seconds})
             k = len(expressions())
-            explained = min(per_class, f.test // k) * k  # about: per class at most what was predicted as it
             for method in methods:
-                if applicable(method, name):
+                if explainers.applicable(method, name):
                     continue
-                n = min(int(options.get("extremal_images_per_class", per_class)), f.test // k) * k \
-                    if method == "extremal" else explained
-                passes = {"lime": n * lime.num_samples, "cam": n, "gradcam": n, "extremal": n * extremal_passes}[method]
+                # about: per class at most what was predicted as it
+                n = min(explainers.images_per_class(method, options), f.test // k) * k
+                passes = n * passes_per_image[method]
                 seconds = None
                 if calibrate_speed:
-                    rate = c["infer_rate"] if method in ("lime", "cam") else c["train_rate"]
+                    rate = c["train_rate"] if explainers.get(method).backward else c["infer_rate"]
                     seconds = passes / rate + groups * c["build_s"]  # each job loads its model
                 rows.append({"stage": method, "network": name, "fold": f.fold, "jobs": groups, "images": n,
                              "forward_passes": passes, "seconds": seconds})
@@ -210,7 +202,7 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
         "data": total_images * CROP_BYTES,
         "models": int(sum(4 * params[n] for n in profile_networks(prof) if not spec(n).get("fixed")) * len(folds)),
         "explanations": int(sum(len(jobs[jobs.stage == m]) * n_classes * CLASS_FILE_BYTES for m in methods)),
-        "heatmaps": int(len(methods) * (len(jobs[jobs.stage == "lime"]) + len(nets) + 1) * n_classes * HEATMAP_BYTES),
+        "heatmaps": int(len(methods) * (len(jobs[jobs.stage == "train"]) + len(nets) + 1) * n_classes * HEATMAP_BYTES),
     }
     timing = {}
     if calibrate_speed:

@@ -10,16 +10,27 @@ what is allowed.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import yaml
 
+from . import explainers
 from ._io import atomic_path, read_yaml
-from .config import section
+from .config import expressions, section
 from .errors import FermapError
 from .layout import data_dir, profile_file, summary_file
+from .models import paper_networks, registry
+
+#: The profile a command runs without ``--profile``, and the base of a ``--config`` file without ``base``.
+DEFAULT_PROFILE = "default"
+#: What a profile's ``explain`` entry falls back to for a key it does not set: the paper's numbers
+#: (an explainer's own settings fall back to ``config.yaml``'s ``explainers``).
+EXPLAIN_DEFAULTS = {"images_per_class": 100, "batch_size": 1000, "seed": 0}
 
 
 def profile(name: str, overrides: dict | None = None, validate: bool = True) -> dict:
@@ -54,10 +65,19 @@ def apply_overrides(prof: dict, overrides: dict) -> dict:
 
 def profile_networks(prof: dict) -> list[str]:
     """The networks a profile trains ("paper" stands for the paper's twelve)."""
-    from .models import paper_networks
-
     nets = prof["networks"]
     return paper_networks() if nets == "paper" else list(nets)
+
+
+def explain_options(prof: dict) -> dict:
+    """A profile's ``explain`` entry with :data:`EXPLAIN_DEFAULTS` under it (a copy).
+
+    Examples
+    --------
+    >>> explain_options({"explain": {"images_per_class": 3}})["images_per_class"], explain_options({})["seed"]
+    (3, 0)
+    """
+    return {**EXPLAIN_DEFAULTS, **(prof.get("explain") or {})}
 
 
 def profile_folds(prof: dict, available: list[int]) -> list[int]:
@@ -91,17 +111,29 @@ def parse_overrides(pairs: list[list[str]] | None) -> dict:
     return out
 
 
-def _schema(n_folds: int) -> dict:
-    """The profile schema (``data/profile_schema.yaml``) with the installed networks, methods and folds."""
-    from importlib import resources
+def profile_schema(n_folds: int) -> dict:
+    """The profile schema (``data/profile_schema.yaml``) with what only the installed package knows:
+    the networks (:func:`fermap_utils.models.registry`), the explainers and the ``explain`` keys each
+    reads with their schema (:mod:`fermap_utils.explainers`), the fold numbers and the number of
+    expressions (the most classes a job can hold).
 
-    from .attribution import METHODS
-    from .models import registry
+    Parameters
+    ----------
+    n_folds : int
+        The dataset's fold count.
 
+    Returns
+    -------
+    dict
+        A JSON schema (draft 2020-12).
+    """
     schema = yaml.safe_load(resources.files(__package__).joinpath("data", "profile_schema.yaml").read_text())
     schema["$defs"]["network"]["enum"] = list(registry())
     schema["$defs"]["fold"]["maximum"] = int(n_folds)
-    schema["properties"]["explain"]["properties"]["methods"]["items"]["enum"] = list(METHODS)
+    explain = schema["properties"]["explain"]["properties"]
+    explain["methods"]["items"]["enum"] = list(explainers.names())
+    explain["classes_per_job"]["maximum"] = len(expressions())
+    explain.update(explainers.options_schema())
     return schema
 
 
@@ -139,8 +171,6 @@ def _dotted(path) -> str:
 
 def _schema_error(error, defs: dict) -> str:
     """One line for a jsonschema error: the key, the value, what is allowed."""
-    import difflib
-
     if error.validator in ("oneOf", "anyOf") and error.context:
         # The alternative of the value's own kind says most (a list with an unknown network, say).
         deeper = [e for e in error.context if e.validator not in ("type", "const") and e.path]
@@ -166,7 +196,7 @@ def _schema_error(error, defs: dict) -> str:
 def profile_fold_count(prof: dict) -> int:
     """How many folds a profile's dataset has: the embedded set's, or its datasets YAML's ``folds``."""
     source = prof.get("data", "default")
-    default = int(section("data")["folds"])
+    default = int(section("data")["folds"])  # the one fold count
     if source == "default" or not isinstance(source, str) or not Path(source).is_file():
         return default
     try:
@@ -200,12 +230,10 @@ def validate_profile(prof: dict, where: str = "profile", n_folds: int | None = N
     FermapError
         One line naming the key, its value and what is allowed.
     """
-    import jsonschema
-
     if not isinstance(prof, dict):
         raise FermapError(f"{where}: expected a mapping of keys to values, found {type(prof).__name__}")
     n_folds = profile_fold_count(prof) if n_folds is None else int(n_folds)
-    schema = _schema(n_folds)
+    schema = profile_schema(n_folds)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(prof),
                     key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     if errors:
@@ -223,13 +251,13 @@ def load_profile(name: str | None = None, config: str | os.PathLike | None = Non
     if config:
         path = Path(config)
         base = read_yaml(path, "profile file")
-        name = base.pop("base", "default")
+        name = base.pop("base", DEFAULT_PROFILE)
         if not isinstance(name, str):
             raise FermapError(f"{path}: key 'base' = {name!r} is not allowed; expected a profile name")
         prof = profile(name, {**base, **(overrides or {})}, validate=False)
         prof["name"] = path.stem
         return validate_profile(prof, str(path), check_data=True)
-    prof = profile(name or "default", overrides, validate=False)
+    prof = profile(name or DEFAULT_PROFILE, overrides, validate=False)
     return validate_profile(prof, f"profile {prof['name']}", check_data=True)
 
 

@@ -35,10 +35,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
+from matplotlib import cbook
+from skimage import data as skimage_data
+from tqdm.auto import tqdm
 
 from ._io import atomic_path, write_gray
 from .config import cache_dir, section
+from .config import expressions as config_expressions
 from .data import build_dataset, eye_angle, face_box_transform, read_manifest, split_records
+from .errors import FermapError
 from .landmarks import detect_faces, mean_shape, predict_landmarks, with_border_points
 from .layout import (
     PLANTED,
@@ -52,6 +58,7 @@ from .layout import (
     truth_dir,
 )
 from .masks import action_units, au_region, expression_aus
+from .warping import warp_to_standard
 
 GENERATOR_VERSION = 2
 
@@ -75,15 +82,12 @@ def neutral_faces() -> list[tuple[str, np.ndarray, np.ndarray]]:
     -------
     list of (identity, grey image, (68, 2) landmarks in the image's pixels)
     """
-    from matplotlib import cbook
-    from skimage import data
-
     def gray(rgb):
         return cv2.cvtColor(np.asarray(rgb)[..., :3], cv2.COLOR_RGB2GRAY)
 
     hopper = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))[..., ::-1]
-    sources = [("astronaut", gray(data.astronaut())), ("grace_hopper", gray(hopper))]
-    for i, face in enumerate(data.lfw_subset()[:100]):
+    sources = [("astronaut", gray(skimage_data.astronaut())), ("grace_hopper", gray(hopper))]
+    for i, face in enumerate(skimage_data.lfw_subset()[:100]):
         sources.append((f"lfw{i:03d}", cv2.resize((face * 255).astype(np.uint8), (128, 128),
                                                   interpolation=cv2.INTER_CUBIC)))
     faces = []
@@ -525,15 +529,13 @@ def generate(directory: str | os.PathLike | None = None, progress: bool = True, 
     A second call with the same parameters reuses the cache. ``identities``
     keeps only the first N faces (for tests).
     """
-    from tqdm.auto import tqdm
-
     params = {**section("synthetic"), **overrides}
     tag = _key(params) + (f"-{identities}" if identities else "")
     root = Path(directory) if directory else cache_dir() / f"synthetic-{tag}"
     manifest = root / "manifest.csv"
     if manifest.is_file():
         return manifest
-    expressions = list(section("paper")["expressions"])
+    expressions = list(config_expressions())
     faces = neutral_faces()[:identities]
     rows, au_rows = [], []
     total = len(faces) * len(expressions) * params["samples_per_expression"]
@@ -554,8 +556,6 @@ def generate(directory: str | os.PathLike | None = None, progress: bool = True, 
                     au_rows.append({"path": f"{rel}.png", **{f"AU{a}": round(v, 4) for a, v in intensities.items()},
                                     **{k2: v for k2, v in asdict(nuisance).items() if k2 != "shift"}})
                     bar.update()
-    import pandas as pd
-
     pd.DataFrame(au_rows).to_csv(root / "aus.csv", index=False)
     (root / "params.json").write_text(json.dumps(params, indent=2))
     with atomic_path(manifest) as tmp:  # written last: its presence means the set is complete
@@ -581,8 +581,6 @@ def planted_maps(changes: np.ndarray, landmarks: np.ndarray, expressions: np.nda
     -------
     dict expression -> (275, 224) float32, mean change in grey levels
     """
-    from .warping import warp_to_standard
-
     out = {}
     for expr in sorted(set(expressions)):
         idx = np.flatnonzero(np.asarray(expressions) == expr)
@@ -602,8 +600,6 @@ def planted_regions(maps: dict[str, np.ndarray], level: float | None = None) -> 
 
 def write_truth(out: Path, source_root: Path) -> dict[str, np.ndarray]:
     """Copy each built image's change map (and its neutral landmarks) to ``out/truth/``; write ``out/planted/``."""
-    import pandas as pd
-
     table = pd.read_csv(records_file(out), dtype={"subject": str})
     marks = np.load(landmarks_file(out))
     changes, neutral = [], []
@@ -628,8 +624,6 @@ def write_truth(out: Path, source_root: Path) -> dict[str, np.ndarray]:
 
 def load_planted_maps(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     """The planted-signal maps of a built synthetic dataset (``DATA/planted/planted_maps.npz``)."""
-    from .errors import FermapError
-
     path = planted_file(data_dir)
     if not path.is_file():
         raise FermapError(f"{path}: no planted-signal maps; only the synthetic default dataset has them "

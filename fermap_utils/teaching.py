@@ -228,7 +228,7 @@ def command_problems(argv: list[str]) -> list[str]:
     if getattr(args, "param", None) is not None or hasattr(args, "chapters"):
         profiles = section("profiles")
         top = set().union(*profiles.values()) | {"tune"}
-        inner = set(section("lime")) | set(LimeSettings.__dataclass_fields__)
+        inner = set(section("explainers")["lime"]) | set(LimeSettings.__dataclass_fields__)
         inner |= set().union(*[p.get("explain") or {} for p in profiles.values()])
         for key, _ in args.param or []:
             head, *rest = key.split(".")
@@ -253,14 +253,14 @@ def command_problems(argv: list[str]) -> list[str]:
 
 def _effective(prof: dict, key: str):
     """The value a profile uses for a dotted key: its own, else (for ``explain.*``) the default
-    settings every run starts from (``lime:`` in ``config.yaml``)."""
+    settings every run starts from (``explainers: lime`` in ``config.yaml``)."""
     from .config import section
 
     value = prof
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
             head, *rest = key.split(".")
-            return section("lime").get(rest[0]) if head == "explain" and len(rest) == 1 else None
+            return section("explainers")["lime"].get(rest[0]) if head == "explain" and len(rest) == 1 else None
         value = value[part]
     return value
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from fermap_utils import attribution as A
+from fermap_utils import explainers
 
 
 @pytest.fixture(scope="module")
@@ -235,13 +236,13 @@ def test_extremal_is_deterministic_for_a_seed(fer):
     assert not np.array_equal(a.masks, c.masks)
 
 
-def test_attribute_returns_extremal_areas_per_image(fer):
+def test_explain_batch_returns_extremal_areas_per_image(fer):
     model, images, labels = fer
-    maps, details = A.attribute("extremal", model, images, labels, steps=30)
+    maps, details = explainers.explain_batch("extremal", model, images, labels, {"extremal_steps": 30})
     assert maps.shape == images.shape
     assert details["area_achieved"].shape == details["area_target"].shape == (len(images), 2)
     np.testing.assert_allclose(details["area_achieved"].mean(axis=1), maps.mean(axis=(1, 2)), atol=1e-6)
-    assert A.attribute("gradcam", model, images, labels)[1] == {}
+    assert explainers.explain_batch("gradcam", model, images, labels)[1] == {}
 
 
 def test_cam_gradcam_scale_recovers_the_factor_and_the_residual():

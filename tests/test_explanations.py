@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fermap_utils import explainers, layout, sanity
 from fermap_utils import explanations as E
-from fermap_utils import layout, sanity
 from fermap_utils import statistics as S
+from fermap_utils.config import expressions
 from fermap_utils.heatmaps import heatmap_filename
 from fermap_utils.lime import LimeSettings
+from fermap_utils.training import load_results
 
 
 def test_choose_images_by_predicted_class():
@@ -143,7 +145,7 @@ def test_sanity_check_compares_trained_and_randomised_weights(explained_run):
     per_model = table.groupby("model").expression.apply(sorted)
     assert per_model["trained"] == per_model["random weights"]  # compared on the same expressions
     # every expression is either compared or reported as dropped, with its reason
-    assert set(table.expression) | set(check.dropped) == set(E.section("paper")["expressions"])
+    assert set(table.expression) | set(check.dropped) == set(expressions())
     assert not set(table.expression) & set(check.dropped) and all(check.dropped.values())
     # the randomised network explains differently (Adebayo et al.: a faithful explanation depends on the weights)
     assert list(check.similarity.index) == sorted(set(table.expression), key=list(table.expression).index)
@@ -181,7 +183,7 @@ def test_run_heatmaps_come_back_under_structured_keys(explained_run):
     assert all(isinstance(f, int) for _, f, _ in by_fold) and {n for n, _ in by_net} <= set(table.network)
     key = next(k for k in maps if k.fold is not None)
     assert np.array_equal(maps[key], by_fold[(key.network, key.fold, key.expression)])
-    assert set(total) <= set(E.section("paper")["expressions"])
+    assert set(total) <= set(expressions())
 
 
 @pytest.mark.slow
@@ -199,7 +201,7 @@ def test_worked_example_is_a_test_face_and_its_prediction(explained_run):
     assert example.face.shape == (64, 64) and example.landmarks.shape == (68, 2)
     assert int(np.asarray(example.model.predict_on_batch(example.face[None, ..., None])).argmax()) == example.label
     surprise = E.worked_example(run, "FER2013", 1, expression="Surprise")
-    assert surprise.true == list(E.section("paper")["expressions"]).index("Surprise")
+    assert surprise.true == list(expressions()).index("Surprise")
     settings = LimeSettings(num_samples=30)
     one = explain_one(example.model, example.face, example.label, settings, seed=4)
     again = explain_images(keras_predictor(example.model), example.face[None], [example.label], [4], settings)[0]
@@ -228,7 +230,7 @@ def test_cli_train_and_explain_finish_a_run_without_redoing_it(explained_run, ca
 @pytest.mark.slow
 def test_cam_identity_holds_for_the_gap_networks_only(explained_run):
     run, _, _ = explained_run
-    table = E.cam_identity(run, images=3)
+    table = explainers.cam_identity(run, load_results(run), images=3)
     assert list(table.network) == ["FER2013"]  # WeiNet flattens: no CAM
     row = table.iloc[0]
     assert row["CAM / Grad-CAM"] == pytest.approx(row["h·w"], rel=1e-3)  # Grad-CAM = CAM / (h w)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from fermap_utils import masks as M
+from fermap_utils.config import expressions, section
 from fermap_utils.landmarks import standard_points
 
 # Mask areas as fractions of the 224x275 canvas, from the reference README.
@@ -15,12 +16,22 @@ def _iou(a, b):
 
 
 def test_masks_match_the_authors(reference):
-    for expr in M.EXPRESSIONS:
+    for expr in expressions():
         theirs = cv2.imread(str(reference / "ekman_masks" / f"{expr}_gt.png"), 0) > 127
         ours = M.ekman_mask(expr)
         assert _iou(ours, theirs) >= 0.97, expr
         # the masks are drawn as the authors drew them: identical pixel for pixel
         assert np.count_nonzero(ours ^ theirs) == 0, expr
+
+
+def test_every_file_keyed_by_expression_names_the_configured_ones():
+    """config.yaml's paper.expressions is the one list: every mapping keyed by expression names exactly it."""
+    configured = set(expressions())
+    assert set(M.mask_spec()) == configured
+    assert set(M.expression_aus()) == configured
+    assert set(section("data")["expression_aliases"]) == configured
+    assert set(section("data")["ckplus_codes"].values()) == configured
+    assert list(M.ekman_masks()) == list(expressions())
 
 
 def test_mask_areas():
