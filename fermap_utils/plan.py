@@ -75,8 +75,7 @@ def calibrate(name: str, size: int, batch: int = 8, threads: int | None = None, 
 
     import keras
 
-    from .models import build_network, count_params
-    from .training import optimizer_for
+    from .models import build_network, count_params, optimizer_for
 
     key = hashlib.sha256(json.dumps([name, size, batch, infer_batch, threads, steps, keras.__version__,
                                      platform.node(), os.cpu_count(),
@@ -150,9 +149,8 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
     """
     from .explanations import applicable, explain_groups
     from .lime import LimeSettings
-    from .models import spec
+    from .models import epochs_for, size_for, spec
     from .profiles import profile_networks
-    from .training import epochs_for, size_for
 
     folds, source = dataset_counts(prof, run_dir)
     options = dict(prof.get("explain") or {})
