@@ -20,10 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main() -> None:
-    from fermap_utils.executor import Executor, job_table, run_stages
+    from fermap_utils.executor import Executor, job_table
     from fermap_utils.layout import data_dir
     from fermap_utils.profiles import profile
-    from fermap_utils.run import prepare_data
+    from fermap_utils.run import prepare_data, run_stages
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="paper_small")
