@@ -3,10 +3,11 @@
 One module per stage of the pipeline, each a set of small functions on numpy arrays. From the
 bottom up: ``config`` and ``errors``; ``landmarks``, ``warping``, ``masks``, ``metrics``,
 ``heatmaps``, ``augment`` and ``lime``; ``layout`` (every path of a run folder) and ``profiles``;
-``data`` and ``synthetic``; ``models``, ``efficientnet_lite`` and ``training``; ``attribution``,
-``explanations``, ``scoring``, ``statistics`` and ``groundtruth``; ``plots`` and ``widgets``;
-``run``, ``book``, ``archive``, ``teaching``, ``executor`` and ``plan``; and ``cli``, the
-``fermap`` command. The README's module list says what each does.
+``data`` and ``synthetic``; ``models``, ``efficientnet_lite``, ``executor`` (jobs), ``rundata``
+(a run's dataset and trained models) and ``training``; ``attribution``, ``explanations``,
+``scoring``, ``statistics`` and ``groundtruth``; ``plots`` and ``widgets``; ``run``, ``plan`` and
+``archive``; ``chapters``, ``book`` and ``teaching``; and ``parser`` and ``cli``, the ``fermap``
+command. The README's module list says what each does.
 """
 
 #: fermap's version, defined only here: setuptools reads it for the package (pyproject.toml),
