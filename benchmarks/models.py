@@ -35,9 +35,8 @@ def throughput(fn, images_per_call: int, seconds: float) -> float:
 def main() -> None:
     import keras
 
-    from fermap_utils.models import build_network
+    from fermap_utils.models import build_network, size_for
     from fermap_utils.profiles import profile, profile_networks
-    from fermap_utils.training import size_for
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", help="default: default (--quick: smoke)")

@@ -29,10 +29,10 @@ QUICK = {"profile": "smoke",
 
 
 def main() -> None:
-    from fermap_utils.executor import Executor, job_table, run_stages
+    from fermap_utils.executor import Executor, job_table
     from fermap_utils.layout import data_dir
     from fermap_utils.profiles import profile
-    from fermap_utils.run import prepare_data
+    from fermap_utils.run import prepare_data, run_stages
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", help="default: paper_small (--quick: smoke)")

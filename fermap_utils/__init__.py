@@ -1,13 +1,14 @@
 """fermap_utils: the helper package behind the fermap book.
 
 One module per stage of the pipeline, each a set of small functions on numpy arrays. From the
-bottom up: ``config`` and ``errors``; ``landmarks``, ``warping``, ``masks``, ``heatmaps``,
-``metrics`` (the scores), ``statistics`` and ``specificity`` (statistics on scores), ``augment``
-and ``lime``; ``layout`` (every path of a run folder) and ``profiles``; ``data`` and ``synthetic``;
-``models``, ``efficientnet_lite`` and ``training``; ``attribution``, ``explainers``, ``explanations``, ``sanity``,
-``scoring`` and ``groundtruth``; ``plots``, ``attention`` and ``widgets``;
-``run``, ``book``, ``archive``, ``teaching``, ``executor`` and ``plan``; and ``cli``, the
-``fermap`` command. The README's module list says what each does.
+bottom up: ``config``, ``errors`` and ``layout`` (every path of a run folder); ``landmarks``,
+``warping``, ``masks``, ``heatmaps``, ``metrics`` (the scores), ``statistics`` and ``specificity``
+(statistics on scores), ``augment``, ``lime``, ``attribution``, ``efficientnet_lite`` and ``plots``;
+``data``, ``synthetic`` and ``models``; ``explainers`` (the explainer registry) and ``profiles``;
+``executor`` (jobs); ``rundata`` (a run's dataset and trained models), ``training``, ``explanations``,
+``sanity``, ``scoring``, ``groundtruth``, ``attention`` and ``widgets``; ``run``, ``plan`` and
+``archive``; ``chapters``, ``book``, ``parser`` and ``teaching``; and ``cli``, the ``fermap``
+command. The README's module list says what each does.
 """
 
 #: fermap's version, defined only here: setuptools reads it for the package (pyproject.toml),

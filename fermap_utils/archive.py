@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
+from ._io import TEMP_PREFIX, atomic_path
 from .errors import FermapError
 from .layout import PROFILE_FILE, profile_file
 
@@ -43,8 +46,6 @@ def pack_run(run_dir: str | os.PathLike, archive: str | os.PathLike | None = Non
     Path
         The archive written. Its members are relative to the run folder, so it unpacks anywhere.
     """
-    from ._io import atomic_path
-
     run_dir = Path(run_dir)
     if not profile_file(run_dir).is_file():
         raise FermapError(f"{run_dir}: not a fermap run folder (no run.json); nothing to pack")
@@ -94,11 +95,6 @@ def unpack_run(archive: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
     Path
         ``run_dir``, now a run folder.
     """
-    import shutil
-    import tempfile
-
-    from ._io import TEMP_PREFIX
-
     archive, run_dir = Path(archive), Path(run_dir)
     if not archive.is_file():
         raise FermapError(f"{archive}: no such run archive")

@@ -1,217 +1,33 @@
-"""The book: one setup call for every chapter, executed chapters finished for the page, the HTML build
-and its browser check.
+"""The book: the HTML build (MathJax vendored, so it reads offline) and its browser check.
 
-``fermap run`` executes the chapters (:mod:`fermap_utils.run`); this module makes what they show
-read cleanly offline, builds the HTML with jupyter-book 1.x and checks it in headless Chromium.
+``fermap run`` executes the chapters and finishes them for the page (:mod:`fermap_utils.chapters`);
+this module builds the HTML with jupyter-book 1.x and checks it in headless Chromium.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
+import subprocess
 import sys
+import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
 
-import pandas as pd
+import cv2
+import numpy as np
 
+from .config import project_root, section
 from .errors import FermapError
-from .run import project_root
-
-if TYPE_CHECKING:  # for annotations only; imported where it is used
-    import subprocess
 
 # Where ``fermap book`` finds MathJax 3 (the npm package, which .ci/setup installs beside the Python
 # environment) and where it copies it, inside the book's static folder, so the HTML renders its
 # equations without a network.
 MATHJAX_NPM = Path(sys.prefix) / "mathjax" / "node_modules" / "mathjax" / "es5"
 MATHJAX_STATIC = Path("book") / "_static" / "mathjax"
-
-
-# ---------------------------------------------------------------- chapter setup
-
-def quiet_libraries(book: bool = True) -> None:
-    """Silence what libraries write to a chapter's outputs that is not meant for its reader.
-
-    Always: deprecation and future warnings, TensorFlow's C++ log. In the built book
-    (``book=True``) also every other Python warning, the TensorFlow, absl and Keras logs (retracing
-    notes, "Downloading data from ...") and progress bars, which would be widget state or streams of
-    carriage returns. What fermap means the reader to see, a chapter prints deliberately.
-
-    Parameters
-    ----------
-    book : bool
-        True in a chapter executed for the HTML book (papermill), False for a live session.
-    """
-    import logging
-    import warnings
-
-    import wrapt
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read once, when TensorFlow's C++ loads
-    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
-        warnings.filterwarnings("ignore", category=category)
-    if not book:
-        return
-    warnings.simplefilter("ignore")
-
-    def quiet_tensorflow(tf):
-        tf.get_logger().setLevel(logging.ERROR)  # TensorFlow sets INFO on stdout in a kernel otherwise
-
-    def quiet_absl(absl_logging):
-        absl_logging.set_verbosity(absl_logging.ERROR)
-
-    def quiet_keras(keras):
-        keras.config.disable_interactive_logging()  # Keras's prints go to absl, silenced above
-
-    # Applied when each library is first imported, so a chapter that never needs TensorFlow
-    # does not pay for loading it here.
-    wrapt.register_post_import_hook(quiet_tensorflow, "tensorflow")
-    wrapt.register_post_import_hook(quiet_absl, "absl.logging")
-    wrapt.register_post_import_hook(quiet_keras, "keras")
-
-    import tqdm.auto
-    import tqdm.std
-
-    class Silent(tqdm.std.tqdm):
-        """A progress bar that draws nothing: fermap's stages call tqdm.auto, a widget in a kernel."""
-
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-    tqdm.auto.tqdm = Silent
-
-
-def _figure_png(fig) -> tuple[str, dict]:
-    """A figure as PNG with its alt text and caption in the output's metadata (the runner moves them
-    to the cell, where myst-nb reads them)."""
-    from IPython.core.pylabtools import print_figure
-    from matplotlib_inline.backend_inline import InlineBackend
-
-    from .plots import describe_figure
-
-    caption, alt = describe_figure(fig)
-    kwargs = dict(InlineBackend.instance().print_figure_kwargs)
-    return print_figure(fig, "png", base64=True, **kwargs), {"alt": alt, "caption": caption}
-
-
-def setup_chapter(run_dir: str | os.PathLike | None, profile: str | None = None, live: bool = True,
-                  source: str | None = None) -> tuple[dict | None, str, list[str]]:
-    """The first call of every chapter: quiet libraries, inline figures, pandas display, the run.
-
-    Parameters
-    ----------
-    run_dir : path or None
-        The run folder the chapter reads and writes; None for a chapter that uses no run.
-    profile : str, optional
-        The profile to start the run with when ``run_dir`` is not a run yet.
-    live : bool
-        True in JupyterLab (live widgets, warnings shown), False in the built book.
-    source : str, optional
-        What the chapter's results come from, when it is not the run (e.g. the authors' heatmaps).
-
-    Returns
-    -------
-    prof : dict or None
-        The run's profile (None without a run).
-    source : str
-        The caption every table and figure of the chapter carries; also shown in the chapter.
-    expressions : list of str
-        The six expressions, in the paper's order.
-    """
-    from IPython import get_ipython
-    from IPython.display import Markdown, display
-
-    from . import config, run
-
-    quiet_libraries(book=not live)
-    shell = get_ipython()
-    if shell is not None:
-        from matplotlib.figure import Figure
-
-        shell.run_line_magic("matplotlib", "inline")  # each figure shown once, then closed
-        shell.display_formatter.formatters["image/png"].for_type(Figure, _figure_png)
-        if not live:
-            # C libraries (TensorFlow's oneDNN and absl start-up notes, which no log level silences)
-            # write to file descriptor 2, which the kernel forwards into the page. Python's own
-            # sys.stderr is the kernel's stream and is unaffected.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-    pd.set_option("display.precision", 3)
-    pd.set_option("styler.format.precision", 3)
-    pd.set_option("display.max_columns", 40)
-    prof = None
-    if run_dir is not None:
-        prof, run_source = run.open_run(run_dir, profile)
-        source = source or run_source
-    display(Markdown(f"*Source of every result in this chapter: {source}.*"))
-    return prof, source, list(config.paper()["expressions"])
-
-
-def finish_chapter(nb, name: str):
-    """An executed chapter made ready for the book: parameter cells hidden, figures captioned.
-
-    papermill's injected cell (tag ``injected-parameters``) and the ``parameters`` cell get
-    ``remove-cell``, which jupyter-book removes from the page. Each figure whose alt text and caption
-    :func:`setup_chapter` put in its output's metadata becomes a numbered figure: myst-nb reads them
-    from the cell's ``mystnb`` metadata and applies them to every output of a cell, so a figure that
-    shares its cell with other outputs moves to a cell of its own (input removed), in place. A cell
-    that sets its own ``mystnb`` figure or image options keeps them.
-
-    Parameters
-    ----------
-    nb : nbformat.NotebookNode
-        The executed notebook; changed in place.
-    name : str
-        The chapter's name, for figure labels (``<name>-fig-<n>``).
-
-    Returns
-    -------
-    nbformat.NotebookNode
-        ``nb``.
-    """
-    import nbformat
-
-    def described(output) -> dict | None:
-        meta = output.get("metadata", {}).get("image/png", {})
-        return meta if "image/png" in output.get("data", {}) and meta.get("alt") else None
-
-    def outputs_only(outputs) -> nbformat.NotebookNode:
-        cell = nbformat.v4.new_code_cell("", metadata={"tags": ["remove-input"]})
-        cell.outputs = outputs
-        return cell
-
-    cells, figures = [], 0
-    for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
-        own = {"image", "figure"} & set(cell.metadata.get("mystnb", {}))
-        if cell.cell_type != "code" or own or not any(described(o) for o in cell.outputs):
-            cells.append(cell)
-            continue
-        outputs, cell.outputs, current = list(cell.outputs), [], cell
-        cells.append(cell)
-        for output in outputs:
-            meta = described(output)
-            if meta is None:
-                current.outputs.append(output)
-                continue
-            figures += 1
-            # the figure: in the cell itself while that shows nothing yet, else in a cell of its own
-            figure = current if current is cell and not cell.outputs else outputs_only([])
-            figure.outputs.append(output)
-            figure.metadata["mystnb"] = {"image": {"alt": meta["alt"]},
-                                         "figure": {"caption": meta["caption"], "name": f"{name}-fig-{figures}"}}
-            if figure is not cell:
-                cells.append(figure)
-            current = outputs_only([])  # what follows the figure is not part of it
-            cells.append(current)
-    nb.cells = [c for c in cells if c.cell_type != "code" or c.source or c.outputs]
-    return nb
 
 
 # ---------------------------------------------------------------- build
@@ -257,10 +73,6 @@ def build_book(builder: str = "html", root: str | os.PathLike | None = None) -> 
     Path
         ``<root>/_build/<builder>``.
     """
-    import subprocess
-
-    from .config import section
-
     root = Path(root or project_root())
     book = section("book")
     missing = [c for c in book["chapters"] if not (root / book["executed"] / f"{c}.ipynb").is_file()]
@@ -332,8 +144,6 @@ def find_chromium() -> str | None:
 
 
 def _render(chromium: str, url: str, profile_dir: Path, extra: list[str]) -> subprocess.CompletedProcess:
-    import subprocess
-
     return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", *extra, url],
                           capture_output=True, text=True, timeout=120)
 
@@ -351,8 +161,6 @@ def machine_paths(html_dir: str | os.PathLike) -> list[str]:
     list of str
         The book's root, this checkout, the Python environment, the home and temporary folders.
     """
-    import tempfile
-
     html_dir = Path(html_dir).resolve()
     found = {html_dir.parents[1], project_root(), Path(sys.prefix), Path(sys.base_prefix), Path.home(),
              Path(tempfile.gettempdir()).resolve(), Path.cwd()}
@@ -424,16 +232,6 @@ def check_book(html_dir: str | os.PathLike, chapters: list[str] | None = None,
     list of str
         One line per problem; empty when the book reads well.
     """
-    import base64
-    import tempfile
-    from html.parser import HTMLParser
-    from urllib.parse import unquote, urlparse
-
-    import cv2
-    import numpy as np
-
-    from .config import section
-
     chromium = find_chromium()
     if chromium is None:
         raise FermapError("no Chromium found (Debian: apt-get install chromium)")

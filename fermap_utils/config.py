@@ -41,3 +41,14 @@ def section(name: str) -> dict:
 def cache_dir() -> Path:
     """Where fermap caches generated data: ``$FERMAP_CACHE``, else ``~/.cache/fermap``."""
     return Path(os.environ.get("FERMAP_CACHE") or Path.home() / ".cache" / "fermap")
+
+
+def project_root() -> Path:
+    """The folder holding ``_toc.yml`` and ``notebooks/``: this checkout.
+
+    Returns
+    -------
+    Path
+        The parent of the ``fermap_utils`` package folder.
+    """
+    return Path(__file__).resolve().parents[1]

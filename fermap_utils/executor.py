@@ -1,10 +1,11 @@
 """Running a run's jobs: one after the other in this process, or as Dask tasks.
 
 A run is independent jobs: one per (network, fold) for training
-(:func:`fermap_utils.training.train_job`) and one per (network, fold, group of classes)
-and method for explanations (:func:`fermap_utils.explanations.explain_job`). Every job goes
-through :func:`execute`, in this process or on a ``dask.distributed`` worker, so both
-paths compute the same thing:
+(:func:`fermap_utils.training.train_task`) and one per (network, fold, group of classes)
+and method for explanations (:func:`fermap_utils.explanations.explain_job`). A :class:`Job`
+carries the module-level function it calls and that function's arguments: this module knows
+jobs, not stages. Every job goes through :func:`execute`, in this process or on a
+``dask.distributed`` worker, so both paths compute the same thing:
 
 - each job pins its own thread count (TensorFlow's pools, OpenCV, BLAS), so N workers on
   one machine do not oversubscribe its cores, and seeds itself from its own (seed, fold);
@@ -19,33 +20,49 @@ import contextlib
 import datetime
 import gc
 import json
+import logging
 import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
+
+import cv2
+import pandas as pd
+import tqdm.auto
+from threadpoolctl import threadpool_limits
 
 from . import layout
 from ._io import atomic_path
 from .config import expressions
 from .errors import FermapError
 
-if TYPE_CHECKING:  # for annotations only; imported where it is used
-    import pandas as pd
-
 
 @dataclass(frozen=True)
 class Job:
     """One unit of work of a run: ``train`` a (network, fold); ``explain`` some of its classes by
-    some methods; or ``pipeline``, both in one job (the trained model is explained without reloading it)."""
+    some methods; or ``pipeline``, both in one job (the trained model is explained without reloading it).
+
+    ``kind``, ``network``, ``fold``, ``classes`` and ``methods`` name the job (its log and record
+    files); :func:`execute` calls ``func(run_dir, *args, prof=prof, **kwargs)``. ``func`` must be a
+    module-level function, which Dask sends to a worker by reference. When ``func`` returns a dict
+    with ``cached: True`` the job is recorded as cached (the key is removed from its result).
+    ``models_made``, when given, counts the models the process has built or loaded
+    (:func:`fermap_utils.rundata.models_made`): a job that changed it has its Keras state freed.
+    """
 
     kind: str
     network: str
     fold: int
     classes: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
+    func: Callable[..., Any] = field(kw_only=True)
+    args: tuple = field(default=(), kw_only=True)
+    kwargs: dict = field(default_factory=dict, kw_only=True, hash=False)
+    models_made: Callable[[], int] | None = field(default=None, kw_only=True)
 
     @property
     def name(self) -> str:
@@ -67,9 +84,6 @@ def pin_threads(threads: int | None) -> int:
     import tensorflow as tf
 
     if threads:
-        import cv2
-        from threadpoolctl import threadpool_limits
-
         threadpool_limits(int(threads))
         cv2.setNumThreads(int(threads))
         for get, put in ((tf.config.threading.get_intra_op_parallelism_threads,
@@ -111,29 +125,18 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
     started, cpu = time.perf_counter(), time.process_time()
     import tensorflow as tf
 
-    from .training import models_made
-
-    made, eager = models_made(), tf.config.functions_run_eagerly()
+    made, eager = (job.models_made() if job.models_made else 0), tf.config.functions_run_eagerly()
     with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"--- {job.name}: start {entry['starts']} at {entry['started']} on {entry['worker']}, "
               f"{entry['threads'] or 'default'} threads", flush=True)
         try:
-            from .explanations import explain_job
-            from .training import train_job
-
             # run_eagerly: the explainers' tf.functions (Grad-CAM, Extremal) run eagerly too; for a
             # few images, tracing a deep network's gradient graph costs more than the work (measured at load ≈ 10:
             # InceptionV3's Grad-CAM and Extremal on one image, 28 s traced, 12 s eager)
             if prof.get("run_eagerly"):
                 tf.config.run_functions_eagerly(True)
-            cached, result = False, {}
-            if job.kind in ("train", "pipeline"):
-                result = train_job(run_dir, job.network, job.fold, prof, progress=False)
-                cached = result.pop("cached")
-                print(f"train: {'cached' if cached else 'trained'}, {time.perf_counter() - started:.2f} s", flush=True)
-            if job.kind in ("explain", "pipeline"):
-                explained = explain_job(run_dir, job.network, job.fold, list(job.classes), prof, job.methods)
-                result = explained if job.kind == "explain" else {"train": result, "explain": explained}
+            result = job.func(run_dir, *job.args, prof=prof, **job.kwargs)
+            cached = bool(result.pop("cached", False)) if isinstance(result, dict) else False
         except Exception as exc:
             print(f"--- {job.name}: failed: {type(exc).__name__}: {exc}", flush=True)
             _record(record_path, {**entry, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
@@ -141,7 +144,8 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
             raise
         finally:
             tf.config.run_functions_eagerly(eager)
-            if models_made() != made:  # a worker runs many jobs: free each model's graphs and memory
+            # a worker runs many jobs: free the graphs and memory of each model a job made
+            if job.models_made and job.models_made() != made:
                 import keras
 
                 keras.backend.clear_session(free_memory=False)
@@ -158,8 +162,6 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
 
 def job_table(run_dir: str | os.PathLike) -> pd.DataFrame:
     """Every job a run recorded (``RUN/jobs/*.json``): status, starts, seconds, CPU seconds, worker, threads."""
-    import pandas as pd
-
     rows = [json.loads(p.read_text()) for p in sorted(layout.jobs_dir(run_dir).glob("*.json"))]
     return pd.DataFrame(rows)
 
@@ -208,8 +210,6 @@ class Executor:
     def __enter__(self) -> Executor:
         if not self.distributed or self.client is not None:
             return self
-        import logging
-
         from distributed import Client, LocalCluster
 
         try:
@@ -244,12 +244,10 @@ class Executor:
     def run(self, jobs: list[Job], run_dir: str | os.PathLike, prof: dict, progress: bool = True,
             desc: str = "jobs") -> list:
         """Execute jobs and return their results in the jobs' order; a line per finished job."""
-        from tqdm.auto import tqdm
-
         run_dir = str(Path(run_dir).resolve())
         threads = self.threads_per_job(prof)
         results = {}
-        with tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress) as bar:
+        with tqdm.auto.tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress) as bar:
             def finished(i: int, out: dict) -> None:
                 results[i] = out["result"]
                 bar.update(1)
@@ -284,41 +282,7 @@ class Executor:
                     finished(i, future.result())
                 except KilledWorker:
                     raise FermapError(f"{jobs[i].name}: its worker died repeatedly (out of memory?); "
-                                      f"see {Path(run_dir) / 'jobs' / (jobs[i].name + '.log')}") from None
+                                      f"see {layout.jobs_dir(run_dir) / (jobs[i].name + '.log')}") from None
         finally:
             self.client.cancel(list(futures))
 
-
-def run_stages(run_dir: str | os.PathLike, prof: dict, executor: Executor | None = None,
-               progress: bool = True) -> None:
-    """Every job of a profile's run on ``executor``: build the data, train, explain with LIME and the
-    profile's other methods (``explain.methods``), write the heatmaps. The book's chapters then find
-    all of it done.
-
-    When a profile explains a (network, fold)'s six classes in one job (``explain.classes_per_job: 6``),
-    training and explaining are one ``pipeline`` job per (network, fold); otherwise training jobs
-    come first, then one explanation job per (network, fold, group of classes) for all methods.
-    """
-    from .explanations import explain_groups, explain_run
-    from .profiles import record_profile
-    from .run import prepare_data
-    from .training import train_jobs, train_run
-
-    executor = executor or Executor()
-    prepare_data(run_dir, prof, progress=progress)
-    record_profile(run_dir, prof)
-    methods = ("lime", *((prof.get("explain") or {}).get("methods") or []))
-    groups = explain_groups(prof)
-    if len(groups) == 1:
-        jobs = [Job("pipeline", n, f, tuple(groups[0]), methods) for n, f in train_jobs(run_dir, prof)]
-        executor.run(jobs, run_dir, prof, progress=progress, desc="training and explaining")
-    else:
-        train_run(run_dir, prof, progress=progress, executor=executor)
-        from .training import load_results
-
-        trained = load_results(run_dir)
-        jobs = [Job("explain", n, int(f), tuple(g), methods) for n, f in zip(trained.network, trained.fold)
-                for g in groups]
-        executor.run(jobs, run_dir, prof, progress=progress, desc="explaining")
-    for method in methods:  # everything is cached now: this only gathers it into the heatmaps
-        explain_run(run_dir, prof, progress=False, method=method)

@@ -151,7 +151,7 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     caller has it. Returns ``{expression: number of images}``.
     """
     from .data import resize_images, scale_landmarks
-    from .training import read_metrics, trained_model
+    from .rundata import read_metrics, trained_model
 
     expressions = list(config_expressions())
     metrics = read_metrics(run_dir, metrics_file(run_dir, network, fold))
@@ -203,10 +203,10 @@ def explain_job(run_dir: str | os.PathLike, network: str, fold: int, classes: li
     method (one model load for all), sequential or on a Dask worker. Reads the run's dataset and
     model, writes only those classes' cache files. Returns ``{method: {expression: number of images}}``;
     a method that cannot explain the network maps to its reason (a string)."""
-    from .training import _dataset, _run_data, data_key
+    from .rundata import cached_dataset, data_key, run_data_folder
 
-    folder = _run_data(Path(run_dir))
-    data = _dataset(str(folder), data_key(folder))
+    folder = run_data_folder(Path(run_dir))
+    data = cached_dataset(str(folder), data_key(folder))
     out = {}
     for method in methods:
         why = applicable(method, network)
@@ -243,7 +243,7 @@ def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: 
     """
     from .executor import Executor, Job
     from .profiles import read_profile
-    from .training import load_results
+    from .rundata import load_results, models_made
 
     run_dir = Path(run_dir)
     explanations_dir(run_dir, method)  # before any work: a folder linked out of the run is refused
@@ -256,7 +256,9 @@ def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: 
         if why:
             rows.append({"network": network, "fold": fold, "expression": None, "images": 0, "note": why})
         else:
-            jobs += [Job("explain", network, fold, tuple(group), (method,)) for group in explain_groups(prof)]
+            jobs += [Job("explain", network, fold, tuple(group), (method,), func=explain_job,
+                         args=(network, fold, tuple(group)), kwargs={"methods": (method,)}, models_made=models_made)
+                     for group in explain_groups(prof)]
     done = (executor or Executor()).run(jobs, run_dir, prof, progress=progress, desc=f"explaining ({method})")
     for job, counts in zip(jobs, done):
         rows += [{"network": job.network, "fold": job.fold, "expression": e, "images": n, "note": ""}
@@ -564,7 +566,7 @@ def worked_example(run_dir: str | os.PathLike, network: str, fold: int,
     """
     from .data import load_dataset, resize_images, scale_landmarks
     from .models import load_trained
-    from .training import read_metrics
+    from .rundata import read_metrics
 
     data = load_dataset(data_dir(run_dir))
     size = int(read_metrics(run_dir, metrics_file(run_dir, network, fold))["input_size"])

@@ -306,3 +306,37 @@ def summary(check_weights: bool = False) -> pd.DataFrame:
         with atomic_path(cached) as tmp:
             table.to_csv(tmp, index=False)
     return table
+
+
+def epochs_for(name: str, prof: dict) -> int:
+    """The paper's epochs for a network scaled by the profile (at least one), unless the profile's
+    ``tune`` entry for the network sets ``epochs`` outright."""
+    paper = spec(name)["paper"]["epochs"]
+    if not paper:
+        return 0  # a fixed network
+    tuned = (prof.get("tune") or {}).get(name, {})
+    if "epochs" in tuned:
+        return int(tuned["epochs"])
+    return max(1, int(round(paper * float(prof.get("epochs_scale", 1.0)))))
+
+
+def size_for(name: str, prof: dict) -> int:
+    """The input size a network trains at under a profile: its ``tune`` entry's ``input_size``,
+    else the profile's cap, else the paper's."""
+    tuned = (prof.get("tune") or {}).get(name, {})
+    return input_size(name, tuned.get("input_size", prof.get("input_size")))
+
+
+def optimizer_for(name: str, prof: dict, pretrained: bool) -> tuple[str, float]:
+    """The optimiser and learning rate a network trains with under a profile.
+
+    The paper's setting, except: a network the paper fine-tuned from ImageNet that starts
+    from scratch here uses the profile's ``scratch_learning_rate`` (the paper's rate is a
+    fine-tuning rate); and a profile's ``tune: {Net: {optimizer, learning_rate}}`` wins over both.
+    """
+    s = spec(name)
+    opt, lr = s["optimizer"]["name"], float(s["optimizer"]["learning_rate"])
+    if s["paper"]["pretrained"] and not pretrained and prof.get("scratch_learning_rate"):
+        lr = float(prof["scratch_learning_rate"])
+    tuned = (prof.get("tune") or {}).get(name, {})
+    return tuned.get("optimizer", opt), float(tuned.get("learning_rate", lr))

@@ -33,7 +33,7 @@ from . import explainers
 from .config import cache_dir, expressions, section
 from .explanations import explain_groups
 from .layout import data_dir, records_file
-from .models import build_network, count_params, spec
+from .models import build_network, count_params, epochs_for, optimizer_for, size_for, spec
 from .profiles import explain_options, profile_folds, profile_networks
 
 # bytes per image written for the dataset's preprocessed crop (PNG of 128x128 grey, measured on the
@@ -78,7 +78,6 @@ def calibrate(name: str, size: int, batch: int = 8, threads: int | None = None, 
 
     import keras
 
-    from .training import optimizer_for
 
     key = hashlib.sha256(json.dumps([name, size, batch, infer_batch, threads, steps, keras.__version__,
                                      platform.node(), os.cpu_count(),
@@ -150,7 +149,6 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
     ``networks`` (calibration per network), ``disk`` (bytes per part), ``time`` (seconds per
     worker count), ``data`` (where the counts come from).
     """
-    from .training import epochs_for, size_for
 
     folds, source = dataset_counts(prof, run_dir)
     options = explain_options(prof)

@@ -1,7 +1,8 @@
-"""Running a profile: its run folder, its dataset, and the book's chapters executed with papermill.
+"""Running a profile: its run folder, its dataset, and every job of its stages.
 
 Where everything lives inside a run folder is :mod:`fermap_utils.layout`; what a profile is,
-:mod:`fermap_utils.profiles`.
+:mod:`fermap_utils.profiles`; the book's chapters executed with papermill,
+:mod:`fermap_utils.chapters`.
 """
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
 
 from ._io import atomic_path
-from .errors import FermapError
+from .archive import archive_beside, unpack_run
+from .config import project_root, section
+from .data import build_from_config
+from .executor import Executor, Job
+from .explanations import explain_groups, explain_job, explain_run
 from .layout import RUN_PARTS, data_dir, landmarks_file, profile_file, records_file, summary_file
 from .profiles import check_data_source, load_profile, profile_networks, read_profile, record_profile
-
-if TYPE_CHECKING:  # for annotations only; imported where it is used
-    import pandas as pd
+from .rundata import load_results, models_made
+from .synthetic import build_default
+from .training import train_jobs, train_run, train_task
 
 
 def default_run_dir(prof: dict) -> Path:
@@ -29,9 +36,6 @@ def default_run_dir(prof: dict) -> Path:
 def prepare_data(run_dir: str | os.PathLike, prof: dict, progress: bool = True) -> dict:
     """Make sure ``RUN/data`` holds the profile's dataset: the synthetic default, or a datasets YAML;
     with the profile's ``subjects_per_fold``, only that many subjects of each fold."""
-    from .data import build_from_config
-    from .synthetic import build_default
-
     check_data_source(prof)
     out = data_dir(run_dir)
     summary_path = summary_file(out)
@@ -58,9 +62,6 @@ def keep_subjects(directory: str | os.PathLike, per_fold: int) -> int:
     """Keep only the first ``per_fold`` subjects (in sorted order) of each fold of a built dataset,
     rewriting its ``records.csv`` and ``landmarks.npy`` in step; returns the images kept.
     Idempotent; the images themselves stay where they are."""
-    import numpy as np
-    import pandas as pd
-
     directory = Path(directory)
     table = pd.read_csv(records_file(directory), dtype={"subject": str})
     first = table.groupby("fold").subject.apply(lambda s: sorted(s.unique())[:per_fold])
@@ -76,11 +77,6 @@ def keep_subjects(directory: str | os.PathLike, per_fold: int) -> int:
     return int(keep.sum())
 
 
-def project_root() -> Path:
-    """The folder holding ``_toc.yml`` and ``notebooks/``: this checkout."""
-    return Path(__file__).resolve().parents[1]
-
-
 def authors_data_dir() -> Path:
     """The authors' published data shipped with the book: heatmaps, masks, Tables 3 and 4.
 
@@ -93,8 +89,6 @@ def authors_data_dir() -> Path:
         ``table3_iou_f1.csv`` and ``table4_precision_recall.csv``. It lives beside the
         book, not in the package, so an installed wheel does not carry it.
     """
-    from .config import section
-
     return project_root() / section("book")["authors"]
 
 
@@ -110,113 +104,6 @@ def run_fingerprint(run_dir: str | os.PathLike, parts: list[str] | tuple[str, ..
     return h.hexdigest()[:16]
 
 
-def _package_fingerprint() -> str:
-    h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*")):
-        if path.suffix in {".py", ".yaml"}:
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def chapter_parameters(prof: dict, run_dir: Path) -> dict:
-    """What papermill injects into every chapter: the run, its profile, and static widget fallbacks."""
-    return {"run_dir": str(Path(run_dir).resolve()), "profile": prof["name"],
-            "reference": str(authors_data_dir()), "live_widgets": False}
-
-
-def relative_paths(params: dict, folder: str | os.PathLike) -> dict:
-    """Parameters with every absolute path made relative to ``folder``, where the chapters execute.
-
-    The executed notebooks, and so the book, then show no path of the machine that ran them.
-
-    Parameters
-    ----------
-    params : dict
-        Chapter parameters (:func:`chapter_parameters`).
-    folder : path
-        The chapters' working folder.
-
-    Returns
-    -------
-    dict
-        The same parameters; absolute path strings replaced by relative ones.
-    """
-    return {k: os.path.relpath(v, folder) if isinstance(v, str) and os.path.isabs(v) else v for k, v in params.items()}
-
-
-def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: list[str] | None = None,
-             progress: bool = True, out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """``fermap run``: execute the book's chapters in order with papermill, skipping unchanged ones.
-
-    Stages share the run folder; each executed notebook goes to the book's source tree
-    (``book/chapters``). A chapter is skipped when its notebook, its parameters, fermap's
-    code and the run folder's state are what they were when it last ran. A failing chapter
-    stops the run with its name; the executed notebook keeps the traceback.
-    """
-    import time
-
-    import nbformat
-    import pandas as pd
-    import papermill as pm
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from tqdm.auto import tqdm
-
-    from .book import finish_chapter
-    from .config import section
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the kernels inherit it: no TensorFlow banner in the book
-    check_data_source(prof)
-    root = project_root()
-    book = section("book")
-    run_dir = Path(run_dir or default_run_dir(prof)).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record_profile(run_dir, prof)
-    out_dir = Path(out_dir or root / book["executed"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = chapters or list(book["chapters"])  # in the configuration's order
-    unknown = [n for n in names if n not in book["chapters"]]
-    if unknown:
-        raise FermapError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(book['chapters'])}")
-    params = relative_paths(chapter_parameters(prof, run_dir), root / "notebooks")
-    # The stamps live beside the executed notebooks: another profile writing there changes the
-    # parameters in the key, so its chapters never pass for this one's.
-    stamps_file = out_dir / ".fermap_stamps.json"
-    stamps = json.loads(stamps_file.read_text()) if stamps_file.is_file() else {}
-    code = _package_fingerprint()  # fermap's own code does not change during a run
-    rows = []
-    for name in tqdm(names, desc=f"book ({prof['name']})", unit="chapter", disable=not progress):
-        source = root / "notebooks" / f"{name}.ipynb"
-        target = out_dir / f"{name}.ipynb"
-        key = hashlib.sha256(json.dumps([source.read_text(), params, code,
-                                         run_fingerprint(run_dir, book["chapters"][name])]).encode()).hexdigest()[:16]
-        if target.is_file() and stamps.get(name) == key:
-            rows.append({"chapter": name, "status": "unchanged", "seconds": 0.0})
-            continue
-        started = time.perf_counter()
-        try:
-            with atomic_path(target) as tmp:
-                try:
-                    pm.execute_notebook(str(source), str(tmp), parameters=params, cwd=str(source.parent),
-                                        progress_bar=False, kernel_name="python3")
-                finally:
-                    failed_copy = tmp.read_bytes() if tmp.is_file() and tmp.stat().st_size else None
-                nbformat.write(finish_chapter(nbformat.read(tmp, as_version=4), name), tmp)
-        except pm.PapermillExecutionError as exc:
-            if failed_copy:
-                target.write_bytes(failed_copy)  # keep the traceback where the reader will look
-            raise FermapError(f"chapter {name} failed: {exc.ename}: {exc.evalue} (see {target})") from None
-        except (DeadKernelError, CellTimeoutError) as exc:
-            if failed_copy:
-                target.write_bytes(failed_copy)
-            raise FermapError(f"chapter {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0]} "
-                              f"(the kernel stopped: a crash or out of memory)") from None
-        stamps[name] = key
-        with atomic_path(stamps_file) as tmp:
-            tmp.write_text(json.dumps(stamps, indent=1))
-        rows.append({"chapter": name, "status": "executed", "seconds": round(time.perf_counter() - started, 1)})
-    return pd.DataFrame(rows)
-
-
 def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[dict, str]:
     """A run's profile and the caption every table and figure of the book carries:
     which profile, dataset and networks produced it (synthetic data said so).
@@ -226,8 +113,6 @@ def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[di
     opened by hand in JupyterLab starts its own run).
     """
     run_dir = Path(run_dir)
-    from .archive import archive_beside, unpack_run
-
     if not profile_file(run_dir).is_file() and archive_beside(run_dir):  # a handed-out run: no retraining
         unpack_run(archive_beside(run_dir), run_dir)
     if not profile_file(run_dir).is_file() and profile:
@@ -243,3 +128,100 @@ def open_run(run_dir: str | os.PathLike, profile: str | None = None) -> tuple[di
                 else f"dataset {prof.get('data')}")
     nets = ", ".join(profile_networks(prof))
     return prof, f"profile {prof['name']} · {data} · networks: {nets}"
+
+
+def train_and_explain(run_dir: str | os.PathLike, network: str, fold: int, classes: list[str] | tuple[str, ...],
+                      prof: dict, methods: list[str] | tuple[str, ...] = ("lime",)) -> dict:
+    """A ``pipeline`` job of the executor: train one (network, fold)
+    (:func:`fermap_utils.training.train_task`), then explain its classes by each method
+    (:func:`fermap_utils.explanations.explain_job`) with the model still in memory.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network.
+    fold : int
+        The fold, from 1.
+    classes : list of str
+        The expressions to explain.
+    prof : dict
+        The run's profile.
+    methods : tuple of str
+        The explainers.
+
+    Returns
+    -------
+    dict
+        ``{"train": training's result, "explain": the explanations' counts, "cached": True when
+        nothing was trained}``.
+    """
+    trained = train_task(run_dir, network, fold, prof)
+    cached = trained.pop("cached")
+    explained = explain_job(run_dir, network, fold, list(classes), prof, methods)
+    return {"train": trained, "explain": explained, "cached": cached}
+
+
+def pipeline_job(network: str, fold: int, classes: tuple[str, ...], methods: tuple[str, ...]) -> Job:
+    """The executor's job that trains one (network, fold) and explains its classes (:func:`train_and_explain`).
+
+    Parameters
+    ----------
+    network : str
+        The network.
+    fold : int
+        The fold, from 1.
+    classes : tuple of str
+        The expressions to explain.
+    methods : tuple of str
+        The explainers.
+
+    Returns
+    -------
+    Job
+        ``pipeline-<network>-fold<k>-<classes>``.
+    """
+    return Job("pipeline", network, fold, tuple(classes), tuple(methods), func=train_and_explain,
+               args=(network, fold, tuple(classes)), kwargs={"methods": tuple(methods)}, models_made=models_made)
+
+
+def run_stages(run_dir: str | os.PathLike, prof: dict, executor: Executor | None = None,
+               progress: bool = True) -> None:
+    """Every job of a profile's run on ``executor``: build the data, train, explain with LIME and the
+    profile's other methods (``explain.methods``), write the heatmaps. The book's chapters then find
+    all of it done.
+
+    When a profile explains a (network, fold)'s six classes in one job (``explain.classes_per_job: 6``),
+    training and explaining are one ``pipeline`` job per (network, fold) (:func:`pipeline_job`);
+    otherwise training jobs come first, then one explanation job per (network, fold, group of
+    classes) for all methods.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    prof : dict
+        The profile.
+    executor : Executor, optional
+        Where the jobs run (default: one after the other in this process).
+    progress : bool
+        Show progress bars.
+    """
+    executor = executor or Executor()
+    prepare_data(run_dir, prof, progress=progress)
+    record_profile(run_dir, prof)
+    methods = ("lime", *((prof.get("explain") or {}).get("methods") or []))
+    groups = explain_groups(prof)
+    if len(groups) == 1:
+        jobs = [pipeline_job(n, f, tuple(groups[0]), methods) for n, f in train_jobs(run_dir, prof)]
+        executor.run(jobs, run_dir, prof, progress=progress, desc="training and explaining")
+    else:
+        train_run(run_dir, prof, progress=progress, executor=executor)
+        trained = load_results(run_dir)
+        jobs = [Job("explain", n, int(f), tuple(g), methods, func=explain_job, args=(n, int(f), tuple(g)),
+                    kwargs={"methods": methods}, models_made=models_made)
+                for n, f in zip(trained.network, trained.fold) for g in groups]
+        executor.run(jobs, run_dir, prof, progress=progress, desc="explaining")
+    for method in methods:  # everything is cached now: this only gathers it into the heatmaps
+        explain_run(run_dir, prof, progress=False, method=method)

@@ -12,14 +12,15 @@ import os
 import numpy as np
 import pandas as pd
 
+from . import explainers
 from .config import expressions as config_expressions
 from .data import load_dataset, resize_images, scale_landmarks
 from .explanations import choose_images, standardised_explanations
 from .heatmaps import heatmap, to_uint8
 from .layout import data_dir, metrics_file, predictions_file
-from .lime import LimeSettings
 from .masks import ekman_masks
 from .models import load_trained
+from .profiles import explain_options
 from .statistics import SanityCheck, randomisation_comparison
 from .training import seeded
 
@@ -61,8 +62,9 @@ def sanity_check(run_dir: str | os.PathLike, network: str, fold: int, prof: dict
     expressions = list(config_expressions())
     metrics = json.loads(metrics_file(run_dir, network, fold).read_text())
     predictions = pd.read_csv(predictions_file(run_dir, network, fold), dtype={"id": str})
-    options = dict(prof.get("explain") or {})
-    seed = int(options.get("seed", 0))
+    options = explain_options(prof)
+    seed = int(options["seed"])
+    settings = explainers.get(method).settings(options)  # the method's own settings, as the run explained
     chosen = choose_images(predictions.pred.to_numpy(), per_class, seed + 17, len(expressions))
     data = load_dataset(data_dir(run_dir))
     index = {i: n for n, i in enumerate(data.table.id.astype(str))}
@@ -85,7 +87,6 @@ def sanity_check(run_dir: str | os.PathLike, network: str, fold: int, prof: dict
         images[expressions[c]] = len(ids)
         for label, model in (("trained", trained), ("random weights", random)):
             stack, _ = standardised_explanations(model, resized, marks, labels, method,
-                                                 LimeSettings.from_profile(options),
-                                                 list(positions), int(options.get("batch_size", 1000)))
+                                                 settings, list(positions), int(options["batch_size"]))
             maps[label][expressions[c]] = to_uint8(heatmap(stack))
     return randomisation_comparison(maps["trained"], maps["random weights"], ekman_masks(), images, dropped)

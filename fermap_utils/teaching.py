@@ -12,11 +12,22 @@ runs one on a given run folder (``tests/test_exercises.py``).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shlex
 from html.parser import HTMLParser
 from pathlib import Path
+
+import yaml
+
+from .chapters import run_book
+from .config import project_root, section
+from .errors import FermapError
+from .lime import LimeSettings
+from .parser import build_parser
+from .profiles import load_profile, parse_overrides
 
 SECTIONS = ("overview", "exercises", "summary", "what's next")
 KINDS = ("kind-figure", "kind-parameter", "kind-code")
@@ -114,10 +125,6 @@ def launch_repository(root: str | os.PathLike | None = None) -> str | None:
         The URL; None while it is still the placeholder fermap ships (it has no public
         repository), or unset: the launch buttons then lead nowhere.
     """
-    import yaml
-
-    from .run import project_root
-
     config = yaml.safe_load((Path(root or project_root()) / "_config.yml").read_text(encoding="utf-8")) or {}
     url = str((config.get("repository") or {}).get("url") or "").strip()
     return None if url in ("", PLACEHOLDER_REPOSITORY) else url
@@ -138,8 +145,6 @@ def check_teaching(html_dir: str | os.PathLike, chapters: list[str] | None = Non
     list of str
         The problems found (:func:`teaching_problems`), plus a missing glossary or lab page.
     """
-    from .config import section
-
     book = section("book")
     html_dir = Path(html_dir)
     problems = []
@@ -154,7 +159,7 @@ def check_teaching(html_dir: str | os.PathLike, chapters: list[str] | None = Non
 
 
 def _markdown(notebook: str | os.PathLike) -> list[str]:
-    import nbformat
+    import nbformat  # the Jupyter stack (1.5 s to import): loaded where a notebook is read
 
     return [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "markdown"]
 
@@ -209,15 +214,6 @@ def command_problems(argv: list[str]) -> list[str]:
         ``-p KEY VALUE`` whose key no profile has (a typo would otherwise be applied silently),
         or one that sets the value the profile already has (the exercise would change nothing).
     """
-    import contextlib
-    import io
-
-    from .cli import build_parser
-    from .config import section
-    from .errors import FermapError
-    from .lime import LimeSettings
-    from .profiles import load_profile, parse_overrides
-
     text = " ".join(argv)
     try:
         with contextlib.redirect_stderr(io.StringIO()):
@@ -254,8 +250,6 @@ def command_problems(argv: list[str]) -> list[str]:
 def _effective(prof: dict, key: str):
     """The value a profile uses for a dotted key: its own, else (for ``explain.*``) the default
     settings every run starts from (``explainers: lime`` in ``config.yaml``)."""
-    from .config import section
-
     value = prof
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -285,11 +279,6 @@ def run_exercise(argv: list[str], run_dir: str | os.PathLike, out_dir: str | os.
     tuple of (dict, pandas.DataFrame)
         The profile the command ran with, and ``run_book``'s table (chapter, status, seconds).
     """
-    from .cli import build_parser
-    from .errors import FermapError
-    from .profiles import load_profile, parse_overrides
-    from .run import run_book
-
     problems = command_problems(argv)
     if problems or argv[:1] != ["run"]:
         raise FermapError("; ".join(problems) or f"fermap {' '.join(argv)}: not a fermap run command")

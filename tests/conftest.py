@@ -156,9 +156,9 @@ def smoke_site(tmp_path_factory):
     ``run_book``. Shared by the book's tests and the exercises' tests."""
     import shutil
 
+    from fermap_utils.chapters import run_book
     from fermap_utils.config import section
     from fermap_utils.profiles import load_profile
-    from fermap_utils.run import run_book
 
     site = tmp_path_factory.mktemp("site")
     for name in ("_config.yml", "_toc.yml"):

@@ -65,8 +65,10 @@ def package_imports(source: str) -> list[tuple[str, bool]]:
 
 
 def import_graph(folder: Path = PACKAGE) -> dict[str, list[tuple[str, bool]]]:
-    """Each module of the package, with the package modules it imports."""
-    return {p.stem: package_imports(p.read_text()) for p in sorted(folder.glob("*.py"))}
+    """Each module of the package, with the package modules it imports (``from . import __version__`` is no module)."""
+    files = sorted(folder.glob("*.py"))
+    modules = {p.stem for p in files}
+    return {p.stem: [(t, inner) for t, inner in package_imports(p.read_text()) if t in modules] for p in files}
 
 
 def cycle_in(graph: dict[str, list[tuple[str, bool]]]) -> list[str] | None:

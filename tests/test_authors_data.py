@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import fermap_utils
-from fermap_utils.run import authors_data_dir, project_root
+from fermap_utils.config import project_root
+from fermap_utils.run import authors_data_dir
 
 SHARED = project_root().parent / "shared" / "reference"
 NOT_DATA = {"README.md", "SHA256SUMS"}  # the two files the manifest does not list

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from fermap_utils import book as B
+from fermap_utils import chapters as C
 from fermap_utils import plots
 from fermap_utils import run as R
 from fermap_utils.config import section
@@ -81,14 +82,14 @@ def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, own_co
     chapters = ["06_masks", "09_authors_heatmaps"]
     masks_chapter = mine / EXECUTED / "06_masks.ipynb"
     prof = load_profile("smoke")
-    R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)  # this copy's own run folder
-    same = R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
+    C.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)  # this copy's own run folder
+    same = C.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
     assert (same.status == "unchanged").all()
     before = _figures(masks_chapter)
     other = {**apply_overrides(prof, {"explain.seed": prof["explain"]["seed"] + 1}), "name": "smoke-other"}
     record_profile(mine / "run", other)
     explain_run(mine / "run", other, progress=False)  # other images, other LIME samples: other heatmaps
-    rerun = R.run_book(other, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
+    rerun = C.run_book(other, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
     assert list(rerun.chapter) == chapters and (rerun.status == "executed").all()
     nb = nbformat.read(masks_chapter, as_version=4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
@@ -96,7 +97,7 @@ def test_another_profile_in_the_same_book_reruns_its_chapters(smoke_book, own_co
     after = _figures(masks_chapter)
     # the masks' figures are the same; the run's heatmaps over the masks (the last figure) changed
     assert len(after) == len(before) > 2 and after[:-1] == before[:-1] and after[-1] != before[-1]
-    back = R.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
+    back = C.run_book(prof, mine / "run", chapters, progress=False, out_dir=mine / EXECUTED)
     assert (back.status == "executed").all()  # the other profile's pages were not this one's
     assert _figures(masks_chapter)[-1] == after[-1]  # the figure follows the run's heatmaps, not the name
 
@@ -252,10 +253,10 @@ def test_mathjax_renders_an_equation_offline(tmp_path):
 
 def test_chapters_get_paths_relative_to_their_folder(tmp_path):
     notebooks = ROOT / "notebooks"
-    params = R.relative_paths(R.chapter_parameters(load_profile("smoke"), ROOT / "runs" / "smoke"), notebooks)
+    params = C.relative_paths(C.chapter_parameters(load_profile("smoke"), ROOT / "runs" / "smoke"), notebooks)
     assert params["run_dir"] == "../runs/smoke" and params["profile"] == "smoke" and params["live_widgets"] is False
     assert not Path(params["reference"]).is_absolute()
-    far = R.relative_paths({"run_dir": str(tmp_path / "run"), "n": 3}, notebooks)
+    far = C.relative_paths({"run_dir": str(tmp_path / "run"), "n": 3}, notebooks)
     assert not Path(far["run_dir"]).is_absolute() and far["n"] == 3
     assert (notebooks / far["run_dir"]).resolve() == (tmp_path / "run").resolve()
 
@@ -278,7 +279,7 @@ def test_finish_chapter_hides_parameters_and_captions_figures():
     own.outputs = [image("x", "y")]
     plain = nbformat.v4.new_code_cell("1 + 1")
     nb.cells = [params, alone, mixed, own, plain]
-    B.finish_chapter(nb, "05_heatmaps")
+    C.finish_chapter(nb, "05_heatmaps")
     assert params.metadata.tags == ["injected-parameters", "remove-cell"]
     assert nb.cells[1] is alone and alone.metadata.mystnb == {
         "image": {"alt": "Heatmaps. Panels: Anger"},
@@ -331,8 +332,8 @@ def test_network_labels_mark_networks_trained_from_scratch():
 
 LEAKS = """
 import warnings
-from fermap_utils import book
-book.quiet_libraries(book={book})
+from fermap_utils import chapters
+chapters.quiet_libraries(book={book})
 import tqdm.auto
 warnings.warn("a library's UserWarning")
 import keras

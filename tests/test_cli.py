@@ -9,7 +9,7 @@ import pytest
 
 from fermap_utils._io import write_gray
 from fermap_utils.cli import main
-from fermap_utils.run import project_root
+from fermap_utils.config import project_root
 
 
 def run(*args, cwd=None):

@@ -104,7 +104,7 @@ def _seed(before: Path, after: Path, trained: set[str]) -> None:
 def _input_size(before: Path, after: Path, trained: set[str]) -> None:
     """02: the smoke networks retrained at 48 pixels, shown in the chapter's tables; the fixed FER2013
     network (evaluated, never trained) keeps its own input and its accuracy."""
-    from fermap_utils.training import load_results
+    from fermap_utils.rundata import load_results
 
     results, was = (load_results(site / "run").set_index("network") for site in (after, before))
     fixed = ["FER2013"]

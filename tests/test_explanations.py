@@ -12,7 +12,7 @@ from fermap_utils import statistics as S
 from fermap_utils.config import expressions
 from fermap_utils.heatmaps import heatmap_filename
 from fermap_utils.lime import LimeSettings
-from fermap_utils.training import load_results
+from fermap_utils.rundata import load_results
 
 
 def test_choose_images_by_predicted_class():

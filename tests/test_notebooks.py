@@ -22,9 +22,10 @@ def _parameters(cell) -> dict:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_clean_with_a_parameters_cell(path, tmp_path):
     """Valid nbformat 4, no outputs, and one parameters cell, first, naming exactly what papermill
-    injects (``run.chapter_parameters``) with defaults of the same types that work from JupyterLab."""
+    injects (``chapters.chapter_parameters``) with defaults of the same types that work from JupyterLab."""
+    from fermap_utils.chapters import chapter_parameters
     from fermap_utils.profiles import load_profile
-    from fermap_utils.run import authors_data_dir, chapter_parameters
+    from fermap_utils.run import authors_data_dir
 
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)  # raises on an invalid notebook

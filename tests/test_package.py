@@ -8,7 +8,7 @@ from importlib import import_module
 import pytest
 
 import fermap_utils
-from fermap_utils.run import project_root
+from fermap_utils.config import project_root
 
 ROOT = project_root()
 MODULES = sorted(p.stem for p in (ROOT / "fermap_utils").glob("*.py") if not p.stem.startswith("_"))

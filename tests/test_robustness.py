@@ -80,6 +80,7 @@ def test_training_does_not_depend_on_the_cache_or_on_what_ran_before(tiny_run, t
     import keras
 
     from fermap_utils.data import load_dataset
+    from fermap_utils.layout import predictions_file
     from fermap_utils.models import build_network
     from fermap_utils.profiles import profile
     from fermap_utils.training import train_fold
@@ -90,7 +91,7 @@ def test_training_does_not_depend_on_the_cache_or_on_what_ran_before(tiny_run, t
 
     def predictions(tag: str) -> pd.DataFrame:
         train_fold("EfficientNetLite0", data, 1, prof, tmp_path / tag, progress=False)
-        return pd.read_csv(tmp_path / tag / "predictions.csv")
+        return pd.read_csv(predictions_file(tmp_path / tag, "EfficientNetLite0", 1))
 
     cold = predictions("cold")  # ports the weights: a throwaway 1000-class model is built first
     assert (tmp_path / "empty_cache" / "efficientnet_lite0_imagenet.weights.h5").is_file()
@@ -428,7 +429,7 @@ def test_a_symlinked_heatmaps_folder_out_of_the_run_is_refused_and_nothing_outsi
 def test_names_read_from_a_run_stay_inside_it(tiny_run, tmp_path):
     from fermap_utils.data import load_dataset
     from fermap_utils.profiles import read_profile
-    from fermap_utils.training import load_results
+    from fermap_utils.rundata import load_results
 
     run = tiny_run
     records = pd.read_csv(run / "data" / "records.csv")

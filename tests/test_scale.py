@@ -21,10 +21,11 @@ from skimage.filters import threshold_otsu
 from fermap_utils import plan as P
 from fermap_utils.cli import main
 from fermap_utils.config import display_name, section
-from fermap_utils.executor import Executor, Job, job_table, run_stages
+from fermap_utils.executor import Executor, Job, job_table
 from fermap_utils.masks import ekman_masks
 from fermap_utils.models import paper_networks
 from fermap_utils.profiles import profile
+from fermap_utils.run import pipeline_job, run_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 # A slice of paper_small for the equality and worker-kill tests: two networks, two folds.
@@ -190,7 +191,7 @@ def test_dask_equals_sequential(paper_small, tmp_path, cache):
     run = tmp_path / "sequential"
     shutil.copytree(paper_small / "data", run / "data")
     code = ("import sys, json; from fermap_utils.profiles import profile; "
-            "from fermap_utils.executor import Executor, run_stages; "
+            "from fermap_utils.executor import Executor; from fermap_utils.run import run_stages; "
             "run_stages(sys.argv[1], profile('paper_small', json.loads(sys.argv[2])), Executor(threads=1), "
             "progress=False)")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -221,7 +222,7 @@ def killed_run(paper_small, tmp_path_factory, cache):
     run = tmp_path_factory.mktemp("killed")
     shutil.copytree(paper_small / "data", run / "data")
     prof = profile("paper_small", SLICE)
-    jobs = [Job("pipeline", n, f, tuple(prof_classes()), ("lime",)) for n in SLICE["networks"] for f in (1, 2)]
+    jobs = [pipeline_job(n, f, tuple(prof_classes()), ("lime",)) for n in SLICE["networks"] for f in (1, 2)]
     errors, killed, kept = [], {}, {}
 
     with Executor(workers=2, threads=1, timeout=120) as ex:
@@ -350,10 +351,13 @@ def test_keep_subjects(default_dataset, tmp_path):
 
 def test_executor_settings_and_errors():
     from fermap_utils.errors import FermapError
+    from fermap_utils.explanations import explain_job
+    from fermap_utils.training import training_job
 
-    assert Job("train", "WeiNet", 3).name == "train-WeiNet-fold3"
-    assert Job("explain", "VGG16", 1, ("Anger",), ("lime", "cam")).name == "lime+cam-VGG16-fold1-Anger"
-    assert Job("pipeline", "VGG16", 2, tuple(prof_classes()), ("lime",)).name == "pipeline-VGG16-fold2-all"
+    assert training_job("WeiNet", 3).name == "train-WeiNet-fold3"
+    explain = Job("explain", "VGG16", 1, ("Anger",), ("lime", "cam"), func=explain_job)
+    assert explain.name == "lime+cam-VGG16-fold1-Anger"
+    assert pipeline_job("VGG16", 2, tuple(prof_classes()), ("lime",)).name == "pipeline-VGG16-fold2-all"
     assert Executor(workers=2).threads_per_job({}) == max(1, (os.cpu_count() or 1) // 2)
     assert Executor(workers=2).threads_per_job({"threads": 3}) == 3
     assert Executor(workers=2, threads=1).threads_per_job({"threads": 3}) == 1

@@ -7,25 +7,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fermap_utils import models as M
 from fermap_utils import training as T
 from fermap_utils.profiles import profile
 
 
 def test_epochs_follow_the_profile():
     prof = {"epochs_scale": 0.5}
-    assert T.epochs_for("SongNet", prof) == 12  # 25 x 0.5, rounded
-    assert T.epochs_for("VGG16", {"epochs_scale": 0.1}) == 1  # never below one
-    assert T.epochs_for("FER2013", prof) == 0  # fixed, never trained
+    assert M.epochs_for("SongNet", prof) == 12  # 25 x 0.5, rounded
+    assert M.epochs_for("VGG16", {"epochs_scale": 0.1}) == 1  # never below one
+    assert M.epochs_for("FER2013", prof) == 0  # fixed, never trained
 
 
 def test_profile_tune_sets_epochs_and_optimiser_per_network():
     prof = {"epochs_scale": 0.5, "scratch_learning_rate": 1e-3,
             "tune": {"WeiNet": {"epochs": 7, "optimizer": "adam", "learning_rate": 3e-4}}}
-    assert T.epochs_for("WeiNet", prof) == 7 and T.epochs_for("SilNet", prof) == 5
-    assert T.optimizer_for("WeiNet", prof, pretrained=False) == ("adam", 3e-4)
-    assert T.optimizer_for("SilNet", prof, pretrained=False) == ("adam", 1e-4)  # the paper's
-    assert T.optimizer_for("VGG16", prof, pretrained=False) == ("adam", 1e-3)  # scratch, not fine-tuning
-    assert T.optimizer_for("VGG16", prof, pretrained=True) == ("adam", 1e-4)
+    assert M.epochs_for("WeiNet", prof) == 7 and M.epochs_for("SilNet", prof) == 5
+    assert M.optimizer_for("WeiNet", prof, pretrained=False) == ("adam", 3e-4)
+    assert M.optimizer_for("SilNet", prof, pretrained=False) == ("adam", 1e-4)  # the paper's
+    assert M.optimizer_for("VGG16", prof, pretrained=False) == ("adam", 1e-3)  # scratch, not fine-tuning
+    assert M.optimizer_for("VGG16", prof, pretrained=True) == ("adam", 1e-4)
 
 
 def test_confusion():
@@ -64,7 +65,7 @@ def test_train_run_saves_everything_and_resumes(small_run):
 
 @pytest.mark.slow
 def test_data_key_ignores_where_the_sources_were_and_sees_every_image(default_dataset, tmp_path):
-    from fermap_utils.training import data_key
+    from fermap_utils.rundata import data_key
 
     copy = tmp_path / "data"
     shutil.copytree(default_dataset, copy)

@@ -1,0 +1,297 @@
+"""The book's chapters: the setup call every chapter starts with, the chapters executed with papermill
+(``fermap run``), and each executed chapter finished for the page.
+
+The HTML build and its browser check are :mod:`fermap_utils.book`; the run a chapter reads,
+:mod:`fermap_utils.run`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import tqdm.auto
+import tqdm.std
+import wrapt
+from matplotlib.figure import Figure
+
+from ._io import atomic_path
+from .config import paper, project_root, section
+from .errors import FermapError
+from .plots import describe_figure
+from .profiles import check_data_source, record_profile
+from .run import authors_data_dir, default_run_dir, open_run, run_fingerprint
+
+
+def quiet_libraries(book: bool = True) -> None:
+    """Silence what libraries write to a chapter's outputs that is not meant for its reader.
+
+    Always: deprecation and future warnings, TensorFlow's C++ log. In the built book
+    (``book=True``) also every other Python warning, the TensorFlow, absl and Keras logs (retracing
+    notes, "Downloading data from ...") and progress bars, which would be widget state or streams of
+    carriage returns. What fermap means the reader to see, a chapter prints deliberately.
+
+    Parameters
+    ----------
+    book : bool
+        True in a chapter executed for the HTML book (papermill), False for a live session.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read once, when TensorFlow's C++ loads
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    if not book:
+        return
+    warnings.simplefilter("ignore")
+
+    def quiet_tensorflow(tf):
+        tf.get_logger().setLevel(logging.ERROR)  # TensorFlow sets INFO on stdout in a kernel otherwise
+
+    def quiet_absl(absl_logging):
+        absl_logging.set_verbosity(absl_logging.ERROR)
+
+    def quiet_keras(keras):
+        keras.config.disable_interactive_logging()  # Keras's prints go to absl, silenced above
+
+    # Applied when each library is first imported, so a chapter that never needs TensorFlow
+    # does not pay for loading it here.
+    wrapt.register_post_import_hook(quiet_tensorflow, "tensorflow")
+    wrapt.register_post_import_hook(quiet_absl, "absl.logging")
+    wrapt.register_post_import_hook(quiet_keras, "keras")
+
+    class Silent(tqdm.std.tqdm):
+        """A progress bar that draws nothing: fermap's stages call tqdm.auto, a widget in a kernel."""
+
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    tqdm.auto.tqdm = Silent
+
+
+def _figure_png(fig) -> tuple[str, dict]:
+    """A figure as PNG with its alt text and caption in the output's metadata (the runner moves them
+    to the cell, where myst-nb reads them)."""
+    from IPython.core.pylabtools import print_figure
+    from matplotlib_inline.backend_inline import InlineBackend
+
+    caption, alt = describe_figure(fig)
+    kwargs = dict(InlineBackend.instance().print_figure_kwargs)
+    return print_figure(fig, "png", base64=True, **kwargs), {"alt": alt, "caption": caption}
+
+
+def setup_chapter(run_dir: str | os.PathLike | None, profile: str | None = None, live: bool = True,
+                  source: str | None = None) -> tuple[dict | None, str, list[str]]:
+    """The first call of every chapter: quiet libraries, inline figures, pandas display, the run.
+
+    Parameters
+    ----------
+    run_dir : path or None
+        The run folder the chapter reads and writes; None for a chapter that uses no run.
+    profile : str, optional
+        The profile to start the run with when ``run_dir`` is not a run yet.
+    live : bool
+        True in JupyterLab (live widgets, warnings shown), False in the built book.
+    source : str, optional
+        What the chapter's results come from, when it is not the run (e.g. the authors' heatmaps).
+
+    Returns
+    -------
+    prof : dict or None
+        The run's profile (None without a run).
+    source : str
+        The caption every table and figure of the chapter carries; also shown in the chapter.
+    expressions : list of str
+        The six expressions, in the paper's order.
+    """
+    from IPython import get_ipython
+    from IPython.display import Markdown, display
+
+    quiet_libraries(book=not live)
+    shell = get_ipython()
+    if shell is not None:
+        shell.run_line_magic("matplotlib", "inline")  # each figure shown once, then closed
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _figure_png)
+        if not live:
+            # C libraries (TensorFlow's oneDNN and absl start-up notes, which no log level silences)
+            # write to file descriptor 2, which the kernel forwards into the page. Python's own
+            # sys.stderr is the kernel's stream and is unaffected.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+    pd.set_option("display.precision", 3)
+    pd.set_option("styler.format.precision", 3)
+    pd.set_option("display.max_columns", 40)
+    prof = None
+    if run_dir is not None:
+        prof, run_source = open_run(run_dir, profile)
+        source = source or run_source
+    display(Markdown(f"*Source of every result in this chapter: {source}.*"))
+    return prof, source, list(paper()["expressions"])
+
+
+def finish_chapter(nb, name: str):
+    """An executed chapter made ready for the book: parameter cells hidden, figures captioned.
+
+    papermill's injected cell (tag ``injected-parameters``) and the ``parameters`` cell get
+    ``remove-cell``, which jupyter-book removes from the page. Each figure whose alt text and caption
+    :func:`setup_chapter` put in its output's metadata becomes a numbered figure: myst-nb reads them
+    from the cell's ``mystnb`` metadata and applies them to every output of a cell, so a figure that
+    shares its cell with other outputs moves to a cell of its own (input removed), in place. A cell
+    that sets its own ``mystnb`` figure or image options keeps them.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        The executed notebook; changed in place.
+    name : str
+        The chapter's name, for figure labels (``<name>-fig-<n>``).
+
+    Returns
+    -------
+    nbformat.NotebookNode
+        ``nb``.
+    """
+    import nbformat  # the Jupyter stack (1.5 s to import): loaded where a notebook is handled
+
+    def described(output) -> dict | None:
+        meta = output.get("metadata", {}).get("image/png", {})
+        return meta if "image/png" in output.get("data", {}) and meta.get("alt") else None
+
+    def outputs_only(outputs) -> nbformat.NotebookNode:
+        cell = nbformat.v4.new_code_cell("", metadata={"tags": ["remove-input"]})
+        cell.outputs = outputs
+        return cell
+
+    cells, figures = [], 0
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        own = {"image", "figure"} & set(cell.metadata.get("mystnb", {}))
+        if cell.cell_type != "code" or own or not any(described(o) for o in cell.outputs):
+            cells.append(cell)
+            continue
+        outputs, cell.outputs, current = list(cell.outputs), [], cell
+        cells.append(cell)
+        for output in outputs:
+            meta = described(output)
+            if meta is None:
+                current.outputs.append(output)
+                continue
+            figures += 1
+            # the figure: in the cell itself while that shows nothing yet, else in a cell of its own
+            figure = current if current is cell and not cell.outputs else outputs_only([])
+            figure.outputs.append(output)
+            figure.metadata["mystnb"] = {"image": {"alt": meta["alt"]},
+                                         "figure": {"caption": meta["caption"], "name": f"{name}-fig-{figures}"}}
+            if figure is not cell:
+                cells.append(figure)
+            current = outputs_only([])  # what follows the figure is not part of it
+            cells.append(current)
+    nb.cells = [c for c in cells if c.cell_type != "code" or c.source or c.outputs]
+    return nb
+
+
+def _package_fingerprint() -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*")):
+        if path.suffix in {".py", ".yaml"}:
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def chapter_parameters(prof: dict, run_dir: Path) -> dict:
+    """What papermill injects into every chapter: the run, its profile, and static widget fallbacks."""
+    return {"run_dir": str(Path(run_dir).resolve()), "profile": prof["name"],
+            "reference": str(authors_data_dir()), "live_widgets": False}
+
+
+def relative_paths(params: dict, folder: str | os.PathLike) -> dict:
+    """Parameters with every absolute path made relative to ``folder``, where the chapters execute.
+
+    The executed notebooks, and so the book, then show no path of the machine that ran them.
+
+    Parameters
+    ----------
+    params : dict
+        Chapter parameters (:func:`chapter_parameters`).
+    folder : path
+        The chapters' working folder.
+
+    Returns
+    -------
+    dict
+        The same parameters; absolute path strings replaced by relative ones.
+    """
+    return {k: os.path.relpath(v, folder) if isinstance(v, str) and os.path.isabs(v) else v for k, v in params.items()}
+
+
+def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: list[str] | None = None,
+             progress: bool = True, out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """``fermap run``: execute the book's chapters in order with papermill, skipping unchanged ones.
+
+    Stages share the run folder; each executed notebook goes to the book's source tree
+    (``book/chapters``). A chapter is skipped when its notebook, its parameters, fermap's
+    code and the run folder's state are what they were when it last ran. A failing chapter
+    stops the run with its name; the executed notebook keeps the traceback.
+    """
+    import nbformat
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the kernels inherit it: no TensorFlow banner in the book
+    check_data_source(prof)
+    root = project_root()
+    book = section("book")
+    run_dir = Path(run_dir or default_run_dir(prof)).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record_profile(run_dir, prof)
+    out_dir = Path(out_dir or root / book["executed"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = chapters or list(book["chapters"])  # in the configuration's order
+    unknown = [n for n in names if n not in book["chapters"]]
+    if unknown:
+        raise FermapError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(book['chapters'])}")
+    params = relative_paths(chapter_parameters(prof, run_dir), root / "notebooks")
+    # The stamps live beside the executed notebooks: another profile writing there changes the
+    # parameters in the key, so its chapters never pass for this one's.
+    stamps_file = out_dir / ".fermap_stamps.json"
+    stamps = json.loads(stamps_file.read_text()) if stamps_file.is_file() else {}
+    code = _package_fingerprint()  # fermap's own code does not change during a run
+    rows = []
+    for name in tqdm.auto.tqdm(names, desc=f"book ({prof['name']})", unit="chapter", disable=not progress):
+        source = root / "notebooks" / f"{name}.ipynb"
+        target = out_dir / f"{name}.ipynb"
+        key = hashlib.sha256(json.dumps([source.read_text(), params, code,
+                                         run_fingerprint(run_dir, book["chapters"][name])]).encode()).hexdigest()[:16]
+        if target.is_file() and stamps.get(name) == key:
+            rows.append({"chapter": name, "status": "unchanged", "seconds": 0.0})
+            continue
+        started = time.perf_counter()
+        try:
+            with atomic_path(target) as tmp:
+                try:
+                    pm.execute_notebook(str(source), str(tmp), parameters=params, cwd=str(source.parent),
+                                        progress_bar=False, kernel_name="python3")
+                finally:
+                    failed_copy = tmp.read_bytes() if tmp.is_file() and tmp.stat().st_size else None
+                nbformat.write(finish_chapter(nbformat.read(tmp, as_version=4), name), tmp)
+        except pm.PapermillExecutionError as exc:
+            if failed_copy:
+                target.write_bytes(failed_copy)  # keep the traceback where the reader will look
+            raise FermapError(f"chapter {name} failed: {exc.ename}: {exc.evalue} (see {target})") from None
+        except (DeadKernelError, CellTimeoutError) as exc:
+            if failed_copy:
+                target.write_bytes(failed_copy)
+            raise FermapError(f"chapter {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0]} "
+                              f"(the kernel stopped: a crash or out of memory)") from None
+        stamps[name] = key
+        with atomic_path(stamps_file) as tmp:
+            tmp.write_text(json.dumps(stamps, indent=1))
+        rows.append({"chapter": name, "status": "executed", "seconds": round(time.perf_counter() - started, 1)})
+    return pd.DataFrame(rows)
