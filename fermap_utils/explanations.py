@@ -25,8 +25,9 @@ import pandas as pd
 from . import explainers
 from ._io import atomic_path
 from .config import expressions as config_expressions
-from .data import load_dataset, scale_landmarks
+from .data import load_dataset, resize_images, scale_landmarks
 from .errors import FermapError
+from .executor import Executor, Job
 from .explainers import applicable
 from .heatmaps import (
     CANVAS_SHAPE,
@@ -54,7 +55,9 @@ from .layout import (
 )
 from .lime import Explanation, LimeSettings, explanation_image, standardise
 from .metrics import score_heatmap
+from .models import load_trained
 from .profiles import explain_options, read_profile
+from .rundata import cached_dataset, data_key, load_results, models_made, read_metrics, run_data_folder, trained_model
 
 
 def choose_images(predicted: np.ndarray, per_class: int, seed: int,
@@ -150,8 +153,6 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     do not depend on which others are explained with it. ``model``: the trained model, if the
     caller has it. Returns ``{expression: number of images}``.
     """
-    from .data import resize_images, scale_landmarks
-    from .rundata import read_metrics, trained_model
 
     expressions = list(config_expressions())
     metrics = read_metrics(run_dir, metrics_file(run_dir, network, fold))
@@ -203,7 +204,6 @@ def explain_job(run_dir: str | os.PathLike, network: str, fold: int, classes: li
     method (one model load for all), sequential or on a Dask worker. Reads the run's dataset and
     model, writes only those classes' cache files. Returns ``{method: {expression: number of images}}``;
     a method that cannot explain the network maps to its reason (a string)."""
-    from .rundata import cached_dataset, data_key, run_data_folder
 
     folder = run_data_folder(Path(run_dir))
     data = cached_dataset(str(folder), data_key(folder))
@@ -241,9 +241,6 @@ def explain_run(run_dir: str | os.PathLike, prof: dict | None = None, progress: 
     Returns how many images were explained per (network, fold, expression); a network the
     method cannot explain is listed with 0 images and the reason.
     """
-    from .executor import Executor, Job
-    from .profiles import read_profile
-    from .rundata import load_results, models_made
 
     run_dir = Path(run_dir)
     explanations_dir(run_dir, method)  # before any work: a folder linked out of the run is refused
@@ -564,9 +561,6 @@ def worked_example(run_dir: str | os.PathLike, network: str, fold: int,
         The face at the network's input size with its landmarks, its class, the class to explain
         (the network's prediction) and the model.
     """
-    from .data import load_dataset, resize_images, scale_landmarks
-    from .models import load_trained
-    from .rundata import read_metrics
 
     data = load_dataset(data_dir(run_dir))
     size = int(read_metrics(run_dir, metrics_file(run_dir, network, fold))["input_size"])
