@@ -53,7 +53,7 @@ def network_labels(results: pd.DataFrame) -> dict[str, str]:
     Parameters
     ----------
     results : DataFrame
-        A run's accuracy table (:func:`fermap_utils.training.load_results`): ``network``,
+        A run's accuracy table (:func:`fermap_utils.rundata.load_results`): ``network``,
         ``pretrained``, ``weights``.
 
     Returns
