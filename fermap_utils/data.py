@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+import tqdm.auto  # looked up at call time, so a book chapter can silence it
 
 from ._io import TEMP_PREFIX, _umask, atomic_path, atomic_paths, check_output, inside, read_gray, read_yaml, write_gray
 from .config import section
@@ -393,7 +393,7 @@ def _build_into(records, out: Path, staging: Path, dropped, size, folds, seed, s
 
     rows, marks = [], []
     skipped = [{"path": d.path, "reason": d.reason} for d in dropped]
-    for record in tqdm(records, desc="preprocessing", unit="img", disable=not progress):
+    for record in tqdm.auto.tqdm(records, desc="preprocessing", unit="img", disable=not progress):
         try:
             crop, lm = preprocess_record(record, size, align)
         except NoFaceError:

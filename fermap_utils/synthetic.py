@@ -36,9 +36,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import tqdm.auto  # looked up at call time, so a book chapter can silence it
 from matplotlib import cbook
 from skimage import data as skimage_data
-from tqdm.auto import tqdm
 
 from ._io import atomic_path, write_gray
 from .config import cache_dir, section
@@ -539,7 +539,7 @@ def generate(directory: str | os.PathLike | None = None, progress: bool = True, 
     faces = neutral_faces()[:identities]
     rows, au_rows = [], []
     total = len(faces) * len(expressions) * params["samples_per_expression"]
-    with tqdm(total=total, desc="synthesising", unit="img", disable=not progress) as bar:
+    with tqdm.auto.tqdm(total=total, desc="synthesising", unit="img", disable=not progress) as bar:
         for i, (identity, face, marks) in enumerate(faces):
             for j, expr in enumerate(expressions):
                 for k in range(params["samples_per_expression"]):

@@ -120,3 +120,27 @@ def test_a_planted_circle_and_an_upward_import_are_found():
 
 def test_the_scores_room_is_read_in_one_sitting():
     assert len((PACKAGE / "metrics.py").read_text().splitlines()) < 700
+
+
+def test_progress_bars_are_looked_up_when_drawn():
+    # A book chapter silences progress bars by replacing ``tqdm.auto.tqdm`` (chapters.quiet_libraries);
+    # a module that bound the name at import would still draw a widget into the page.
+    bound = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tqdm"):
+                bound.append(f"{path.name}:{node.lineno}")
+    assert not bound, f"import tqdm.auto and call tqdm.auto.tqdm instead: {bound}"
+
+
+def test_a_quiet_chapter_draws_no_progress_bar(monkeypatch, capsys, tmp_path):
+    import tqdm.auto
+
+    from fermap_utils import chapters, synthetic
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.auto.tqdm)  # restored after the test
+    synthetic.generate(tmp_path / "drawn", identities=1, samples_per_expression=1)
+    assert "synthesising" in capsys.readouterr().err  # the bar is drawn outside a chapter...
+    chapters.quiet_libraries(book=True)
+    synthetic.generate(tmp_path / "quiet", identities=1, samples_per_expression=1)
+    assert "synthesising" not in capsys.readouterr().err  # ...and not inside one
