@@ -135,10 +135,15 @@ def standardised_explanations(model, images: np.ndarray, landmarks: np.ndarray, 
     another method, its per-image details, e.g. Extremal Perturbation's achieved areas).
 
     ``settings`` are the method's (:attr:`fermap_utils.explainers.Explainer.settings`); without
-    them, or with another method's, the method's defaults (``config.yaml``)."""
+    them, the method's defaults (``config.yaml``). Another method's settings are refused (TypeError):
+    explaining with defaults the caller did not ask for would go unnoticed."""
     entry = explainers.get(method)
     defaults = entry.settings(None)
-    settings = settings if isinstance(settings, type(defaults)) else defaults
+    if settings is None:
+        settings = defaults
+    elif not isinstance(settings, type(defaults)):
+        raise TypeError(f"{method} takes settings of type {type(defaults).__name__}, "
+                        f"not {type(settings).__name__}")
     seeds = list(range(len(images))) if seeds is None else seeds
     pictures, records = explainers.explain_batch(method, model, images, labels, seeds=seeds, batch_size=batch_size,
                                                  progress=progress, settings=settings)

@@ -260,3 +260,9 @@ def test_storage_comparison_scores_each_way_as_rebuilt(explained_run):
     avg = result.table.loc["Average"]
     assert result.by_warp == pytest.approx(np.mean([abs(avg["float, nearest"] - avg["float, linear"]),
                                                     abs(avg["uint8, nearest"] - avg["uint8, linear"])]))
+
+
+def test_another_methods_settings_are_refused():
+    empty = np.zeros((0, 64, 64, 3), np.float32)
+    with pytest.raises(TypeError, match="extremal takes settings of type dict, not LimeSettings"):
+        E.standardised_explanations(None, empty, np.zeros((0, 68, 2)), np.zeros(0, int), "extremal", LimeSettings())
