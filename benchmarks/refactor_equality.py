@@ -21,7 +21,9 @@ What must be equal:
 
 Provenance is compared apart, since it names where a run's inputs were, not what it computed: the
 dataset's ``source`` column (the generated images' paths, inside ``$FERMAP_CACHE``), and the
-fingerprints built from it (``metrics.json``'s ``settings``, a cached explanation's ``key``). Two runs
+fingerprints built from it (``metrics.json``'s ``settings``, a cached explanation's ``key``), and the
+synthetic dataset's ``source_key`` (a cache key that hashes the generator's source file, so any edit
+of ``synthetic.py`` changes it, even one that changes no pixel). Two runs
 with different caches differ there and nowhere else; a difference in provenance alone is reported and
 does not fail the comparison.
 
@@ -48,7 +50,7 @@ CLOCK_FIELDS = {"seconds", "cpu_seconds", "started", "finished", "worker", "pid"
 #: Folders that time a run rather than hold its results.
 SKIPPED = ("jobs",)
 #: Where a run's inputs were, not what it computed: JSON keys, npz arrays and CSV columns.
-PROVENANCE = {"settings", "key", "source"}
+PROVENANCE = {"settings", "key", "source", "source_key"}
 
 
 def _files(root: Path) -> dict[str, Path]:
