@@ -19,8 +19,9 @@ from urllib.parse import unquote, urlparse
 
 import cv2
 import numpy as np
+import pandas as pd
 
-from .config import project_root, section
+from .config import _config, project_root, section
 from .errors import FermapError
 
 # Where ``fermap book`` finds MathJax 3 (the npm package, which .ci/setup installs beside the Python
@@ -98,20 +99,35 @@ WINDOW = "--window-size=1280,2400"
 _PROBE = r"""
 <script>
 window.addEventListener('load', () => setTimeout(() => {
-  const report = {wide: [], tex: [], outputs: [], noalt: []};
+  const report = {wide: [], tex: [], outputs: [], noalt: [], images: 0, clipped: []};
   const column = el => el.closest('article, main, [role=main]') || document.body;
-  document.querySelectorAll('table').forEach((t, i) => {
-    let scroller = null;
-    for (let a = t.parentElement; a && a !== document.body; a = a.parentElement) {
+  // The nearest ancestor (or the element itself) that scrolls sideways, or null.
+  const scroller = el => {
+    for (let a = el; a && a !== document.body; a = a.parentElement) {
       const o = getComputedStyle(a).overflowX;
-      if (o === 'auto' || o === 'scroll') { scroller = a; break; }
+      if (o === 'auto' || o === 'scroll') return a;
     }
-    const col = column(t).getBoundingClientRect();
-    const box = (scroller || t).getBoundingClientRect();
-    if (box.right > col.right + 1 || box.left < col.left - 1)
-      report.wide.push(`table ${i + 1} (${Math.round(t.getBoundingClientRect().width)} px in a `
-                       + `${Math.round(col.width)} px column)`);
+    return null;
+  };
+  // Wider than its column: a scroller that fits its column holds it, else it is cut off or spills.
+  const spills = (el, content) => {
+    const col = column(el).getBoundingClientRect();
+    const s = scroller(el);
+    const box = (s || content).getBoundingClientRect();
+    return box.right > col.right + 1 || box.left < col.left - 1 ? Math.round(col.width) : 0;
+  };
+  document.querySelectorAll('table').forEach((t, i) => {
+    const col = spills(t, t);
+    if (col) report.wide.push(`table ${i + 1} (${Math.round(t.getBoundingClientRect().width)} px in a `
+                              + `${col} px column)`);
   });
+  document.querySelectorAll('mjx-container[display="true"]').forEach((m, i) => {
+    const math = m.querySelector('mjx-math') || m;
+    const col = spills(math, math);
+    if (col) report.clipped.push(`display equation ${i + 1} (${Math.round(math.getBoundingClientRect().width)} px `
+                                 + `in a ${col} px column)`);
+  });
+  report.images = document.querySelectorAll('div.cell_output img').length;
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
     if (n.parentElement.closest('script, style, pre, code, mjx-container, .fermap-probe')) continue;
@@ -132,6 +148,134 @@ window.addEventListener('load', () => setTimeout(() => {
 """
 _ABSOLUTE = re.compile(r"(?<![\w./:%-])(/[\w.-]+)(?:/[\w.-]+)+")
 _WARNING = re.compile(r"\b\w*Warning: |\bwarnings\.warn\(|^\s*WARNING[: ]|W0000 ", re.M)
+
+
+# myst-nb's choice among an output's types for HTML, most preferred first (its ``html`` render priority).
+_HTML_PRIORITY = ("application/vnd.jupyter.widget-view+json", "application/javascript", "text/html",
+                  "image/svg+xml", "image/png", "image/gif", "image/jpeg", "text/markdown", "text/latex",
+                  "text/plain")
+_HIDDEN = {"remove-cell", "remove_cell", "remove-output", "remove_output"}
+
+
+def notebook_images(nb: dict) -> int:
+    """How many images an executed notebook's outputs put on its HTML page.
+
+    Every image output counts (for each output, the type myst-nb renders in HTML), and every ``<img>``
+    of an HTML output, but for cells tagged to remove their output. A cell myst-nb skips for another
+    reason (e.g. a blank source) still counts: its figure is what the reader must not lose.
+
+    Parameters
+    ----------
+    nb : dict
+        The executed notebook (nbformat JSON).
+
+    Returns
+    -------
+    int
+        The images its page must show.
+    """
+    count = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code" or _HIDDEN & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            chosen = next((m for m in _HTML_PRIORITY if m in data), None)
+            if chosen is None:
+                continue
+            if chosen.startswith("image/"):
+                count += 1
+            elif chosen == "text/html":
+                html = data[chosen] if isinstance(data[chosen], str) else "".join(data[chosen])
+                count += len(re.findall(r"<img\b", html, re.I))
+    return count
+
+
+# A number written in prose: a decimal (0.256, 16.7) or a percentage (45 %).
+_NUMBER = re.compile(r"(?<![\w.$\\{/-])(\d+\.\d+|\d+(?:\.\d+)?)(\s?%)?(?![\w}/])")
+_NOT_PROSE = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$|```.*?```|`[^`\n]*`|\{[\w:-]+\}`[^`]*`|\]\([^)]*\)|<[^>]+>", re.S)
+
+
+def _walk_numbers(value) -> set[float]:
+    if isinstance(value, bool):
+        return set()
+    if isinstance(value, (int, float)):
+        return {float(value)}
+    if isinstance(value, dict):
+        return set().union(*map(_walk_numbers, value.values())) | set().union(*map(_walk_numbers, value.keys()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*map(_walk_numbers, value)) if value else set()
+    return set()
+
+
+# Percentages prose may type without a source: the conventional levels of intervals and tests.
+CONVENTIONAL_PERCENTAGES = frozenset({90.0, 95.0, 99.0})
+
+
+def known_numbers(root: str | os.PathLike | None = None) -> tuple[set[float], set[float]]:
+    """The numbers prose may type: fermap's configuration (the paper's facts, the profiles' settings)
+    and the paper's own Tables 3 and 4 (``book/data/authors``).
+
+    Parameters
+    ----------
+    root : path, optional
+        The book's root (default: this checkout).
+
+    Returns
+    -------
+    decimals : set of float
+        Every number of the configuration and of the paper's tables.
+    percentages : set of float
+        The paper's fractions (its ``paper`` section: the accuracies) times 100, and the conventional
+        levels of intervals.
+    """
+    decimals = _walk_numbers(_config())
+    paper_facts = _walk_numbers(_config()["paper"])
+    authors = Path(root or project_root()) / section("book")["authors"]
+    for table in sorted(authors.glob("*.csv")):
+        frame = pd.read_csv(table)
+        decimals |= {float(v) for v in frame.select_dtypes("number").to_numpy().ravel()}
+    return decimals, {round(100 * n, 6) for n in paper_facts if 0 < n <= 1} | CONVENTIONAL_PERCENTAGES
+
+
+def typed_numbers(nb: dict, known: tuple[set[float], set[float]]) -> list[str]:
+    """Numbers typed in a notebook's prose that are neither known facts nor computed by the run.
+
+    A result of the run reaches prose through a cell's output or a ``{glue}`` reference, never typed:
+    a typed copy goes stale when the run changes. Prose may type what :func:`known_numbers` holds (the
+    paper's facts and tables, the profiles' settings), whole numbers without ``%`` (counts, chapters)
+    and the value of an arithmetic shown beside it (``1/720 ≈ 0.0014``). Maths, code and links are
+    not prose.
+
+    Parameters
+    ----------
+    nb : dict
+        The notebook (nbformat JSON).
+    known : (set of float, set of float)
+        :func:`known_numbers`: the decimals and the percentages prose may type.
+
+    Returns
+    -------
+    list of str
+        Each offending number as typed, with a few words around it.
+    """
+    found = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        prose = _NOT_PROSE.sub(" ", source)
+        for m in _NUMBER.finditer(prose):
+            number, percent = m.group(1), m.group(2)
+            if "." not in number and not percent:
+                continue  # counts, years, chapter numbers
+            if prose[:m.start()].rstrip().endswith(("≈", "~")):
+                continue  # the value of the arithmetic typed before it
+            value, tolerance = float(number), 0.5 * 10.0 ** -len(number.partition(".")[2])
+            if any(abs(value - k) <= tolerance + 1e-9 for k in known[1 if percent else 0]):
+                continue  # the fact, rounded as typed
+            found.append(" ".join(prose[max(0, m.start() - 30):m.end() + 10].split()))
+    return found
 
 
 def find_chromium() -> str | None:
@@ -168,7 +312,8 @@ def machine_paths(html_dir: str | os.PathLike) -> list[str]:
 
 
 def page_problems(name: str, html: str, dom: str, probe: dict, paths: list[str]) -> list[str]:
-    """What a reader would see wrong on one page: leaked paths and warnings, cut tables, raw TeX, no alt text.
+    """What a reader would see wrong on one page: leaked paths and warnings, cut tables and equations,
+    raw TeX, no alt text.
 
     Parameters
     ----------
@@ -179,7 +324,7 @@ def page_problems(name: str, html: str, dom: str, probe: dict, paths: list[str])
     dom : str
         The page as Chromium rendered it.
     probe : dict
-        The in-page report (``wide``, ``tex``, ``outputs``, ``noalt``).
+        The in-page report (``wide``, ``clipped``, ``tex``, ``outputs``, ``noalt``, ``images``).
     paths : list of str
         Absolute paths of the build machine (:func:`machine_paths`).
 
@@ -202,6 +347,8 @@ def page_problems(name: str, html: str, dom: str, probe: dict, paths: list[str])
         problems.append(f"{name}: an output shows a warning ({warned[0]})")
     for table in probe.get("wide", []):
         problems.append(f"{name}: {table} is wider than its column and does not scroll")
+    for equation in probe.get("clipped", []):
+        problems.append(f"{name}: {equation} is wider than its column and does not scroll")
     if probe.get("tex"):
         problems.append(f"{name}: raw TeX, math not rendered ({probe['tex'][0]!r})")
     if probe.get("noalt"):
@@ -214,8 +361,11 @@ def check_book(html_dir: str | os.PathLike, chapters: list[str] | None = None,
     """Open the built book's pages in headless Chromium as a reader would; return the problems found.
 
     A problem is: a chapter not rendered; an image missing, empty or not decodable, or without alt
-    text; an output showing an error, a traceback or a Python warning; an absolute path of the build
-    machine; a table wider than its column that does not scroll; TeX that MathJax did not render.
+    text; fewer images in a chapter's outputs on the page than in its executed notebook
+    (:func:`notebook_images`); an output showing an error, a traceback or a Python warning; an absolute
+    path of the build machine; a table or a display equation wider than its column that does not
+    scroll; TeX that MathJax did not render; a number typed in a chapter's prose that is neither a
+    known fact nor computed by the run (:func:`typed_numbers`).
     Screenshots of the pages named in ``screenshots`` go to ``<build>/screenshots``.
 
     Parameters
@@ -242,6 +392,7 @@ def check_book(html_dir: str | os.PathLike, chapters: list[str] | None = None,
     shots = html_dir.parent / "screenshots"
     shots.mkdir(exist_ok=True)
     paths = machine_paths(html_dir)
+    known = known_numbers(html_dir.parents[1])
 
     class Page(HTMLParser):
         def __init__(self):
@@ -304,6 +455,15 @@ def check_book(html_dir: str | os.PathLike, chapters: list[str] | None = None,
                 problems.append(f"{name}: the page did not finish loading in the browser")
             else:
                 problems += page_problems(name, html, dom, parsed.probe, paths)
+            notebook = html_dir.parents[1] / executed / f"{name}.ipynb"
+            if name != "index" and notebook.is_file():
+                nb = json.loads(notebook.read_text())
+                expected = notebook_images(nb)
+                if parsed.probe is not None and parsed.probe.get("images", 0) < expected:
+                    problems.append(f"{name}: {parsed.probe.get('images', 0)} of the executed notebook's "
+                                    f"{expected} images are on the page")
+                problems += [f"{name}: a number typed in prose, not from the run: {t!r}"
+                             for t in typed_numbers(nb, known)]
             for src in parsed.images:
                 if src.startswith("data:"):
                     payload = src.split(",", 1)[1]

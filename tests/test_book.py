@@ -233,6 +233,58 @@ def test_the_browser_check_finds_what_a_reader_would(tmp_path):
     assert "index" not in text
 
 
+# A chapter as `fermap run` leaves it: one figure, and prose that types a number the run computed.
+PLANTED_NOTEBOOK = {
+    "cells": [{"cell_type": "markdown", "metadata": {}, "source": "The networks reach 45.2 % on average."},
+              {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "source": "", "execution_count": 1,
+               "outputs": [{"output_type": "display_data", "metadata": {},
+                            "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}]}],
+    "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+# A display equation as MathJax renders it, wider than the 500 px column, in a container that cuts it.
+WIDE_EQUATION = ('<div class="math"><mjx-container jax="CHTML" display="true" style="display: block; '
+                 'overflow: hidden"><mjx-math style="display: inline-block; width: 900px">H</mjx-math>'
+                 '</mjx-container></div>')
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_browser_check_fails_a_dropped_figure_a_clipped_equation_and_a_typed_number(tmp_path):
+    """The planted chapter: its executed notebook shows a figure the page lacks (a blank-source cell, as
+    myst-nb drops), the page cuts a display equation, and the prose types a number instead of the run's."""
+    (tmp_path / EXECUTED).mkdir(parents=True)
+    (tmp_path / EXECUTED / "01_data.ipynb").write_text(json.dumps(PLANTED_NOTEBOOK))
+    problems = _check(tmp_path, WIDE_EQUATION)
+    assert len(problems) == 3, problems
+    assert "01_data: 0 of the executed notebook's 1 images are on the page" in problems
+    assert any("display equation 1 (900 px in a 500 px column) is wider than its column" in p for p in problems)
+    assert any("a number typed in prose, not from the run" in p and "45.2 %" in p for p in problems)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_books_stylesheet_scrolls_a_wide_equation(tmp_path):
+    """With the book's own CSS (book/_static/fermap.css) the same MathJax equation scrolls in its column."""
+    css = os.path.relpath(ROOT / "book" / "_static" / "fermap.css", tmp_path / "_build" / "html" / EXECUTED)
+    equation = f'<link rel="stylesheet" href="{css}">' + WIDE_EQUATION.replace(' overflow: hidden', '')
+    assert _check(tmp_path, equation) == []
+    assert "is wider than its column" in " ".join(_check(tmp_path / "bare", WIDE_EQUATION))
+
+
+def test_notebook_images_and_typed_numbers():
+    nb = json.loads(json.dumps(PLANTED_NOTEBOOK))
+    assert B.notebook_images(nb) == 1
+    nb["cells"][1]["metadata"]["tags"] = ["remove-output"]
+    html = {"output_type": "display_data", "metadata": {}, "data": {"text/html": '<p><img src="a.png"></p>'}}
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "source": "x", "outputs": [html]})
+    assert B.notebook_images(nb) == 1  # the removed output does not count; the HTML's image does
+    known = ({0.25, 0.3842}, {80.0, 95.0})
+    prose = ("Kernel width 0.25, the paper's IoU 0.384, 1/720 ≈ 0.0014, a 95 % interval, 12 networks, "
+             "the paper's 80 %, `-p explain.kernel_width 0.1`, $\\sigma = 0.5$, {glue:text}`acc`. "
+             "But this run measured 0.256 and 45 %.")
+    typed = B.typed_numbers({"cells": [{"cell_type": "markdown", "source": prose}]}, known)
+    assert len(typed) == 2 and "0.256" in typed[0] and "45 %" in typed[1]
+
+
 @pytest.mark.slow
 @needs_chromium
 def test_mathjax_renders_an_equation_offline(tmp_path):
@@ -287,13 +339,34 @@ def test_finish_chapter_hides_parameters_and_captions_figures():
     # a figure never shares a cell (and so its caption) with a table; the order of outputs is kept
     assert nb.cells[2] is mixed and [o.data.get("text/html") for o in mixed.outputs] == ["<table>t</table>"]
     split = nb.cells[3:6]  # no empty cell is left behind the last figure
-    assert [c.source for c in split] == ["", "", ""] and all(c.metadata.tags == ["remove-input"] for c in split)
+    # never a blank source: myst-nb drops such a cell from the page, outputs and all
+    assert [c.source for c in split] == [C.OUTPUTS_ONLY_SOURCE] * 3 and C.OUTPUTS_ONLY_SOURCE.strip()
+    assert all(c.metadata.tags == ["remove-input"] for c in split)
     assert [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in split] == [
         "05_heatmaps-fig-2", None, "05_heatmaps-fig-3"]
     assert split[0].metadata.mystnb["image"] == {"alt": "A"}
     assert split[1].outputs[0].data["text/html"] == "<table>u</table>"
     assert nb.cells[6] is own and own.metadata.mystnb == {"figure": {"caption": "mine"}}  # its own caption is kept
     assert nb.cells[7] is plain and "mystnb" not in plain.metadata and len(nb.cells) == 8
+
+
+def test_about_this_run_gathers_timing_and_job_logs_in_one_collapsed_block():
+    nb = nbformat.v4.new_notebook()
+    overview = nbformat.v4.new_markdown_cell("## Overview\n\n**Time.** About 5 minutes to read. It executed in 16 s.")
+    cell = nbformat.v4.new_code_cell("train_run(...)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                           text="train-SongNet-fold1: done in 11.8 s on vm:3301\nAccuracy table\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="cam-FER2013-fold1-all: done in 1.0 s on vm:1\n")]
+    nb.cells = [overview, cell]
+    C.finish_chapter(nb, "02_networks", about={"Profile": "`smoke`"})
+    assert overview.source.endswith("**Time.** About 5 minutes to read. How long it runs: *About this run*, "
+                                    "at the end of the chapter.")
+    assert [o.text for o in cell.outputs] == ["Accuracy table\n"]  # the logs left the outputs
+    block = nb.cells[-1]
+    assert block.cell_type == "markdown" and block.source.startswith("::::{admonition} About this run\n:class: dropdown")
+    assert "It executed in 16 s." in block.source and "**Profile:** `smoke`" in block.source
+    assert "train-SongNet-fold1: 11.8 s" in block.source and "cam-FER2013-fold1-all: 1.0 s" in block.source
+    assert "vm:" not in block.source and len(nb.cells) == 3
 
 
 def test_show_table_rounds_puts_average_last_and_hides_a_default_index():
