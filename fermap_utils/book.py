@@ -21,8 +21,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .config import _config, project_root, section
+from .config import _config, paper, project_root, section
 from .errors import FermapError
+from .profiles import load_profile
+from .teaching import PLACEHOLDER_REPOSITORY
 
 # Where ``fermap book`` finds MathJax 3 (the npm package, which .ci/setup installs beside the Python
 # environment) and where it copies it, inside the book's static folder, so the HTML renders its
@@ -59,6 +61,229 @@ def vendor_mathjax(root: str | os.PathLike) -> Path:
     return target / "tex-mml-chtml.js"
 
 
+# What ``fermap book`` writes into the book's source tree before it builds (all ignored by git).
+DOWNLOADS = Path("book") / "downloads"
+SOURCE_ARCHIVE = "fermap-source.tar.gz"
+NOTEBOOKS_ARCHIVE = "fermap-chapters.zip"
+GENERATED_PAGES = {"source": Path("book") / "source.md", "readme": Path("book") / "readme.md",
+                   "findings": Path("book") / "findings.md"}
+# Never in the source archive: what a run, a build or an environment writes.
+_NOT_SOURCE = {".git", ".venv", "_build", "runs", "results", "__pycache__", ".pytest_cache", ".ipynb_checkpoints",
+               ".ruff_cache", "node_modules"}
+# The landing page's gallery: (chapter, figure number in it, what it shows).
+GALLERY = (("05_heatmaps", 1, "This run's heatmaps H(n,c) over the Ekman masks"),
+           ("09_authors_heatmaps", 1, "The authors' global heatmaps over the masks (real data)"),
+           ("08_similarity", 1, "Which networks look alike (the paper's Figure 10)"),
+           ("13_ground_truth", 1, "The planted signal the explainers are graded against"))
+
+
+def source_files(root: str | os.PathLike) -> list[Path]:
+    """The files of the project's source tree: what git tracks or would (``git ls-files``), else
+    every file but those a run, a build or an environment writes.
+
+    Parameters
+    ----------
+    root : path
+        The checkout.
+
+    Returns
+    -------
+    list of Path
+        Relative to ``root``, sorted.
+    """
+    root = Path(root)
+    if (root / ".git").exists() and shutil.which("git"):
+        done = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            return sorted(Path(p) for p in done.stdout.split("\0") if p and (root / p).is_file())
+    generated = {DOWNLOADS, *GENERATED_PAGES.values(), Path(section("book")["executed"]), MATHJAX_STATIC}
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file()
+                  and not _NOT_SOURCE & set(p.relative_to(root).parts)
+                  and not any(p.relative_to(root).is_relative_to(g) for g in generated))
+
+
+def write_downloads(root: str | os.PathLike) -> dict[str, Path]:
+    """The project's source (the tree this book is built from) and the executed chapters, as two
+    archives under ``book/downloads`` that the book's "Source" page links.
+
+    Parameters
+    ----------
+    root : path
+        The book's root (``_config.yml``).
+
+    Returns
+    -------
+    dict
+        ``source`` and ``notebooks``: the archives written.
+    """
+    import tarfile
+    import zipfile
+
+    root = Path(root)
+    out = root / DOWNLOADS
+    out.mkdir(parents=True, exist_ok=True)
+    source = out / SOURCE_ARCHIVE
+    with tarfile.open(source, "w:gz") as tar:
+        for path in source_files(root):
+            tar.add(root / path, arcname=str(Path("fermap") / path), recursive=False)
+    notebooks = out / NOTEBOOKS_ARCHIVE
+    executed = root / section("book")["executed"]
+    with zipfile.ZipFile(notebooks, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in section("book")["chapters"]:
+            zf.write(executed / f"{name}.ipynb", arcname=f"chapters/{name}.ipynb")
+    return {"source": source, "notebooks": notebooks}
+
+
+def glued(notebook: str | os.PathLike) -> dict[str, str]:
+    """The text a chapter glued for its prose (:func:`fermap_utils.chapters.say`), by key."""
+    nb = json.loads(Path(notebook).read_text())
+    found = {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            key = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if key:
+                text = next((v for k, v in output.get("data", {}).items() if k.endswith("text/plain")), "")
+                found[key] = text if isinstance(text, str) else "".join(text)
+    return found
+
+
+def _figure_png(notebook: Path, number: int) -> bytes | None:
+    nb = json.loads(notebook.read_text())
+    figures = [o["data"]["image/png"] for c in nb.get("cells", []) if c.get("cell_type") == "code"
+               and "figure" in c.get("metadata", {}).get("mystnb", {}) for o in c.get("outputs", [])
+               if "image/png" in o.get("data", {})]
+    if len(figures) < number:
+        return None
+    data = figures[number - 1]
+    return base64.b64decode(data if isinstance(data, str) else "".join(data))
+
+
+def scope_lines(profile: str = "default") -> list[str]:
+    """What a profile replicates of the paper and what it replaces, read from ``config.yaml``.
+
+    Parameters
+    ----------
+    profile : str
+        The profile the book is built with by default.
+
+    Returns
+    -------
+    list of str
+        Markdown lines: a heading and one item per fact.
+    """
+    prof = load_profile(profile)
+    facts = paper()
+    nets = list(prof["networks"])
+    theirs = [n for n in nets if n in facts["table_order"]]
+    fixed = [n for n, spec in section("networks").items() if spec.get("fixed") and n in nets]
+    added = [n for n in nets if n not in theirs and n not in fixed]
+    folds = prof.get("folds")
+    folds_text = f"{folds} of the paper's {section('data')['folds']} folds" if folds != "all" else "all five folds"
+    return ["## What is replicated, and what is synthetic", "",
+            f"- **Replicated exactly, on real data:** the paper's Tables 3 and 4, from the authors' published "
+            f"heatmaps of its {len(facts['table_order'])} networks (chapter 9).",
+            f"- **Rerun, on SYNTHETIC data:** every step of the method. The `{profile}` profile trains "
+            f"{len(theirs)} of the paper's {len(facts['table_order'])} networks ({', '.join(theirs)}) and "
+            f"{len(added)} it did not have ({', '.join(added)}) on {folds_text}"
+            + (f", and evaluates without training {', '.join(fixed)}, a network trained on real faces" if fixed else "")
+            + "; "
+            "the paper's datasets are licensed, so the dataset is synthetic: FACS-driven expressions on real faces.",
+            "- **Beyond the paper:** the statistics it lacks, three other explainers, and a ground truth to grade "
+            "them against (chapters 10 to 12).",
+            "- **The paper's full experiment** is the `paper` profile, for a GPU and licensed copies of its datasets."]
+
+
+def write_pages(root: str | os.PathLike) -> dict[str, Path]:
+    """The pages ``fermap book`` writes from the run and the checkout: the landing page's findings
+    and gallery (``findings.md``, included by ``intro.md``), the Source page with the downloads,
+    and a copy of the README (``readme.md``), which the chapters link.
+
+    The findings are what the chapters glued (:func:`glued`): the numbers of this run, never typed.
+
+    Parameters
+    ----------
+    root : path
+        The book's root.
+
+    Returns
+    -------
+    dict
+        The pages written, by name.
+    """
+    root = Path(root)
+    book = section("book")
+    executed = root / book["executed"]
+    facts = {name: glued(executed / f"{name}.ipynb") for name in book["chapters"]
+             if (executed / f"{name}.ipynb").is_file()}
+    gallery_dir = root / DOWNLOADS / "gallery"
+    gallery_dir.mkdir(parents=True, exist_ok=True)
+    cards = []
+    for chapter, number, what in GALLERY:
+        png = _figure_png(executed / f"{chapter}.ipynb", number) if (executed / f"{chapter}.ipynb").is_file() else None
+        if png is None:
+            continue
+        (gallery_dir / f"{chapter}.png").write_bytes(png)
+        cards.append(f"```{{figure}} downloads/gallery/{chapter}.png\n:alt: {what}\n:width: 100%\n\n"
+                     f"{what} ([chapter]({book['executed'].removeprefix('book/')}/{chapter}.ipynb))\n```")
+    f = {k: v for chapter in facts.values() for k, v in chapter.items()}
+    findings = []
+    if "cells_equal" in f:
+        findings.append(f"**The paper's Tables 3 and 4 are reproduced from the authors' heatmaps:** {f['cells_equal']} "
+                        "cells equal the paper's to 4 decimals (chapter 9, real data).")
+    if "specific" in f:
+        findings.append(f"**On the authors' own heatmaps, the masks do not show expression-specific attention:** "
+                        f"{f['specific']} (chapter 10).")
+    if "gt_outcome" in f:
+        findings.append(f"**On the synthetic faces, whose signal is known:** {f['gt_outcome']} (chapters 12 and 13).")
+    if "accuracies" in f:
+        findings.append(f"**This run's networks** (profile {f.get('profile', '?')}, SYNTHETIC data): test accuracy "
+                        f"{f['accuracies']} (chapter 2).")
+    lines = [*scope_lines(), "", "## What this run found", ""]
+    lines += [f"{i}. {t}" for i, t in enumerate(findings[:3], 1)] or ["The chapters have not been executed yet."]
+    lines += ["", "## Key figures", "", "::::{grid} 2", ""] if cards else []
+    if cards:
+        lines += [f":::{{grid-item}}\n{c}\n:::\n" for c in cards] + ["::::", ""]
+    written = {}
+    page = root / GENERATED_PAGES["findings"]
+    page.write_text("\n".join(lines) + "\n")
+    written["findings"] = page
+    readme = root / "README.md"
+    if readme.is_file():
+        page = root / GENERATED_PAGES["readme"]
+        page.write_text("# README\n\nThe project's README, as in the source archive ([Source](source.md)).\n\n"
+                        + re.sub(r"^# .*\n", "", readme.read_text(), count=1).replace("\n## ", "\n## ")
+                        .replace("\n# ", "\n## "))
+        written["readme"] = page
+    chapters_list = "\n".join(f"- {{download}}`{name}.ipynb <{book['executed'].removeprefix('book/')}/{name}.ipynb>`"
+                              for name in book["chapters"])
+    page = root / GENERATED_PAGES["source"]
+    page.write_text(f"""# Source and downloads
+
+This book was built from the source tree in the first download below: the package
+`fermap_utils`, the notebooks (stored without outputs), the configuration, the tests and the
+book's pages. Unpack it and, with Python 3.11, install and run in two commands:
+
+```bash
+tar xzf {SOURCE_ARCHIVE} && cd fermap && bash .ci/setup
+.venv/bin/fermap run --profile default && .venv/bin/fermap book
+```
+
+The first builds `.venv` with every pinned dependency; the second executes the chapters and
+builds this book in `_build/html`. The [README](readme.md) says more (profiles, the command
+line, measured times).
+
+- {{download}}`The project's source <downloads/{SOURCE_ARCHIVE}>` (`{SOURCE_ARCHIVE}`)
+- {{download}}`Every executed chapter <downloads/{NOTEBOOKS_ARCHIVE}>` (`{NOTEBOOKS_ARCHIVE}`, with outputs)
+
+Each executed chapter, with its outputs:
+
+{chapters_list}
+""")
+    written["source"] = page
+    return written
+
+
 def build_book(builder: str = "html", root: str | os.PathLike | None = None) -> Path:
     """``fermap book``: build the book with jupyter-book 1.x from the executed chapters (no execution).
 
@@ -80,12 +305,47 @@ def build_book(builder: str = "html", root: str | os.PathLike | None = None) -> 
     if missing:
         raise FermapError(f"chapters not executed yet: {', '.join(missing)}; run `fermap run --profile ...` first")
     vendor_mathjax(root)
+    write_downloads(root)
+    write_pages(root)
     jb = Path(sys.executable).with_name("jupyter-book")
     command = [str(jb) if jb.is_file() else "jupyter-book", "build", str(root), "--builder", builder]
+    config = launch_config(root)
+    if config is not None:
+        command += ["--config", str(config)]
     done = subprocess.run(command, cwd=root)
     if done.returncode:
         raise FermapError(f"jupyter-book build failed (exit {done.returncode})")
     return root / "_build" / builder
+
+
+def launch_config(root: str | os.PathLike) -> Path | None:
+    """Without a repository in ``_config.yml`` (fermap ships a placeholder), a copy of it without launch
+    buttons, which would open nothing; None when a repository is set.
+
+    Parameters
+    ----------
+    root : path
+        The book's root.
+
+    Returns
+    -------
+    Path or None
+        ``<root>/_build/_config.no-launch.yml``, for ``jupyter-book build --config``.
+    """
+    import yaml
+
+    root = Path(root)
+    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+    url = str((config.get("repository") or {}).get("url") or "").strip()
+    if url and url != PLACEHOLDER_REPOSITORY:
+        return None
+    config["launch_buttons"] = {**(config.get("launch_buttons") or {}), "binderhub_url": "", "jupyterhub_url": "",
+                                "colab_url": "", "thebe": False}
+    config.pop("repository", None)
+    target = root / "_build" / "_config.no-launch.yml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
 
 
 # ---------------------------------------------------------------- browser check

@@ -109,7 +109,8 @@ def setup_chapter(run_dir: str | os.PathLike | None, profile: str | None = None,
     prof : dict or None
         The run's profile (None without a run).
     source : str
-        The caption every table and figure of the chapter carries; also shown in the chapter.
+        The short label every table and figure of the chapter carries (``SYNTHETIC data, profile
+        default``); the full source (profile, dataset, networks) is shown once, under the title.
     expressions : list of str
         The six expressions, in the paper's order.
     """
@@ -133,11 +134,14 @@ def setup_chapter(run_dir: str | os.PathLike | None, profile: str | None = None,
     pd.set_option("display.max_columns", 40)
     pd.set_option("display.max_colwidth", None)  # a network's name is never cut ("EfficientNetLite0Scratc...")
     prof = None
+    label = source
     if run_dir is not None:
         prof, run_source = open_run(run_dir, profile)
+        # said once in full here; figures and tables carry the short label (what the data are)
+        label = source or f"{'SYNTHETIC data' if 'SYNTHETIC' in run_source else 'data'}, profile {prof['name']}"
         source = source or run_source
     display(Markdown(f"*Source of every result in this chapter: {source}.*"))
-    return prof, source, list(paper()["expressions"])
+    return prof, label, list(paper()["expressions"])
 
 
 # The source of a cell that only carries outputs split from the cell above (a figure of its own).
@@ -237,9 +241,12 @@ def ground_truth_outcome(run_dir: str | os.PathLike, methods: list[str], masks: 
         sentences.append(f"{top} is the best explainer here: every other is below it with a paired p < {alpha:g}.")
     elif len(others):
         ties = others.index[~(others.p_vs_top < alpha)]
+        below = others.index[others.p_vs_top < alpha]
         sentences.append(f"No explainer is shown to be the best: {top} has the highest mean, but "
                          + ", ".join(f"{m} (p = {others.p_vs_top[m]:.2g})" for m in ties)
-                         + f" do not differ from it at p < {alpha:g}.")
+                         + f" {'does' if len(ties) == 1 else 'do'} not differ from it at p < {alpha:g}"
+                         + (f"; {', '.join(f'{m} (p = {others.p_vs_top[m]:.2g})' for m in below)} "
+                            f"{'is' if len(below) == 1 else 'are'} below it." if len(below) else "."))
     return table, sentences
 
 
@@ -301,8 +308,18 @@ def about_this_run(nb, about: dict | None = None) -> None:
         metadata={"tags": ["about-this-run"]}))
 
 
+def _prose_only(cell) -> bool:
+    """A code cell whose visible outputs are all Markdown: it only writes the chapter's sentences."""
+    shown = [o for o in cell.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")
+             and not o.get("metadata", {}).get("scrapbook")]
+    return bool(shown) and all(set(o.get("data", {})) <= {"text/markdown", "text/plain"}
+                               and "text/markdown" in o.get("data", {}) for o in shown) \
+        and not [o for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+
+
 def finish_chapter(nb, name: str, about: dict | None = None):
-    """An executed chapter made ready for the book: parameter cells hidden, figures captioned.
+    """An executed chapter made ready for the book: parameter cells hidden, figures captioned, the code
+    of cells that only write sentences folded, timing and logs in one "About this run" block.
 
     papermill's injected cell (tag ``injected-parameters``) and the ``parameters`` cell get
     ``remove-cell``, which jupyter-book removes from the page. Each figure whose alt text and caption
@@ -341,7 +358,9 @@ def finish_chapter(nb, name: str, about: dict | None = None):
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
+            cell.metadata["tags"] = tags = [*tags, "remove-cell"]
+        if cell.cell_type == "code" and _prose_only(cell) and not {"hide-input", "remove-input"} & set(tags):
+            cell.metadata["tags"] = [*tags, "hide-input"]  # code that only writes sentences: folded
         own = {"image", "figure"} & set(cell.metadata.get("mystnb", {}))
         if cell.cell_type != "code" or own or not any(described(o) for o in cell.outputs):
             cells.append(cell)

@@ -138,12 +138,39 @@ def test_the_built_book_teaches_and_launches(smoke_book):
 
     site, _, _, html = smoke_book
     assert teaching.check_teaching(html) == []
-    repo = yaml.safe_load((site / "_config.yml").read_text())["repository"]["url"].removeprefix("https://github.com/")
+    url = yaml.safe_load((site / "_config.yml").read_text())["repository"]["url"]
+    assert url == teaching.PLACEHOLDER_REPOSITORY and B.launch_config(site) is not None
     for name in section("book")["chapters"]:
         page = (html / EXECUTED / f"{name}.html").read_text()
-        assert f"https://mybinder.org/v2/gh/{repo}/main?urlpath=lab/tree/{EXECUTED}/{name}.ipynb" in page, name
+        # no repository configured: no launch button that would open a placeholder
+        assert "mybinder.org" not in page and "OWNER/REPOSITORY" not in page, name
         assert f"_sources/{EXECUTED}/{name}.ipynb" in page, name
         assert (html / "_sources" / EXECUTED / f"{name}.ipynb").is_file(), name
+
+
+@pytest.mark.slow
+def test_the_built_book_hands_out_its_source(smoke_book):
+    """The Source page links the source tree and every executed chapter as downloads; the archive holds
+    the package and the notebooks, and no run, build or environment; README mentions link its copy."""
+    import tarfile
+    import zipfile
+
+    site, _, _, html = smoke_book
+    page = (html / "book" / "source.html").read_text()
+    assert B.SOURCE_ARCHIVE in page and B.NOTEBOOKS_ARCHIVE in page and "bash .ci/setup" in page
+    downloads = {p.name: p for p in (html / "_downloads").rglob("*") if p.is_file()}
+    with tarfile.open(downloads[B.SOURCE_ARCHIVE]) as tar:
+        names = tar.getnames()
+    assert "fermap/fermap_utils/book.py" in names and "fermap/notebooks/05_heatmaps.ipynb" in names
+    assert not [n for n in names if n.split("/")[1] in {"_build", "run", "runs", ".venv", ".git"}]
+    with zipfile.ZipFile(downloads[B.NOTEBOOKS_ARCHIVE]) as zf:
+        assert sorted(zf.namelist()) == sorted(f"chapters/{c}.ipynb" for c in section("book")["chapters"])
+    for name in section("book")["chapters"]:
+        assert f"{name}.ipynb" in downloads, name
+    assert (html / "book" / "readme.html").is_file()
+    assert "readme.html" in (html / EXECUTED / "02_networks.html").read_text()
+    intro = (html / "book" / "intro.html").read_text() if (html / "book" / "intro.html").is_file() else ""
+    assert "What is replicated" in intro and "What this run found" in intro and "How to cite" in intro
 
 
 # ---------------------------------------------------------------- the browser check, page by page
@@ -356,17 +383,45 @@ def test_about_this_run_gathers_timing_and_job_logs_in_one_collapsed_block():
     cell = nbformat.v4.new_code_cell("train_run(...)")
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
                                            text="train-SongNet-fold1: done in 11.8 s on vm:3301\nAccuracy table\n"),
-                    nbformat.v4.new_output("stream", name="stdout", text="cam-FER2013-fold1-all: done in 1.0 s on vm:1\n")]
-    nb.cells = [overview, cell]
+                    nbformat.v4.new_output("stream", name="stdout",
+                                           text="cam-FER2013-fold1-all: done in 1.0 s on vm:1\n")]
+    prose = nbformat.v4.new_code_cell('display(Markdown(f"{n} networks"))')
+    prose.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "4 networks", "text/plain": "x"})]
+    nb.cells = [overview, cell, prose]
     C.finish_chapter(nb, "02_networks", about={"Profile": "`smoke`"})
+    assert prose.metadata.tags == ["hide-input"] and "tags" not in cell.metadata  # code writing only prose: folded
     assert overview.source.endswith("**Time.** About 5 minutes to read. How long it runs: *About this run*, "
                                     "at the end of the chapter.")
     assert [o.text for o in cell.outputs] == ["Accuracy table\n"]  # the logs left the outputs
     block = nb.cells[-1]
-    assert block.cell_type == "markdown" and block.source.startswith("::::{admonition} About this run\n:class: dropdown")
+    assert block.cell_type == "markdown"
+    assert block.source.startswith("::::{admonition} About this run\n:class: dropdown")
     assert "It executed in 16 s." in block.source and "**Profile:** `smoke`" in block.source
     assert "train-SongNet-fold1: 11.8 s" in block.source and "cam-FER2013-fold1-all: 1.0 s" in block.source
-    assert "vm:" not in block.source and len(nb.cells) == 3
+    assert "vm:" not in block.source and len(nb.cells) == 4
+
+
+def test_ground_truth_outcome_calls_a_best_only_where_its_test_does(monkeypatch):
+    """The Discussion's verdict: chance and the top explainer tested over the (network, expression) cells."""
+    rng = np.random.default_rng(0)
+    cells = [(n, e) for n in ("A", "B") for e in "abcdef"]
+
+    def grades(auc):
+        return pd.DataFrame([{"method": m, "network": n, "expression": e, "truth": "planted", "roc_auc": v}
+                             for m, f in auc.items() for (n, e) in cells for v in [f()]])
+
+    tied = grades({"lime": lambda: 0.8 + rng.normal(0, 0.02), "cam": lambda: 0.8 + rng.normal(0, 0.02),
+                   "noise": lambda: 0.5 + rng.normal(0, 0.02)})
+    monkeypatch.setattr(C, "grade_run", lambda run_dir, methods, masks: tied)
+    table, said = C.ground_truth_outcome("run", ["lime", "cam", "noise"], {})
+    assert said[0].startswith("Positive control") and "2 of 3 explainers" in said[0]
+    assert "Not shown to beat chance: noise" in said[1]
+    assert said[2].startswith("No explainer is shown to be the best") and "noise (p = " in said[2]
+    clear = grades({"lime": lambda: 0.9 + rng.normal(0, 0.01), "cam": lambda: 0.7 + rng.normal(0, 0.01)})
+    monkeypatch.setattr(C, "grade_run", lambda run_dir, methods, masks: clear)
+    table, said = C.ground_truth_outcome("run", ["lime", "cam"], {})
+    assert said[-1] == "lime is the best explainer here: every other is below it with a paired p < 0.05."
+    assert list(table.index) == ["lime", "cam"] and table.loc["cam", "p_vs_top"] < 0.05
 
 
 def test_show_table_rounds_puts_average_last_and_hides_a_default_index():
