@@ -378,6 +378,8 @@ def finish_chapter(nb, name: str, about: dict | None = None):
             figure.outputs.append(output)
             figure.metadata["mystnb"] = {"image": {"alt": meta["alt"]},
                                          "figure": {"caption": meta["caption"], "name": f"{name}-fig-{figures}"}}
+            # the book theme's full width (over the page's margin): panel titles stay readable
+            figure.metadata["tags"] = [*figure.metadata.get("tags", []), "full-width"]
             if figure is not cell:
                 cells.append(figure)
             current = outputs_only([])  # what follows the figure is not part of it

@@ -368,7 +368,9 @@ def test_finish_chapter_hides_parameters_and_captions_figures():
     split = nb.cells[3:6]  # no empty cell is left behind the last figure
     # never a blank source: myst-nb drops such a cell from the page, outputs and all
     assert [c.source for c in split] == [C.OUTPUTS_ONLY_SOURCE] * 3 and C.OUTPUTS_ONLY_SOURCE.strip()
-    assert all(c.metadata.tags == ["remove-input"] for c in split)
+    assert [c.metadata.tags for c in split] == [["remove-input", "full-width"], ["remove-input"],
+                                                ["remove-input", "full-width"]]
+    assert alone.metadata.tags == ["full-width"]  # figures span the page's width
     assert [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in split] == [
         "05_heatmaps-fig-2", None, "05_heatmaps-fig-3"]
     assert split[0].metadata.mystnb["image"] == {"alt": "A"}
