@@ -194,6 +194,42 @@ def scope_lines(profile: str = "default") -> list[str]:
             "- **The paper's full experiment** is the `paper` profile, for a GPU and licensed copies of its datasets."]
 
 
+def cite_lines(root: str | os.PathLike) -> list[str]:
+    """How to cite fermap and the paper, read from the checkout's ``CITATION.cff``.
+
+    Parameters
+    ----------
+    root : path
+        The checkout.
+
+    Returns
+    -------
+    list of str
+        Markdown lines (a heading and the citations); empty without a ``CITATION.cff``.
+    """
+    import yaml
+
+    cff = Path(root) / "CITATION.cff"
+    if not cff.is_file():
+        return []
+    meta = yaml.safe_load(cff.read_text()) or {}
+
+    def names(people) -> str:
+        return ", ".join(p.get("name") or f"{p.get('given-names', '')} {p.get('family-names', '')}".strip()
+                         for p in people or [])
+
+    lines = ["## How to cite", "",
+             f"- **fermap:** {names(meta.get('authors'))}, *{' '.join(str(meta.get('title', '')).split())}*, "
+             f"version {meta.get('version', '?')}, {meta.get('license', '')} licence (`CITATION.cff`, in the "
+             "[source archive](source.md))."]
+    for ref in meta.get("references") or []:
+        where = ref.get("journal") or ref.get("collection-title") or ""
+        lines.append(f"- **The paper:** {names(ref.get('authors'))} ({ref.get('year', '')}), "
+                     f"*{' '.join(str(ref.get('title', '')).split())}*" + (f", {where}" if where else "")
+                     + (f", doi:{ref['doi']}" if ref.get("doi") else "") + ".")
+    return lines
+
+
 def write_pages(root: str | os.PathLike) -> dict[str, Path]:
     """The pages ``fermap book`` writes from the run and the checkout: the landing page's findings
     and gallery (``findings.md``, included by ``intro.md``), the Source page with the downloads,
@@ -244,6 +280,7 @@ def write_pages(root: str | os.PathLike) -> dict[str, Path]:
     lines += ["", "## Key figures", "", "::::{grid} 2", ""] if cards else []
     if cards:
         lines += [f":::{{grid-item}}\n{c}\n:::\n" for c in cards] + ["::::", ""]
+    lines += cite_lines(root)
     written = {}
     page = root / GENERATED_PAGES["findings"]
     page.write_text("\n".join(lines) + "\n")
