@@ -83,7 +83,7 @@ _FACE_FEATURES = ((range(0, 17), False), (range(17, 22), False), (range(22, 27),
                   (range(60, 68), True))
 
 
-def standard_face(ax: plt.Axes, color: str = "black", alpha: float = 0.35, lw: float = 0.6) -> None:
+def standard_face(ax: plt.Axes, color: str = "black", alpha: float = 0.6, lw: float = 0.8) -> None:
     """Draw the standard face faintly (its jaw, brows, nose, eyes and lips) on an axes showing a map
     on the standard face, so a reader sees where on the face the map's regions lie.
 

@@ -485,6 +485,20 @@ def test_figures_describe_themselves_and_heatmaps_carry_a_colour_bar():
     plt.close(fig)
 
 
+def test_heatmaps_on_the_standard_face_show_the_face_and_read_0_to_1():
+    """A stored 8-bit heatmap is drawn as Eq. 1 defines it, in [0, 1], over the faint standard face
+    (jaw, brows, nose, eyes, lips: 9 lines); a map of another size gets no face."""
+    hm = np.linspace(0, 255, 275 * 224).reshape(275, 224).astype(np.uint8)
+    fig = plots.heatmap_grid({("A", "Anger"): hm}, title="t")
+    ax = fig.axes[0]
+    assert ax.images[0].get_clim() == (0.0, 1.0) and ax.images[0].get_array().max() <= 1.0
+    assert len(ax.lines) == 9 and ax.get_xlim() == (-0.5, 223.5)
+    plt.close(fig)
+    fig = plots.heatmap_grid({("A", "Anger"): np.zeros((20, 20), np.uint8)}, title="t")
+    assert not fig.axes[0].lines
+    plt.close(fig)
+
+
 def test_network_labels_mark_networks_trained_from_scratch():
     results = pd.DataFrame({
         "network": ["MobileNetV3", "EfficientNetLite0", "WeiNet", "FER2013", "EfficientNetLite0Scratch"],
