@@ -5,6 +5,7 @@ this module builds the HTML with jupyter-book 1.x and checks it in headless Chro
 """
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -68,8 +69,8 @@ NOTEBOOKS_ARCHIVE = "fermap-chapters.zip"
 GENERATED_PAGES = {"source": Path("book") / "source.md", "readme": Path("book") / "readme.md",
                    "findings": Path("book") / "findings.md"}
 # Never in the source archive: what a run, a build or an environment writes.
-_NOT_SOURCE = {".git", ".venv", "_build", "runs", "results", "__pycache__", ".pytest_cache", ".ipynb_checkpoints",
-               ".ruff_cache", "node_modules"}
+_NOT_SOURCE = {".git", ".venv", "_build", "run", "runs", "results", "__pycache__", ".pytest_cache",
+               ".ipynb_checkpoints", ".ruff_cache", "node_modules"}
 # The landing page's gallery: (chapter, figure number in it, what it shows).
 GALLERY = (("05_heatmaps", 1, "This run's heatmaps H(n,c) over the Ekman masks"),
            ("09_authors_heatmaps", 1, "The authors' global heatmaps over the masks (real data)"),
@@ -144,7 +145,12 @@ def glued(notebook: str | os.PathLike) -> dict[str, str]:
             key = output.get("metadata", {}).get("scrapbook", {}).get("name")
             if key:
                 text = next((v for k, v in output.get("data", {}).items() if k.endswith("text/plain")), "")
-                found[key] = text if isinstance(text, str) else "".join(text)
+                text = text if isinstance(text, str) else "".join(text)
+                try:  # a glued str is stored as its repr, as myst-nb reads it back
+                    value = ast.literal_eval(text)
+                except (SyntaxError, ValueError):
+                    value = text
+                found[key] = value if isinstance(value, str) else text
     return found
 
 

@@ -148,13 +148,6 @@ def setup_chapter(run_dir: str | os.PathLike | None, profile: str | None = None,
 OUTPUTS_ONLY_SOURCE = "# outputs of the cell above (this cell's input is hidden)"
 
 
-class _Plain(str):
-    """A string whose text/plain form is itself (a glued ``str`` would show its quotes)."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
 def say(name: str, value, fmt: str = "{}") -> str:
     """A result of the run for the chapter's prose: glued as ``name``, cited with {glue:text}`name`.
 
@@ -177,7 +170,9 @@ def say(name: str, value, fmt: str = "{}") -> str:
     """
     from myst_nb import glue  # the book's stack: loaded where a chapter runs
 
-    text = _Plain(fmt.format(value))
+    # A str glues as its repr, which myst-nb reads back with literal_eval: the text exactly as formatted
+    # ("1.000" stays "1.000"; a number glued as such would be re-printed, "1.0").
+    text = fmt.format(value)
     glue(name, text, display=False)
     return text
 
