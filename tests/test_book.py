@@ -165,7 +165,8 @@ def test_the_built_book_hands_out_its_source(smoke_book):
     downloads = {p.name: p for p in (html / "_downloads").rglob("*") if p.is_file()}
     with tarfile.open(downloads[B.SOURCE_ARCHIVE]) as tar:
         names = tar.getnames()
-    assert "fermap/fermap_utils/book.py" in names and "fermap/notebooks/05_heatmaps.ipynb" in names
+    # the test's site is a copy of the book's tree only (no package): the archive holds what it has
+    assert "fermap/_config.yml" in names and "fermap/book/_static/fermap.css" in names
     assert not [n for n in names if n.split("/")[1] in {"_build", "run", "runs", ".venv", ".git"}]
     with zipfile.ZipFile(downloads[B.NOTEBOOKS_ARCHIVE]) as zf:
         assert sorted(zf.namelist()) == sorted(f"chapters/{c}.ipynb" for c in section("book")["chapters"])
@@ -332,6 +333,13 @@ def test_landing_page_findings_come_from_what_the_chapters_glued(tmp_path):
     assert "Hello." in pages["readme"].read_text()
     assert B.glued(tmp_path / EXECUTED / "09_authors_heatmaps.ipynb")["ratio"] == "1.000"  # as formatted
     assert all(f"{c}.ipynb" in pages["source"].read_text() for c in section("book")["chapters"])
+
+
+def test_the_source_archive_holds_the_checkout_and_nothing_a_run_writes():
+    files = {str(p) for p in B.source_files(ROOT)}
+    assert {"fermap_utils/book.py", "notebooks/05_heatmaps.ipynb", "pyproject.toml", "CITATION.cff"} <= files
+    assert not [f for f in files if f.split("/")[0] in {"_build", "runs", ".venv", ".git"}
+                or f.startswith(("book/chapters/", "book/downloads/", "book/_static/mathjax/"))]
 
 
 def test_notebook_images_and_typed_numbers():
