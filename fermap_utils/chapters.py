@@ -10,22 +10,27 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import tqdm.auto
 import tqdm.std
 import wrapt
 from matplotlib.figure import Figure
 
+from . import __version__
 from ._io import atomic_path
 from .config import paper, project_root, section
 from .errors import FermapError
+from .groundtruth import grade_run
 from .plots import describe_figure
 from .profiles import check_data_source, record_profile
 from .run import authors_data_dir, default_run_dir, open_run, run_fingerprint
+from .statistics import paired_test
 
 
 def quiet_libraries(book: bool = True) -> None:
@@ -104,7 +109,8 @@ def setup_chapter(run_dir: str | os.PathLike | None, profile: str | None = None,
     prof : dict or None
         The run's profile (None without a run).
     source : str
-        The caption every table and figure of the chapter carries; also shown in the chapter.
+        The short label every table and figure of the chapter carries (``SYNTHETIC data, profile
+        default``); the full source (profile, dataset, networks) is shown once, under the title.
     expressions : list of str
         The six expressions, in the paper's order.
     """
@@ -126,16 +132,189 @@ def setup_chapter(run_dir: str | os.PathLike | None, profile: str | None = None,
     pd.set_option("display.precision", 3)
     pd.set_option("styler.format.precision", 3)
     pd.set_option("display.max_columns", 40)
+    pd.set_option("display.max_colwidth", None)  # a network's name is never cut ("EfficientNetLite0Scratc...")
     prof = None
+    label = source
     if run_dir is not None:
         prof, run_source = open_run(run_dir, profile)
+        # said once in full here; figures and tables carry the short label (what the data are)
+        label = source or f"{'SYNTHETIC data' if 'SYNTHETIC' in run_source else 'data'}, profile {prof['name']}"
         source = source or run_source
     display(Markdown(f"*Source of every result in this chapter: {source}.*"))
-    return prof, source, list(paper()["expressions"])
+    return prof, label, list(paper()["expressions"])
 
 
-def finish_chapter(nb, name: str):
-    """An executed chapter made ready for the book: parameter cells hidden, figures captioned.
+# The source of a cell that only carries outputs split from the cell above (a figure of its own).
+OUTPUTS_ONLY_SOURCE = "# outputs of the cell above (this cell's input is hidden)"
+
+
+def say(name: str, value, fmt: str = "{}") -> str:
+    """A result of the run for the chapter's prose: glued as ``name``, cited with {glue:text}`name`.
+
+    Prose never types a number the run computed (``fermap book --check`` fails on one); it cites the
+    glued text, which is what this run computed.
+
+    Parameters
+    ----------
+    name : str
+        The key the prose cites (unique in the chapter).
+    value : object
+        The number (or phrase).
+    fmt : str
+        How it reads, a :meth:`str.format` pattern (``"{:.1%}"``, ``"{:.3f}"``).
+
+    Returns
+    -------
+    str
+        The text glued.
+    """
+    from myst_nb import glue  # the book's stack: loaded where a chapter runs
+
+    # A str glues as its repr, which myst-nb reads back with literal_eval: the text exactly as formatted
+    # ("1.000" stays "1.000"; a number glued as such would be re-printed, "1.0").
+    text = fmt.format(value)
+    glue(name, text, display=False)
+    return text
+
+
+def ground_truth_outcome(run_dir: str | os.PathLike, methods: list[str], masks: dict,
+                         alpha: float = 0.05) -> tuple[pd.DataFrame, list[str]]:
+    """Chapter 13's verdict, for the Discussion: each explainer's ROC-AUC against the planted truth,
+    tested against chance and against the best explainer, read from the run folder.
+
+    The same grades as chapter 13 (:func:`~fermap_utils.groundtruth.grade_run` on the run's
+    by-network heatmaps and its dataset's planted maps). The positive control passes for an explainer
+    whose mean ROC-AUC exceeds 0.5 (chance) with a sign-flip p below ``alpha`` over its (network,
+    expression) cells; one explainer is called the best only when every other is below it with a
+    paired p below ``alpha``, else the sentences say they do not differ.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder (synthetic data: its planted maps).
+    methods : list of str
+        The explainers to grade (``lime`` and the profile's ``explain.methods``).
+    masks : dict of str to array
+        The Ekman masks (graded beside the truth, as in chapter 13).
+    alpha : float
+        The level of every test.
+
+    Returns
+    -------
+    table : DataFrame
+        Indexed by explainer: ``roc_auc`` (mean), ``p_vs_chance``, ``difference_vs_top`` and
+        ``p_vs_top`` (paired with the explainer of highest mean), ``n`` (cells).
+    sentences : list of str
+        The outcome in words, with the numbers.
+    """
+    grades = grade_run(run_dir, methods, masks)
+    if grades.empty:
+        return pd.DataFrame(), ["No explainer's heatmaps could be graded against the planted truth in this run."]
+    planted = grades[grades.truth == "planted"]
+    wide = planted.pivot_table(index=["network", "expression"], columns="method", values="roc_auc")
+    top = wide.mean().idxmax()
+    rows = {}
+    for m in wide.columns:
+        chance = paired_test(wide[m].dropna().to_numpy(), np.full(wide[m].notna().sum(), 0.5))
+        versus = paired_test(wide[m].to_numpy(), wide[top].to_numpy()) if m != top else {}
+        rows[m] = {"roc_auc": wide[m].mean(), "p_vs_chance": chance["p_value"],
+                   "difference_vs_top": versus.get("mean_difference", 0.0),
+                   "p_vs_top": versus.get("p_value", np.nan), "n": int(wide[m].notna().sum())}
+    table = pd.DataFrame(rows).T.sort_values("roc_auc", ascending=False)
+    passed = [m for m, r in table.iterrows() if r.roc_auc > 0.5 and r.p_vs_chance < alpha]
+    sentences = [
+        f"Positive control (SYNTHETIC data, planted truth known): {len(passed)} of {len(table)} explainers recover "
+        f"the planted regions better than chance (mean ROC-AUC above 0.5, sign-flip p < {alpha:g}): "
+        + (", ".join(f"{m} {table.roc_auc[m]:.3f} (p = {table.p_vs_chance[m]:.2g})" for m in passed) or "none")
+        + "."]
+    failed = [m for m in table.index if m not in passed]
+    if failed:
+        sentences.append("Not shown to beat chance: " + ", ".join(
+            f"{m} {table.roc_auc[m]:.3f} (p = {table.p_vs_chance[m]:.2g})" for m in failed) + ".")
+    others = table.drop(index=top)
+    if len(others) and (others.p_vs_top < alpha).all():
+        sentences.append(f"{top} is the best explainer here: every other is below it with a paired p < {alpha:g}.")
+    elif len(others):
+        ties = others.index[~(others.p_vs_top < alpha)]
+        below = others.index[others.p_vs_top < alpha]
+        sentences.append(f"No explainer is shown to be the best: {top} has the highest mean, but "
+                         + ", ".join(f"{m} (p = {others.p_vs_top[m]:.2g})" for m in ties)
+                         + f" {'does' if len(ties) == 1 else 'do'} not differ from it at p < {alpha:g}"
+                         + (f"; {', '.join(f'{m} (p = {others.p_vs_top[m]:.2g})' for m in below)} "
+                            f"{'is' if len(below) == 1 else 'are'} below it." if len(below) else "."))
+    return table, sentences
+
+
+# An executor job's log line ("train-SongNet-fold1: done in 11.8 s on host:pid"): provenance, not content.
+_JOB_LOG = re.compile(r"^(?P<job>[\w.-]+): done in (?P<seconds>[\d.]+) s(?: on \S+)?$")
+# The overview's "**Time.**" paragraph: its first sentence stays, the measurements move to "About this run".
+_TIME = re.compile(r"^\*\*Time\.\*\* (?P<keep>[^.]*\.)(?P<rest>.*)$", re.M)
+
+
+def about_this_run(nb, about: dict | None = None) -> None:
+    """Gather a chapter's timing, provenance and job logs into one collapsed "About this run" block at its end.
+
+    The executor's log lines (one per job, on stdout) leave the outputs; the overview's
+    "**Time.**" paragraph keeps its first sentence (time to read) and moves the rest (measured run
+    times); ``about`` adds the run's own facts (profile, execution time, version).
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        The executed notebook; changed in place.
+    about : dict, optional
+        Label to text, one line each.
+    """
+    import nbformat
+
+    lines = [f"- **{k}:** {v}" for k, v in (about or {}).items()]
+    jobs = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = _TIME.search(cell.source)
+            if m and m.group("rest").strip():
+                lines.append(f"- **When this chapter was written:** {m.group('rest').strip()}")
+                cell.source = (cell.source[:m.start()] + f"**Time.** {m.group('keep')} How long it runs: "
+                               "*About this run*, at the end of the chapter." + cell.source[m.end():])
+            continue
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                text = output["text"] if isinstance(output["text"], str) else "".join(output["text"])
+                rows = text.splitlines()
+                logs = [m for r in rows if (m := _JOB_LOG.match(r.strip()))]
+                if logs:
+                    jobs += [f"{m['job']}: {m['seconds']} s" for m in logs]
+                    rest = [r for r in rows if not _JOB_LOG.match(r.strip())]
+                    if not rest:
+                        continue
+                    output["text"] = "\n".join(rest) + "\n"
+            kept.append(output)
+        cell.outputs = kept
+    if not lines and not jobs:
+        return
+    body = "\n".join(lines)
+    if jobs:
+        body += "\n\nJobs this chapter ran (the executor's log):\n\n```text\n" + "\n".join(jobs) + "\n```"
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        f"::::{{admonition}} About this run\n:class: dropdown about-this-run\n\n{body}\n::::",
+        metadata={"tags": ["about-this-run"]}))
+
+
+def _prose_only(cell) -> bool:
+    """A code cell whose visible outputs are all Markdown: it only writes the chapter's sentences."""
+    shown = [o for o in cell.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")
+             and not o.get("metadata", {}).get("scrapbook")]
+    return bool(shown) and all(set(o.get("data", {})) <= {"text/markdown", "text/plain"}
+                               and "text/markdown" in o.get("data", {}) for o in shown) \
+        and not [o for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+
+
+def finish_chapter(nb, name: str, about: dict | None = None):
+    """An executed chapter made ready for the book: parameter cells hidden, figures captioned, the code
+    of cells that only write sentences folded, timing and logs in one "About this run" block.
 
     papermill's injected cell (tag ``injected-parameters``) and the ``parameters`` cell get
     ``remove-cell``, which jupyter-book removes from the page. Each figure whose alt text and caption
@@ -150,6 +329,8 @@ def finish_chapter(nb, name: str):
         The executed notebook; changed in place.
     name : str
         The chapter's name, for figure labels (``<name>-fig-<n>``).
+    about : dict, optional
+        The run's facts for the chapter's "About this run" block (:func:`about_this_run`).
 
     Returns
     -------
@@ -163,7 +344,8 @@ def finish_chapter(nb, name: str):
         return meta if "image/png" in output.get("data", {}) and meta.get("alt") else None
 
     def outputs_only(outputs) -> nbformat.NotebookNode:
-        cell = nbformat.v4.new_code_cell("", metadata={"tags": ["remove-input"]})
+        # Not empty: myst-nb drops a cell whose source is blank, outputs and all, from the page.
+        cell = nbformat.v4.new_code_cell(OUTPUTS_ONLY_SOURCE, metadata={"tags": ["remove-input"]})
         cell.outputs = outputs
         return cell
 
@@ -171,7 +353,9 @@ def finish_chapter(nb, name: str):
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
+            cell.metadata["tags"] = tags = [*tags, "remove-cell"]
+        if cell.cell_type == "code" and _prose_only(cell) and not {"hide-input", "remove-input"} & set(tags):
+            cell.metadata["tags"] = [*tags, "hide-input"]  # code that only writes sentences: folded
         own = {"image", "figure"} & set(cell.metadata.get("mystnb", {}))
         if cell.cell_type != "code" or own or not any(described(o) for o in cell.outputs):
             cells.append(cell)
@@ -189,11 +373,14 @@ def finish_chapter(nb, name: str):
             figure.outputs.append(output)
             figure.metadata["mystnb"] = {"image": {"alt": meta["alt"]},
                                          "figure": {"caption": meta["caption"], "name": f"{name}-fig-{figures}"}}
+            # the book theme's full width (over the page's margin): panel titles stay readable
+            figure.metadata["tags"] = [*figure.metadata.get("tags", []), "full-width"]
             if figure is not cell:
                 cells.append(figure)
             current = outputs_only([])  # what follows the figure is not part of it
             cells.append(current)
-    nb.cells = [c for c in cells if c.cell_type != "code" or c.source or c.outputs]
+    nb.cells = [c for c in cells if c.cell_type != "code" or c.outputs or c.source not in ("", OUTPUTS_ONLY_SOURCE)]
+    about_this_run(nb, about)
     return nb
 
 
@@ -280,7 +467,10 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
                                         progress_bar=False, kernel_name="python3")
                 finally:
                     failed_copy = tmp.read_bytes() if tmp.is_file() and tmp.stat().st_size else None
-                nbformat.write(finish_chapter(nbformat.read(tmp, as_version=4), name), tmp)
+                about = {"Profile": f"`{prof['name']}` (`fermap run --profile {prof['name']}`)",
+                         "Executed": f"in {time.perf_counter() - started:.0f} s by papermill on this run's machine",
+                         "fermap": __version__}
+                nbformat.write(finish_chapter(nbformat.read(tmp, as_version=4), name, about), tmp)
         except pm.PapermillExecutionError as exc:
             if failed_copy:
                 target.write_bytes(failed_copy)  # keep the traceback where the reader will look

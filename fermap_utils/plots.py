@@ -77,6 +77,46 @@ def _colorbar(fig: plt.Figure, image, axes, label: str = "relevance") -> None:
     bar.ax.tick_params(labelsize=6)
 
 
+# The 68 landmarks' features (dlib's numbering): jaw, brows, nose bridge, nostrils, eyes, lips.
+_FACE_FEATURES = ((range(0, 17), False), (range(17, 22), False), (range(22, 27), False), (range(27, 31), False),
+                  (range(31, 36), False), (range(36, 42), True), (range(42, 48), True), (range(48, 60), True),
+                  (range(60, 68), True))
+
+
+def standard_face(ax: plt.Axes, color: str = "black", alpha: float = 0.6, lw: float = 0.8) -> None:
+    """Draw the standard face faintly (its jaw, brows, nose, eyes and lips) on an axes showing a map
+    on the standard face, so a reader sees where on the face the map's regions lie.
+
+    Parameters
+    ----------
+    ax : Axes
+        Axes showing a (275, 224) image in pixel coordinates.
+    color : str
+        The lines' colour.
+    alpha : float
+        Their opacity (faint: the map stays what the eye reads).
+    lw : float
+        Their width.
+    """
+    points = standard_points()
+    for indices, closed in _FACE_FEATURES:
+        xy = points[list(indices) + ([indices[0]] if closed else [])]
+        ax.plot(xy[:, 0], xy[:, 1], color=color, alpha=alpha, lw=lw)
+
+
+def _show_heatmap(ax: plt.Axes, hm: np.ndarray):
+    """A heatmap in [0, 1] (a stored 8-bit one divided by 255, as Eq. 1 defines it), over the faint
+    standard face when it is drawn on the standard face."""
+    values = hm / 255.0 if hm.dtype == np.uint8 else hm
+    shown = ax.imshow(values, cmap="jet", vmin=0, vmax=1)
+    if hm.shape[:2] == (275, 224):
+        limits = ax.get_xlim(), ax.get_ylim()
+        standard_face(ax)
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
+    return shown
+
+
 def heatmaps_with_masks(
     heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray], title: str = "", otsu: bool = True
 ) -> plt.Figure:
@@ -85,7 +125,7 @@ def heatmaps_with_masks(
     fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 3.3), squeeze=False)
     shown = None
     for ax, (expr, hm) in zip(axes[0], heatmaps.items()):
-        shown = ax.imshow(hm, cmap="jet", vmin=0, vmax=255 if hm.dtype == np.uint8 else 1)
+        shown = _show_heatmap(ax, hm)
         contours, _ = cv2.findContours(masks[expr].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         for c in contours:
             ax.plot(c[:, 0, 0], c[:, 0, 1], color="white", lw=1.5)
@@ -277,7 +317,7 @@ def heatmap_grid(maps: dict[tuple[str, str], np.ndarray], masks: dict[str, np.nd
             if hm is None:
                 ax.text(0.5, 0.5, "no images\npredicted", ha="center", va="center", fontsize=7, transform=ax.transAxes)
             else:
-                shown = ax.imshow(hm, cmap="jet", vmin=0, vmax=255 if hm.dtype == np.uint8 else 1)
+                shown = _show_heatmap(ax, hm)
                 if masks is not None:
                     contours, _ = cv2.findContours(masks[c].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
                     for ct in contours:

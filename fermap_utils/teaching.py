@@ -63,14 +63,15 @@ class _Page(HTMLParser):
         if tag == "h2" and self._in_h2:
             self._in_h2 = False
             if self._section:
-                self.headings.append(" ".join(self._text.replace("#", "").split()).lower().replace("’", "'"))
+                title = " ".join(self._text.replace("#", "").split()).lower().replace("’", "'")
+                self.headings.append(re.sub(r"^\d+(\.\d+)*\.?\s+", "", title))  # numbered toc: "2.1. Overview"
 
     def handle_data(self, data):
         if self._in_h2:
             self._text += data
 
 
-def teaching_problems(html: str, name: str) -> list[str]:
+def teaching_problems(html: str, name: str, launch: bool = True) -> list[str]:
     """What one rendered chapter lacks as a course text.
 
     Parameters
@@ -79,6 +80,8 @@ def teaching_problems(html: str, name: str) -> list[str]:
         The chapter's HTML as built (or as a browser's DOM).
     name : str
         The chapter's name, to prefix each problem.
+    launch : bool
+        Whether launch buttons are expected (a repository is configured, :func:`launch_repository`).
 
     Returns
     -------
@@ -101,7 +104,7 @@ def teaching_problems(html: str, name: str) -> list[str]:
         problems.append(f"{name}: a solution is shown, not hidden behind a toggle")
     # sphinx-book-theme's buttons: open the chapter on Binder / a JupyterHub, download it
     for button, what in (("dropdown-launch-buttons", "launch"), ("dropdown-download-buttons", "download")):
-        if button not in page.classes:
+        if button not in page.classes and (launch or what != "launch"):
             problems.append(f"{name}: no {what} buttons")
     kinds = set().union(*page.exercises) if page.exercises else set()
     problems += [f"{name}: no {k[5:]} exercise" for k in KINDS if k not in kinds]
@@ -147,11 +150,14 @@ def check_teaching(html_dir: str | os.PathLike, chapters: list[str] | None = Non
     """
     book = section("book")
     html_dir = Path(html_dir)
+    # no repository configured: `fermap book` builds without launch buttons (book.launch_config)
+    root = html_dir.resolve().parents[1]
+    launch = launch_repository(root) is not None if (root / "_config.yml").is_file() else True
     problems = []
     for name in chapters or list(book["chapters"]):
         page = html_dir / book["executed"] / f"{name}.html"
         if page.is_file():  # a missing chapter is check_book's to report
-            problems += teaching_problems(page.read_text(encoding="utf-8"), name)
+            problems += teaching_problems(page.read_text(encoding="utf-8"), name, launch)
     for page in ("glossary", "teaching"):
         if not (html_dir / "book" / f"{page}.html").is_file():
             problems.append(f"book/{page}: not rendered")

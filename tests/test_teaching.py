@@ -56,6 +56,10 @@ def test_the_html_check_reads_the_rendered_chapter(tmp_path):
         "c: a solution is shown, not hidden behind a toggle"]
     assert "c: no 'summary' section" in teaching.teaching_problems(_page(3, sections=("Overview", "Exercises")), "c")
     assert teaching.teaching_problems(_page(3, buttons=("download",)), "c") == ["c: no launch buttons"]
+    # no repository configured: no launch buttons expected; a numbered book's "2.1. Overview" is the overview
+    assert teaching.teaching_problems(_page(3, buttons=("download",)), "c", launch=False) == []
+    numbered = _page(3).replace("<h2>Overview", "<h2>2.1. Overview")
+    assert "<h2>2.1. Overview" in numbered and teaching.teaching_problems(numbered, "c") == []
     assert "c: the overview is not the first section" in teaching.teaching_problems(
         _page(3, sections=("Exercises", "Overview", "Summary", "What's next")), "c")
     # a built book: chapters as pages, the glossary and the lab plan beside them
