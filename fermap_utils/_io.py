@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
+import json
 import os
 import re
 import tempfile
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import yaml
 
 from .errors import FermapError
@@ -65,13 +69,61 @@ def _umask() -> int:
     return mask
 
 
-def _temp_beside(target: Path) -> Path:
-    """An empty temporary file beside ``target``, with the mode a plain ``open`` would give it."""
+def _temp_beside(target: Path) -> tuple[Path, int]:
+    """An empty temporary file beside ``target``, with the mode a plain ``open`` would give it,
+    and an open descriptor holding a shared ``flock`` on it: a live writer's temporary file is
+    locked, so :func:`remove_stale_beside` never takes it for a killed process's leftover."""
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.",
                                suffix="".join(target.suffixes), dir=target.parent)
-    os.close(fd)
+    fcntl.flock(fd, fcntl.LOCK_SH)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are the user's to share
-    return Path(tmp)
+    return Path(tmp), fd
+
+
+_TEMP_NAME = re.compile(r"^" + re.escape(TEMP_PREFIX) + r"(?P<name>.+)\.[A-Za-z0-9_]{8}(?:\.[^/]*)?$")
+
+
+def user_path(filename: str | os.PathLike) -> str:
+    """The path a user asked for, given one that may be a temporary file beside it
+    (``DIR/.fermap-tmp.out.csv.k3j_x9qa.csv`` becomes ``DIR/out.csv``): messages name the user's path."""
+    path = Path(filename)
+    found = _TEMP_NAME.match(path.name)
+    return str(path.with_name(found["name"])) if found else str(filename)
+
+
+def remove_stale_beside(target: str | os.PathLike) -> int:
+    """Delete the temporary files a killed fermap process left beside ``target``; return how many.
+
+    Only ``.fermap-tmp.<target's name>.*`` files are touched, and only those no live process
+    holds (each writer keeps its temporary file locked until it is published or removed).
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return 0
+    removed = 0
+    for path in target.parent.glob(f"{glob_escape(TEMP_PREFIX + target.name)}.*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live writer's
+        try:
+            path.unlink(missing_ok=True)
+            removed += 1
+        finally:
+            os.close(fd)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters made literal."""
+    return glob.escape(name)
 
 
 def check_output(target: str | os.PathLike, folder: bool = False, probe: bool = True) -> Path:
@@ -104,6 +156,8 @@ def check_output(target: str | os.PathLike, folder: bool = False, probe: bool = 
         raise FermapError(f"{parent}: is a file, so {target} cannot be created inside it")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise FermapError(f"{parent}: not writable, so {target} cannot be written")
+    if not folder:
+        remove_stale_beside(target)  # what a killed earlier write of this target left
     if probe:
         try:
             fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
@@ -129,24 +183,65 @@ def atomic_paths(targets: list[str | os.PathLike]) -> Iterator[list[Path]]:
     """Yield one temporary path per target; move them all into place only if the block succeeds.
 
     A command that writes several files writes all of them or none: every temporary file
-    is written first, every target is checked, and only then are they moved into place.
+    is written first, every target is checked, and only then are they moved into place. If a
+    move fails part way, the targets already moved are put back as they were (the previous file,
+    or none). Temporary files a killed earlier write left beside a target are removed first.
+    Errors name the target, never a temporary file.
     """
     targets = [Path(t) for t in targets]
     temps: list[Path] = []
+    fds: list[int] = []
+    backups: dict[Path, Path | None] = {}
+    published: set[Path] = set()
     try:
         for target in targets:
             check_output(target, probe=False)  # creating the temporary file below is the probe
             target.parent.mkdir(parents=True, exist_ok=True)
-            temps.append(_temp_beside(target))
-        yield temps
+            remove_stale_beside(target)
+            try:
+                tmp, fd = _temp_beside(target)
+            except OSError as exc:
+                raise FermapError(f"{target}: cannot be written ({exc.strerror or exc})") from None
+            temps.append(tmp)
+            fds.append(fd)
+        try:
+            yield temps
+        except OSError as exc:  # a failed write: say which target, not which temporary file
+            name = Path(exc.filename).name if exc.filename else ""
+            target = next((t for t, tmp in zip(targets, temps) if tmp.name == name), None)
+            if target is None:
+                raise
+            raise FermapError(f"{target}: cannot be written ({exc.strerror or exc})") from None
         for target in targets:
             if target.is_dir():  # appeared meanwhile: refuse before anything is replaced
                 raise FermapError(f"{target}: is a folder; the output must be a file name")
         for tmp, target in zip(temps, targets):
-            os.replace(tmp, target)
+            backups[target] = None
+            if target.is_file() and not target.is_symlink():  # kept until all are in place
+                backup, bfd = _temp_beside(target)
+                fds.append(bfd)
+                os.replace(target, backup)
+                backups[target] = backup
+            try:
+                os.replace(tmp, target)
+                published.add(target)
+            except OSError as exc:
+                raise FermapError(f"{target}: cannot be written ({exc.strerror or exc})") from None
+        for backup in backups.values():
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        backups.clear()
     finally:
+        for target, backup in backups.items():  # a move failed: undo the ones done
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, target)
+                elif target in published:
+                    target.unlink(missing_ok=True)
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+        for fd in fds:
+            os.close(fd)
 
 
 def remove_stale_temps(root: str | os.PathLike) -> int:
@@ -180,8 +275,6 @@ def folder_lock(folder: str | os.PathLike, command: str = "fermap") -> Iterator[
     with the process, so a killed holder never leaves the folder locked. Once held, the
     temporary files a killed earlier run left behind are removed.
     """
-    import fcntl
-    import json
     import socket
     import time
 
@@ -280,3 +373,59 @@ def read_yaml(path: str | os.PathLike, what: str = "file") -> dict:
     if not isinstance(loaded, dict):
         raise FermapError(f"{path}: expected a mapping of keys to values, found a {type(loaded).__name__}")
     return loaded
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> object:
+    """JSON from a file, or one line naming the file and why it cannot be read (missing,
+    unreadable, not UTF-8 text, truncated or malformed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FermapError(f"{path}: no such {what}")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise FermapError(f"{path}: not a {what} (not UTF-8 text)") from None
+    except ValueError as exc:
+        raise FermapError(f"{path}: not a valid {what} ({str(exc).splitlines()[0][:120]})") from None
+    except OSError as exc:
+        raise FermapError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_csv(path: str | os.PathLike, what: str = "CSV file", columns: tuple[str, ...] = (), **kwargs):
+    """A pandas table from a CSV file, or one line naming the file and why it cannot be read
+    (missing, not UTF-8 text, binary, malformed, or without the ``columns`` it needs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FermapError(f"{path}: no such {what}")
+    try:
+        raw = path.read_bytes()
+        if b"\0" in raw:
+            raise FermapError(f"{path}: not a {what} (binary data)")
+        raw.decode("utf-8")
+        table = pd.read_csv(path, **kwargs)
+    except UnicodeDecodeError:
+        raise FermapError(f"{path}: not a {what} (not UTF-8 text)") from None
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise FermapError(f"{path}: not a valid {what} ({str(exc).splitlines()[0][:120]})") from None
+    except OSError as exc:
+        raise FermapError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise FermapError(f"{path}: not a valid {what} (no column {', '.join(missing)})")
+    return table
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """A UTF-8 text file's content, or one line naming the file and why it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FermapError(f"{path}: no such {what}")
+    try:
+        raw = path.read_bytes()
+        if b"\0" in raw:
+            raise FermapError(f"{path}: not a {what} (binary data)")
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FermapError(f"{path}: not a {what} (not UTF-8 text)") from None
+    except OSError as exc:
+        raise FermapError(f"{path}: cannot be read ({exc.strerror or exc})") from None

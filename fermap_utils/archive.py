@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -19,8 +20,10 @@ from pathlib import Path
 from ._io import TEMP_PREFIX, atomic_path
 from .errors import FermapError
 from .layout import PROFILE_FILE, profile_file
+from .profiles import read_profile
 
 SUFFIX = ".tar.gz"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # as profile_schema.yaml's ``name``
 # Leftovers of an interrupted write (``_io.atomic_path``'s ``.name.*`` files), notebook
 # checkpoints and byte code are not the run.
 _SKIP = (".ipynb_checkpoints", "__pycache__")
@@ -69,11 +72,31 @@ def archive_profile(archive: str | os.PathLike) -> dict:
     try:
         with tarfile.open(archive, "r:*") as tar:
             member = tar.extractfile(PROFILE_FILE)
-            return json.loads(member.read()) if member else {}
+            recorded = json.loads(member.read().decode("utf-8")) if member else {}
     except KeyError:
         raise FermapError(f"{archive}: not a fermap run archive (no run.json at its top)") from None
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise FermapError(f"{archive}: not a readable tar archive ({exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FermapError(f"{archive}: its run.json is not valid JSON ({str(exc).splitlines()[0][:80]})") from None
+    if not isinstance(recorded, dict):
+        raise FermapError(f"{archive}: its run.json is not a mapping of keys to values")
+    return recorded
+
+
+def run_name(archive: str | os.PathLike) -> str:
+    """The name of the run an archive holds (its ``run.json``'s ``name``, else the archive's own name),
+    refused in one line unless it is a plain folder name: no ``..``, no separator, nothing hidden.
+
+    The name chooses the folder the run is unpacked into (``runs/<name>``): a crafted archive
+    must not choose a folder outside ``runs/``.
+    """
+    archive = Path(archive)
+    name = archive_profile(archive).get("name") or archive.name.split(".")[0]
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise FermapError(f"{archive}: its run is named {name!r}, not a plain folder name "
+                          "(letters, digits, _ . -; no separator, no '..'); refused")
+    return name
 
 
 def unpack_run(archive: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
@@ -107,6 +130,10 @@ def unpack_run(archive: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
             tar.extractall(staging, filter="data")
         if not profile_file(staging).is_file():
             raise FermapError(f"{archive}: not a fermap run archive (no run.json at its top)")
+        try:  # checked as any run's profile, against the folds of its own dataset
+            read_profile(staging)
+        except FermapError as exc:
+            raise FermapError(f"{archive}: {str(exc).replace(str(staging), 'its run')}") from None
         for item in staging.iterdir():
             item.rename(run_dir / item.name)
     except tarfile.FilterError as exc:

@@ -28,7 +28,8 @@ from . import (
     teaching,
     training,
 )
-from ._io import atomic_path, atomic_paths, check_output, folder_lock
+from ._io import atomic_path, atomic_paths, check_output, folder_lock, user_path
+from .config import section
 from .errors import FermapError
 from .layout import heatmaps_dir, heatmaps_summary_file
 from .parser import build_parser
@@ -64,10 +65,10 @@ def cmd_masks(args: argparse.Namespace) -> None:
     shapes = masks.au_masks() if args.from_aus else masks.ekman_masks()
     targets = [out / f"{expr}_gt.png" for expr in shapes]
     with atomic_paths(targets) as temps:
-        for tmp, mask in zip(temps, shapes.values()):
+        for tmp, target, mask in zip(temps, targets, shapes.values()):
             ok, buf = cv2.imencode(".png", mask.astype("uint8") * 255)
             if not ok:
-                raise FermapError(f"{tmp}: could not encode a mask")
+                raise FermapError(f"{target}: could not encode the mask")
             buf.tofile(tmp)
     print(f"wrote {len(shapes)} masks to {out}")
 
@@ -152,7 +153,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     """Execute the book's chapters with papermill for a profile (unchanged chapters are skipped)."""
     if args.unpack:  # a finished run, handed out as one file: no chapter is executed
-        name = archive.archive_profile(args.unpack).get("name") or args.unpack.name.split(".")[0]
+        name = archive.run_name(args.unpack)
         run_dir = archive.unpack_run(args.unpack, args.run or run.default_run_dir({"name": name}))
         print(f"run {name} unpacked -> {run_dir}; its chapters open without retraining")
         return
@@ -213,6 +214,31 @@ HANDLERS = {
 }
 
 
+#: The bounds of the command line's numbers: (option, smallest, largest).
+_BOUNDS = {"threads": (1, 1024), "workers": (0, 1024), "decimals": (0, 10)}
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, in one line, a command line's out-of-range number or unknown chapter, before any work.
+
+    Nothing is built, locked or written before this passes (``train --workers -1`` must not
+    first build the dataset; ``--threads -1`` must not reach TensorFlow, which aborts on it).
+    """
+    for option, (low, high) in _BOUNDS.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        low = 1 if (option == "workers" and args.command == "plan") else low  # a worker count to estimate
+        for v in value if isinstance(value, list) else [value]:
+            if not low <= v <= high:
+                raise FermapError(f"--{option} {v}: not allowed; expected an integer from {low} to {high}")
+    if getattr(args, "chapters", None):
+        known = list(section("book")["chapters"])
+        unknown = [n for n in args.chapters if n not in known]
+        if unknown:
+            raise FermapError(f"--chapters: unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(known)}")
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"fermap: warning: {message}", file=sys.stderr)
 
@@ -236,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
             # fermap's warnings are messages for the user: shown, whatever filter the caller set
             warnings.simplefilter("always", RuntimeWarning)
             warnings.showwarning = _one_line_warning  # one line too, without fermap's source line
+            check_arguments(args)
             HANDLERS[args.command](args)
     except FermapError as exc:
         print(f"fermap: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only folder, a path that is a folder: one line, no traceback
-        where = exc.filename or ""
+        where = user_path(exc.filename) if exc.filename else ""
         print(f"fermap: error: {where}{': ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

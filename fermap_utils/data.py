@@ -8,6 +8,8 @@ records, never stopping on a bad file, and writes a report of what it skipped.
 from __future__ import annotations
 
 import csv
+import inspect
+import io
 import json
 import os
 import re
@@ -24,7 +26,20 @@ import numpy as np
 import pandas as pd
 import tqdm.auto  # looked up at call time, so a book chapter can silence it
 
-from ._io import TEMP_PREFIX, _umask, atomic_path, atomic_paths, check_output, inside, read_gray, read_yaml, write_gray
+from ._io import (
+    TEMP_PREFIX,
+    _umask,
+    atomic_path,
+    atomic_paths,
+    check_output,
+    inside,
+    read_csv,
+    read_gray,
+    read_json,
+    read_text,
+    read_yaml,
+    write_gray,
+)
 from .config import section
 from .errors import FermapError, NoFaceError
 from .landmarks import STANDARD_FACE_BOX, detect_landmarks, mean_shape
@@ -81,9 +96,23 @@ def read_landmarks_txt(path: str | os.PathLike) -> np.ndarray:
         values = values.reshape(-1, 2)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise FermapError(f"{path}: unreadable landmarks file ({str(exc).splitlines()[0][:80]})") from None
-    if values.shape != (68, 2) or not np.isfinite(values).all():
+    if values.shape != (68, 2):
         raise FermapError(f"{path}: expected 68 landmarks, found {len(values)}")
+    check_landmarks(values, path)
     return values
+
+
+def check_landmarks(marks: np.ndarray, where: str | os.PathLike) -> np.ndarray:
+    """Refuse, in one line naming ``where``, landmarks a face cannot have: not finite, or all
+    at (nearly) one point (an all-zero file), which no crop can be fitted to."""
+    marks = np.asarray(marks, dtype=np.float64)
+    if not np.isfinite(marks).all():
+        bad = int((~np.isfinite(marks)).any(axis=-1).sum())
+        raise FermapError(f"{where}: {bad} of {len(marks)} landmarks are not finite numbers (NaN or infinite)")
+    if np.ptp(marks, axis=0).min() < 1:
+        raise FermapError(f"{where}: the {len(marks)} landmarks lie on one point or line (all zero?); "
+                          "no face can be fitted to them")
+    return marks
 
 
 def _require(root: Path, expected: str) -> Path:
@@ -206,21 +235,21 @@ def read_manifest(manifest: str | os.PathLike, dataset: str | None = None) -> It
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FermapError(f"{manifest}: no such manifest (expected a CSV with path,subject,expression[,dataset])")
-    with open(manifest, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"path", "subject", "expression"} - set(reader.fieldnames or [])
-        if missing:
-            raise FermapError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}; "
-                              "expected path,subject,expression[,dataset]")
-        for row in reader:
-            path = manifest.parent / row["path"]
-            expr = normalise_expression(row["expression"])
-            if expr is None:
-                yield Dropped(str(path), f"label not among the six ({row['expression']})")
-                continue
-            marks = row.get("landmarks")
-            yield Record(str(path), str(row["subject"]), row.get("dataset") or dataset or manifest.stem, expr,
-                         str(manifest.parent / marks) if marks else None)
+    text = read_text(manifest, "manifest (CSV text)")  # binary or not UTF-8: one line, not a traceback
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = {"path", "subject", "expression"} - set(reader.fieldnames or [])
+    if missing:
+        raise FermapError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}; "
+                          "expected path,subject,expression[,dataset]")
+    for row in reader:
+        path = manifest.parent / row["path"]
+        expr = normalise_expression(row["expression"])
+        if expr is None:
+            yield Dropped(str(path), f"label not among the six ({row['expression']})")
+            continue
+        marks = row.get("landmarks")
+        yield Record(str(path), str(row["subject"]), row.get("dataset") or dataset or manifest.stem, expr,
+                     str(manifest.parent / marks) if marks else None)
 
 
 ADAPTERS = {"ckplus": read_ckplus, "jaffe": read_jaffe, "bu4dfe": read_bu4dfe,
@@ -252,6 +281,12 @@ def read_datasets(specs: list[dict]) -> tuple[list[Record], list[Dropped]]:
         if location is None:
             raise FermapError(f"dataset {spec.get('name', adapter)}: give its 'root' (or 'manifest')")
         name = spec.pop("name", None)
+        accepted = set(inspect.signature(ADAPTERS[adapter]).parameters) - {"root", "manifest", "dataset"}
+        unknown = sorted(set(map(str, spec)) - accepted)
+        if unknown:
+            raise FermapError(f"dataset {name or adapter}: unknown key(s) {', '.join(unknown)} "
+                              f"for adapter {adapter!r}; "
+                              f"it takes name, adapter, root or manifest{''.join(', ' + a for a in sorted(accepted))}")
         kwargs = dict(spec, **({"dataset": name} if name else {}))
         kept, lost = split_records(ADAPTERS[adapter](location, **kwargs))
         records += kept
@@ -319,10 +354,17 @@ def preprocess_record(record: Record, size: int, align: bool = True) -> tuple[np
         return image, np.asarray(marks, np.float64)
     if marks is None:
         marks = detect_landmarks(image, name=record.path)
-    return align_face(image, marks, size)
+    return align_face(image, check_landmarks(marks, record.landmarks or record.path), size)
 
 
 # ---------------------------------------------------------------- folds
+
+
+def check_folds(subjects: int, folds: int, where: str | os.PathLike) -> None:
+    """Refuse, in one line, more folds than subjects: a fold would have no test subject."""
+    if int(folds) > subjects:
+        raise FermapError(f"{where}: {folds} folds but only {subjects} subject(s) with usable images; "
+                          f"set 'folds' to at most {subjects}")
 
 
 def subject_folds(subjects: Iterable[str], datasets: Iterable[str], k: int | None = None,
@@ -376,6 +418,7 @@ def build_dataset(
     """
     cfg = data_config()
     size = size or cfg["crop_size"]
+    asked = folds  # a fold count asked for must be filled; the default's may leave a tiny set's folds empty
     folds = folds or cfg["folds"]
     seed = cfg["seed"] if seed is None else seed
     out = check_output(out, folder=True)
@@ -383,13 +426,13 @@ def build_dataset(
     staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}images.", dir=out))
     try:
         return _build_into(records, out, staging, dropped, size, folds, seed, synthetic, description, progress,
-                           align)
+                           align, bool(asked))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _build_into(records, out: Path, staging: Path, dropped, size, folds, seed, synthetic, description,
-                progress, align: bool) -> dict:
+                progress, align: bool, check: bool = False) -> dict:
 
     rows, marks = [], []
     skipped = [{"path": d.path, "reason": d.reason} for d in dropped]
@@ -419,6 +462,8 @@ def _build_into(records, out: Path, staging: Path, dropped, size, folds, seed, s
         raise FermapError(f"{out}: no image could be used ({len(skipped)} skipped: {reasons or 'no records'}); "
                           f"every file and its reason in {out / 'skipped.csv'}")
     table = pd.DataFrame(rows)
+    if check:
+        check_folds(len(table.groupby(["dataset", "subject"])), folds, out)
     table.insert(0, "id", np.arange(len(table)))
     table["fold"] = subject_folds(table.subject, table.dataset, folds, seed)
     summary = {
@@ -484,9 +529,16 @@ def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Datas
     for path in (records_file(directory), landmarks_file(directory), summary_file(directory)):
         if not path.is_file():
             raise FermapError(f"{directory}: not a fermap dataset (no {path.name}); build one with `fermap data build`")
-    table = pd.read_csv(records_file(directory), dtype={"subject": str})
-    summary = json.loads(summary_file(directory).read_text())
-    marks = np.load(landmarks_file(directory))
+    table = read_csv(records_file(directory), "records table", ("id", "image"), dtype={"subject": str})
+    summary = read_summary(directory, keys=())
+    try:
+        marks = np.load(landmarks_file(directory), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FermapError(f"{landmarks_file(directory)}: not a landmarks array "
+                          f"({str(exc).splitlines()[0][:80]})") from None
+    if marks.ndim != 3 or marks.shape[1:] != (68, 2) or len(marks) != len(table):
+        raise FermapError(f"{landmarks_file(directory)}: expected {len(table)} x 68 x 2 landmarks, found "
+                          f"{' x '.join(map(str, marks.shape))}")
     # A dataset folder may come from someone else: every image it names must lie inside it.
     images = np.stack([read_gray(inside(directory, p)) for p in table.image])
     if size and size != images.shape[1]:
@@ -495,13 +547,33 @@ def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Datas
     return Dataset(images, marks, table, summary)
 
 
+#: The columns every ``records.csv`` has.
+RECORD_COLUMNS = ("id", "image", "subject", "dataset", "expression", "fold")
+#: The keys every ``summary.json`` has.
+SUMMARY_KEYS = ("read", "used", "folds", "crop_size", "by_fold", "skipped")
+
+
+def read_summary(directory: str | os.PathLike, keys: tuple[str, ...] = SUMMARY_KEYS) -> dict:
+    """A built dataset's ``summary.json``, or one line naming it and what is wrong (unreadable,
+    truncated, or without the keys fermap writes)."""
+    path = summary_file(directory)
+    summary = read_json(path, "dataset summary")
+    if not isinstance(summary, dict):
+        raise FermapError(f"{path}: not a fermap dataset summary (not a mapping)")
+    missing = [k for k in keys if k not in summary]
+    if missing:
+        raise FermapError(f"{path}: not a fermap dataset summary (no {', '.join(missing)})")
+    return summary
+
+
 def describe_dataset(directory: str | os.PathLike) -> str:
     """A text report of a built dataset: counts per dataset, subject, expression and fold, and the skips."""
     directory = Path(directory)
-    if not records_file(directory).is_file() or not summary_file(directory).is_file():
-        raise FermapError(f"{directory}: not a fermap dataset (no records.csv); build one with `fermap data build`")
-    t = pd.read_csv(records_file(directory), dtype={"subject": str})
-    s = json.loads(summary_file(directory).read_text())
+    for path in (records_file(directory), summary_file(directory)):
+        if not path.is_file():
+            raise FermapError(f"{directory}: not a fermap dataset (no {path.name}); build one with `fermap data build`")
+    t = read_csv(records_file(directory), "records table", RECORD_COLUMNS, dtype={"subject": str})
+    s = read_summary(directory)
     lines = [f"{directory}: {s['used']} images used of {s['read']} read"
              + (" (SYNTHETIC: FACS-driven expressions on real neutral faces)" if s.get("synthetic") else ""),
              f"  {t.subject.nunique()} subjects, {t.dataset.nunique()} dataset(s), {s['folds']} folds, "
@@ -521,6 +593,11 @@ def describe_dataset(directory: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
+#: The numeric keys of a datasets file and their bounds: crops from 16 to 1024 pixels (the networks'
+#: input sizes), 2 to 100 folds (never more than the subjects: checked once they are known), a seed.
+DATASET_BOUNDS = {"crop_size": (16, 1024), "folds": (2, 100), "seed": (0, 2**31 - 1)}
+
+
 def build_from_config(config_path: str | os.PathLike, out: str | os.PathLike, progress: bool = True) -> dict:
     """``fermap data build --config FILE``: read the datasets a YAML file names and preprocess them.
 
@@ -533,12 +610,15 @@ def build_from_config(config_path: str | os.PathLike, out: str | os.PathLike, pr
     specs = cfg.get("datasets")
     if not specs or not isinstance(specs, list):
         raise FermapError(f"{config_path}: no 'datasets' list (each entry: name, adapter, root or manifest)")
-    for key in ("crop_size", "folds", "seed"):
+    for key, (low, high) in DATASET_BOUNDS.items():
         value = cfg.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < (0 if key == "seed" else 1)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
             raise FermapError(f"{config_path}: key {key!r} = {value!r} is not allowed; expected an integer "
-                              f">= {0 if key == 'seed' else 1}")
+                              f"from {low} to {high}")
+    unknown = sorted(set(map(str, cfg)) - {"datasets", *DATASET_BOUNDS})
+    if unknown:
+        raise FermapError(f"{config_path}: unknown key(s) {', '.join(unknown)}; "
+                          f"expected datasets, {', '.join(DATASET_BOUNDS)}")
     resolved = []
     for i, spec in enumerate(specs):
         if not isinstance(spec, dict):
@@ -553,6 +633,8 @@ def build_from_config(config_path: str | os.PathLike, out: str | os.PathLike, pr
                 spec[key] = str((config_path.parent / os.path.expanduser(spec[key])).resolve())
         resolved.append(spec)
     records, dropped = read_datasets(resolved)
+    if cfg.get("folds"):  # asked for: refused before any image is read when the subjects cannot fill them
+        check_folds(len({(r.dataset, r.subject) for r in records}), cfg["folds"], config_path)
     names = ", ".join(sorted({r.dataset for r in records}))
     return build_dataset(records, out, dropped, size=cfg.get("crop_size"), folds=cfg.get("folds"),
                          seed=cfg.get("seed"), progress=progress, description=f"datasets: {names} ({config_path.name})")

@@ -114,7 +114,7 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
     run_dir = Path(run_dir)
     jobs_dir = layout.jobs_dir(run_dir)
     jobs_dir.mkdir(parents=True, exist_ok=True)
-    record_path, log_path = jobs_dir / f"{job.name}.json", jobs_dir / f"{job.name}.log"
+    record_path, log_path = layout.job_files(run_dir, job.name)
     previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
     entry = {"job": job.name, "kind": job.kind, "network": job.network, "fold": job.fold,
              "classes": list(job.classes), "methods": list(job.methods),
@@ -162,7 +162,8 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
 
 def job_table(run_dir: str | os.PathLike) -> pd.DataFrame:
     """Every job a run recorded (``RUN/jobs/*.json``): status, starts, seconds, CPU seconds, worker, threads."""
-    rows = [json.loads(p.read_text()) for p in sorted(layout.jobs_dir(run_dir).glob("*.json"))]
+    rows = [json.loads(layout.job_files(run_dir, p.stem)[0].read_text())
+            for p in sorted(layout.jobs_dir(run_dir).glob("*.json"))]
     return pd.DataFrame(rows)
 
 

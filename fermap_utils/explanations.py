@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,6 +52,7 @@ from .layout import (
     heatmaps_dir,
     heatmaps_summary_file,
     metrics_file,
+    model_file,
     predictions_file,
 )
 from .lime import Explanation, LimeSettings, explanation_image, standardise
@@ -91,19 +93,55 @@ def choose_images(predicted: np.ndarray, per_class: int, seed: int,
     return chosen
 
 
-def _explain_key(metrics: dict, params: dict, per_class: int, seed: int, method: str = PAPER_METHOD) -> str:
-    """What a (network, fold)'s explanations depend on: the trained model, the method and its
-    settings (:func:`fermap_utils.explainers.settings_key`), the sample."""
+def _explain_key(metrics: dict, params: dict, per_class: int, seed: int, method: str = PAPER_METHOD,
+                 model: str = "") -> str:
+    """What a (network, fold)'s explanations depend on: the trained model (its settings, accuracy and
+    the hash of its file, :func:`model_hash`), the method and its settings
+    (:func:`fermap_utils.explainers.settings_key`), the sample."""
     blob = json.dumps({"model": metrics.get("settings"), "accuracy": metrics["accuracy"], "method": method,
-                       "params": params, "per_class": per_class, "seed": seed}, sort_keys=True)
+                       "params": params, "per_class": per_class, "seed": seed, "model_file": model},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_MODEL_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def model_hash(path: Path) -> str:
+    """The SHA-256 of a trained model's file (``""`` for a fixed network, which has none), so a
+    replaced ``model.keras`` never passes for the one its explanations were cached with.
+    Remembered per (path, size, modification time): a file is read once per process."""
+    if not path.is_file():
+        return ""
+    st = path.stat()
+    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if stamp not in _MODEL_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _MODEL_HASHES[stamp] = h.hexdigest()[:16]
+    return _MODEL_HASHES[stamp]
+
+
+def read_class_file(path: Path, keys: tuple[str, ...] = ("key", "ids", "sum", "count")) -> dict[str, np.ndarray]:
+    """One cached (network, fold, class) file's arrays, or one line naming the file when it is not
+    one fermap wrote (a foreign or damaged ``.npz`` in a run's explanations)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise FermapError(f"{path}: not a fermap explanation file (no {', '.join(missing)}); "
+                                  "remove it and explain again")
+            return {k: f[k] for k in f.files if k in keys or k.startswith("detail_")}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise FermapError(f"{path}: not a readable explanation file ({str(exc).splitlines()[0][:80]})") from None
 
 
 def _cached(path: Path, key: str) -> bool:
     if not path.is_file():
         return False
-    with np.load(path) as f:
-        return str(f["key"]) == key
+    return str(read_class_file(path, ("key",))["key"]) == key
 
 
 def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised: np.ndarray,
@@ -164,7 +202,8 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     options = explain_options(prof)
     settings = explainers.get(method).settings(options)
     per_class, seed = explainers.images_per_class(method, options), int(options["seed"])
-    key = _explain_key(metrics, explainers.settings_key(method, settings), per_class, seed, method)
+    key = _explain_key(metrics, explainers.settings_key(method, settings), per_class, seed, method,
+                       model_hash(model_file(run_dir, network, fold)))
     predictions = pd.read_csv(predictions_file(run_dir, network, fold), dtype={"id": str})
     chosen = choose_images(predictions.pred.to_numpy(), per_class, seed * 1000 + fold, len(expressions))
     if classes is not None:
@@ -284,8 +323,8 @@ def load_standardised(run_dir: str | os.PathLike, network: str, fold: int, expre
     data = data or load_dataset(data_dir(run_dir))
     if settings is None:
         settings = LimeSettings.from_profile(read_profile(run_dir).get("explain"))
-    with np.load(class_file(run_dir, network, fold, expression)) as f:
-        ids, weights, segments = f["ids"], f["weights"], f["segments"]
+    f = read_class_file(class_file(run_dir, network, fold, expression), ("ids", "weights", "segments"))
+    ids, weights, segments = f["ids"], f["weights"], f["segments"]
     if not len(ids):
         return np.zeros((0, *CANVAS_SHAPE), np.float32)
     index = {i: n for n, i in enumerate(data.table.id.astype(str))}
@@ -370,12 +409,12 @@ def load_details(run_dir: str | os.PathLike, method: str) -> pd.DataFrame:
     Extremal Perturbation ``network, fold, expression, id, area_target, area_achieved, score``."""
     rows = []
     for network, fold, expression, path in class_files(run_dir, method):
-        with np.load(path) as f:
-            names = [k[len("detail_"):] for k in f.files if k.startswith("detail_")]
-            if not names or not len(f["ids"]):
-                continue
-            columns = {k: np.asarray(f[f"detail_{k}"]) for k in names}
-            ids = f["ids"]
+        f = read_class_file(path, ("ids",))
+        names = [k[len("detail_"):] for k in f if k.startswith("detail_")]
+        if not names or not len(f["ids"]):
+            continue
+        columns = {k: np.asarray(f[f"detail_{k}"]) for k in names}
+        ids = f["ids"]
         width = columns[names[0]].shape[1] if columns[names[0]].ndim == 2 else 1
         frame = pd.DataFrame({k: v.reshape(len(ids), width).ravel() for k, v in columns.items()})
         frame.insert(0, "id", np.repeat(ids, width))
@@ -446,8 +485,8 @@ def write_run_heatmaps(run_dir: str | os.PathLike, counts: pd.DataFrame, method:
             shutil.rmtree(target)
     sums: dict[tuple[str, int, str], tuple[np.ndarray, int]] = {}
     for row in counts.itertuples():
-        with np.load(class_file(run_dir, row.network, row.fold, row.expression, method)) as f:
-            sums[(row.network, int(row.fold), row.expression)] = (f["sum"], int(f["count"]))
+        f = read_class_file(class_file(run_dir, row.network, row.fold, row.expression, method))
+        sums[(row.network, int(row.fold), row.expression)] = (f["sum"], int(f["count"]))
     missing = []
 
     def emit(folder: str, name: str, parts: list[tuple[np.ndarray, int]]) -> None:

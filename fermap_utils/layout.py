@@ -118,7 +118,7 @@ def profile_file(run_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(run_dir) / PROFILE_FILE
+    return inside(run_dir, PROFILE_FILE)
 
 
 def data_dir(run_dir: str | os.PathLike) -> Path:
@@ -133,7 +133,7 @@ def data_dir(run_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(run_dir) / DATA
+    return inside(run_dir, DATA)
 
 
 def model_dir(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
@@ -171,7 +171,7 @@ def model_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
     -------
     Path
     """
-    return model_dir(run_dir, network, fold) / "model.keras"
+    return inside(model_dir(run_dir, network, fold), "model.keras")
 
 
 def metrics_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
@@ -190,7 +190,7 @@ def metrics_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
     -------
     Path
     """
-    return model_dir(run_dir, network, fold) / "metrics.json"
+    return inside(model_dir(run_dir, network, fold), "metrics.json")
 
 
 def predictions_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
@@ -209,7 +209,7 @@ def predictions_file(run_dir: str | os.PathLike, network: str, fold: int) -> Pat
     -------
     Path
     """
-    return model_dir(run_dir, network, fold) / "predictions.csv"
+    return inside(model_dir(run_dir, network, fold), "predictions.csv")
 
 
 def history_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
@@ -228,7 +228,7 @@ def history_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
     -------
     Path
     """
-    return model_dir(run_dir, network, fold) / "history.csv"
+    return inside(model_dir(run_dir, network, fold), "history.csv")
 
 
 def metrics_files(run_dir: str | os.PathLike) -> list[Path]:
@@ -360,7 +360,7 @@ def heatmaps_summary_file(run_dir: str | os.PathLike, method: str = PAPER_METHOD
     -------
     Path
     """
-    return heatmaps_dir(run_dir, method) / "summary.json"
+    return inside(heatmaps_dir(run_dir, method), "summary.json")
 
 
 def statistics_dir(run_dir: str | os.PathLike, name: str) -> Path:
@@ -377,7 +377,7 @@ def statistics_dir(run_dir: str | os.PathLike, name: str) -> Path:
     -------
     Path
     """
-    return Path(run_dir) / STATISTICS / name
+    return inside(run_dir, STATISTICS, name)
 
 
 def jobs_dir(run_dir: str | os.PathLike) -> Path:
@@ -392,7 +392,25 @@ def jobs_dir(run_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(run_dir) / JOBS
+    return inside(run_dir, JOBS)
+
+
+def job_files(run_dir: str | os.PathLike, job: str) -> tuple[Path, Path]:
+    """``RUN/jobs/<job>.json`` and ``RUN/jobs/<job>.log``: a job's record and its log.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    job : str
+        The job's name.
+
+    Returns
+    -------
+    record, log : Path
+        Each refused in one line if it leads out of the run (a link planted in ``jobs/``).
+    """
+    return inside(run_dir, JOBS, f"{job}.json"), inside(run_dir, JOBS, f"{job}.log")
 
 
 def attention_dir(run_dir: str | os.PathLike) -> Path:
@@ -407,7 +425,7 @@ def attention_dir(run_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(run_dir) / ATTENTION
+    return inside(run_dir, ATTENTION)
 
 
 def records_file(data_dir: str | os.PathLike) -> Path:
@@ -427,7 +445,7 @@ def records_file(data_dir: str | os.PathLike) -> Path:
     >>> records_file("runs/smoke/data").as_posix()
     'runs/smoke/data/records.csv'
     """
-    return Path(data_dir) / RECORDS
+    return inside(data_dir, RECORDS)
 
 
 def landmarks_file(data_dir: str | os.PathLike) -> Path:
@@ -442,7 +460,7 @@ def landmarks_file(data_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(data_dir) / LANDMARKS
+    return inside(data_dir, LANDMARKS)
 
 
 def summary_file(data_dir: str | os.PathLike) -> Path:
@@ -457,7 +475,7 @@ def summary_file(data_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(data_dir) / SUMMARY
+    return inside(data_dir, SUMMARY)
 
 
 def skipped_file(data_dir: str | os.PathLike) -> Path:
@@ -472,7 +490,7 @@ def skipped_file(data_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(data_dir) / SKIPPED
+    return inside(data_dir, SKIPPED)
 
 
 def images_dir(data_dir: str | os.PathLike) -> Path:
@@ -487,7 +505,7 @@ def images_dir(data_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(data_dir) / IMAGES
+    return inside(data_dir, IMAGES)
 
 
 def truth_dir(data_dir: str | os.PathLike) -> Path:
@@ -502,7 +520,7 @@ def truth_dir(data_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(data_dir) / TRUTH
+    return inside(data_dir, TRUTH)
 
 
 def planted_dir(data_dir: str | os.PathLike) -> Path:
@@ -517,7 +535,7 @@ def planted_dir(data_dir: str | os.PathLike) -> Path:
     -------
     Path
     """
-    return Path(data_dir) / PLANTED
+    return inside(data_dir, PLANTED)
 
 
 def planted_file(data_dir: str | os.PathLike) -> Path:

@@ -233,7 +233,11 @@ def load_trained(run_dir: str | os.PathLike, name: str, fold: int):
     path = model_file(run_dir, name, fold)
     if not path.is_file():
         raise FermapError(f"{path}: no trained model (run fermap train first)")
-    return keras.models.load_model(path, compile=False)
+    try:  # safe_mode: a file from someone else never runs code (a Lambda layer, a pickle)
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # whatever a replaced or damaged file raises: one line naming it
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise FermapError(f"{path}: not a model fermap can load safely ({reason})") from None
 
 
 def count_params(model) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ import jsonschema
 import yaml
 
 from . import explainers
-from ._io import atomic_path, read_yaml
+from ._io import atomic_path, read_json, read_yaml
 from .config import expressions, section
 from .errors import FermapError
 from .layout import data_dir, profile_file, summary_file
@@ -205,6 +206,21 @@ def profile_fold_count(prof: dict) -> int:
         return default  # the datasets file's own check reports it, with its name
 
 
+def check_finite(value, where: str, key: str = "") -> None:
+    """Refuse, in one line naming the key, any NaN or infinite number anywhere in ``value``.
+
+    JSON Schema's bounds cannot: every comparison with NaN is false, so ``minimum`` lets it through.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FermapError(f"{where}: key {key or '(top)'!r} = {value!r} is not allowed; expected a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(v, where, f"{key}[{i}]")
+
+
 def validate_profile(prof: dict, where: str = "profile", n_folds: int | None = None,
                      check_data: bool = False) -> dict:
     """Check a profile against fermap's schema before anything is built or written.
@@ -232,6 +248,7 @@ def validate_profile(prof: dict, where: str = "profile", n_folds: int | None = N
     """
     if not isinstance(prof, dict):
         raise FermapError(f"{where}: expected a mapping of keys to values, found {type(prof).__name__}")
+    check_finite(prof, where)
     n_folds = profile_fold_count(prof) if n_folds is None else int(n_folds)
     schema = profile_schema(n_folds)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(prof),
@@ -284,10 +301,7 @@ def read_profile(run_dir: str | os.PathLike, overrides: dict | None = None) -> d
     path = profile_file(run_dir)
     if not path.is_file():
         raise FermapError(f"{path}: not a fermap run folder (no run.json); start one with fermap train or fermap run")
-    try:
-        recorded = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FermapError(f"{path}: not valid JSON ({exc})") from None
+    recorded = read_json(path, "run.json")
     if not isinstance(recorded, dict):
         raise FermapError(f"{path}: expected a mapping of keys to values")
     prof = apply_overrides(recorded, overrides or {})
@@ -295,7 +309,7 @@ def read_profile(run_dir: str | os.PathLike, overrides: dict | None = None) -> d
     n_folds = None
     if summary.is_file():
         try:
-            n_folds = int(json.loads(summary.read_text())["folds"])
+            n_folds = int(read_json(summary, "dataset summary")["folds"])
         except (ValueError, KeyError, TypeError):
             raise FermapError(f"{summary}: not a fermap dataset summary (no fold count)") from None
     return validate_profile(prof, str(path), n_folds=n_folds)

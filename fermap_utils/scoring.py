@@ -32,6 +32,19 @@ def _warn_other_expressions(directory: Path, paths: list[Path], expressions) -> 
                       f"{', '.join(expressions)}: {names}", RuntimeWarning, stacklevel=3)
 
 
+def _check_names(directory: Path, networks) -> None:
+    """Refuse a folder where two file names stand for one network under the paper's names
+    (``MobileNetV3Large_*`` beside ``MobileNetV3_*``): one set would silently replace the other."""
+    by_paper: dict[str, list[str]] = {}
+    for n in sorted(set(networks)):
+        by_paper.setdefault(display_name(n), []).append(n)
+    clash = {p: ns for p, ns in by_paper.items() if len(ns) > 1}
+    if clash:
+        p, ns = next(iter(clash.items()))
+        raise FermapError(f"{directory}: heatmaps of {' and '.join(ns)} are both the paper's {p}; "
+                          "keep one set of files in the folder")
+
+
 def _require_dir(directory: Path) -> Path:
     directory = Path(directory)
     if not directory.is_dir():
@@ -82,6 +95,7 @@ def load_fold_heatmaps(
     if not found:
         raise FermapError(f"{directory}: no heatmaps named {{Net}}_CV{{k}}_{{Expression}}_heatmap.png")
     nets = sorted({k[0] for k in found})
+    _check_names(directory, nets)
     folds = sorted({k[1] for k in found})
     missing = [
         heatmap_filename(e, n, f) for n in nets for f in folds for e in expressions if (n, f, e) not in found
@@ -131,6 +145,7 @@ def load_network_heatmaps(
     if not found:
         raise FermapError(f"{directory}: no heatmaps named {{Net}}_{{Expression}}_heatmap.png")
     nets = sorted({k[0] for k in found})
+    _check_names(directory, nets)
     missing = [heatmap_filename(e, n) for n in nets for e in expressions if (n, e) not in found]
     if missing:
         raise FermapError(f"{directory}: incomplete heatmap set, missing {', '.join(missing)}")
