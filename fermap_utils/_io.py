@@ -71,21 +71,33 @@ def _umask() -> int:
 
 def _temp_beside(target: Path) -> tuple[Path, int]:
     """An empty temporary file beside ``target``, with the mode a plain ``open`` would give it,
-    and an open descriptor holding a shared ``flock`` on it: a live writer's temporary file is
-    locked, so :func:`remove_stale_beside` never takes it for a killed process's leftover."""
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.",
+    and an open descriptor on it (closed by the caller). Its name carries the writer's process id,
+    so :func:`remove_stale_beside` never takes a live writer's file for a killed process's leftover.
+    (Not a lock on the file: HDF5 locks the files it writes itself, and two locks would clash.)"""
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{target.name}.{os.getpid()}-",
                                suffix="".join(target.suffixes), dir=target.parent)
-    fcntl.flock(fd, fcntl.LOCK_SH)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are the user's to share
     return Path(tmp), fd
 
 
-_TEMP_NAME = re.compile(r"^" + re.escape(TEMP_PREFIX) + r"(?P<name>.+)\.[A-Za-z0-9_]{8}(?:\.[^/]*)?$")
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_TEMP_NAME = re.compile(r"^" + re.escape(TEMP_PREFIX)
+                        + r"(?P<name>.+)\.(?P<pid>\d+)-[A-Za-z0-9_]{8}(?:\.[^/]*)?$")
 
 
 def user_path(filename: str | os.PathLike) -> str:
     """The path a user asked for, given one that may be a temporary file beside it
-    (``DIR/.fermap-tmp.out.csv.k3j_x9qa.csv`` becomes ``DIR/out.csv``): messages name the user's path."""
+    (``DIR/.fermap-tmp.out.csv.4242-k3j_x9qa.csv`` becomes ``DIR/out.csv``): messages name the user's path."""
     path = Path(filename)
     found = _TEMP_NAME.match(path.name)
     return str(path.with_name(found["name"])) if found else str(filename)
@@ -94,30 +106,21 @@ def user_path(filename: str | os.PathLike) -> str:
 def remove_stale_beside(target: str | os.PathLike) -> int:
     """Delete the temporary files a killed fermap process left beside ``target``; return how many.
 
-    Only ``.fermap-tmp.<target's name>.*`` files are touched, and only those no live process
-    holds (each writer keeps its temporary file locked until it is published or removed).
+    Only ``.fermap-tmp.<target's name>.<pid>-*`` files are touched, and only those whose writer's
+    process no longer runs.
     """
     target = Path(target)
     if not target.parent.is_dir():
         return 0
     removed = 0
     for path in target.parent.glob(f"{glob_escape(TEMP_PREFIX + target.name)}.*"):
-        if path.is_symlink() or not path.is_file():
+        found = _TEMP_NAME.match(path.name)
+        if path.is_symlink() or not path.is_file() or not found or found["name"] != target.name:
             continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # a live writer's
-        try:
-            path.unlink(missing_ok=True)
-            removed += 1
-        finally:
-            os.close(fd)
+        if _alive(int(found["pid"])):
+            continue  # a live writer's (or an unrelated process that took a dead writer's id: left alone)
+        path.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 

@@ -520,3 +520,25 @@ def test_a_run_archive_unpacks_safely(tmp_path, tiny_run):
     absolute = f"{tmp_path}/absolute.txt"
     unpack_run(crafted(absolute), tmp_path / "victim")
     assert not Path(absolute).exists() and (tmp_path / "victim" / absolute.lstrip("/")).is_file()
+
+
+def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_kept(tmp_path):
+    import h5py
+
+    from fermap_utils import _io
+
+    target = tmp_path / "scores.csv"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{_io.TEMP_PREFIX}scores.csv.{int(dead.stdout)}-abcd1234.csv"
+    live = tmp_path / f"{_io.TEMP_PREFIX}scores.csv.{os.getpid()}-efgh5678.csv"
+    other = tmp_path / f"{_io.TEMP_PREFIX}other.csv.{int(dead.stdout)}-abcd1234.csv"
+    for path in (stale, live, other):
+        path.write_text("x")
+    assert _io.remove_stale_beside(target) == 1
+    assert not stale.exists() and live.exists() and other.exists()
+    assert _io.user_path(live) == str(target)
+    with _io.atomic_paths([target, tmp_path / "w.weights.h5"]) as (csv, h5):  # HDF5 locks what it writes
+        csv.write_text("a\n")
+        with h5py.File(h5, "w") as f:
+            f["x"] = [1]
+    assert target.read_text() == "a\n" and (tmp_path / "w.weights.h5").is_file()
