@@ -187,8 +187,8 @@ def cmd_book(args: argparse.Namespace) -> None:
     html = book.build_book()
     print(f"book -> {html}/index.html")
     if teaching.launch_repository() is None:  # fermap has no public repository: the buttons need the reader's own
-        print("note: the launch buttons open the placeholder repository; set `repository: url` in _config.yml "
-              "to your fork or course copy (README, 'A book to teach from')")
+        print("note: built without launch buttons (no repository configured); set `repository: url` in "
+              "_config.yml to your fork or course copy (README, 'A book to teach from')")
     if args.check:
         problems = book.check_book(html) + teaching.check_teaching(html)  # as a reader, then as a teacher
         for p in problems:

@@ -192,7 +192,7 @@ def test_book_command_builds_then_checks_as_reader_and_teacher(monkeypatch, tmp_
     assert main(["book"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == f"book -> {html}/index.html" and len(lines) == 2
-    assert lines[1].startswith("note: the launch buttons open the placeholder repository") and "_config.yml" in lines[1]
+    assert lines[1].startswith("note: built without launch buttons") and "_config.yml" in lines[1]
     with pytest.raises(SystemExit) as failed:
         main(["book", "--check"])
     assert failed.value.code == 1
