@@ -16,6 +16,7 @@ from . import (
     chapters,
     data,
     executor,
+    explainers,
     explanations,
     masks,
     models,
@@ -31,7 +32,7 @@ from . import (
 from ._io import atomic_path, atomic_paths, check_output, folder_lock, user_path
 from .config import section
 from .errors import FermapError
-from .layout import heatmaps_dir, heatmaps_summary_file
+from .layout import check_run_folder, heatmaps_dir, heatmaps_summary_file
 from .parser import build_parser
 
 
@@ -232,6 +233,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         for v in value if isinstance(value, list) else [value]:
             if not low <= v <= high:
                 raise FermapError(f"--{option} {v}: not allowed; expected an integer from {low} to {high}")
+    if getattr(args, "run", None):
+        check_run_folder(args.run, tuple(explainers.names()))  # links out of the run: before the lock
     if getattr(args, "chapters", None):
         known = list(section("book")["chapters"])
         unknown = [n for n in args.chapters if n not in known]

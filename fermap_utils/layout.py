@@ -428,6 +428,27 @@ def attention_dir(run_dir: str | os.PathLike) -> Path:
     return inside(run_dir, ATTENTION)
 
 
+def check_run_folder(run_dir: str | os.PathLike, methods: tuple[str, ...] = (PAPER_METHOD,)) -> None:
+    """Refuse, in one line, a run folder whose own entries lead out of it, before anything is read or
+    written there: ``run.json``, ``data/``, ``models/``, ``jobs/``, ``statistics/``, ``attention/`` and
+    each method's explanations and heatmaps folders (a symbolic link to elsewhere is refused).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run folder; one that does not exist yet passes.
+    methods : tuple of str
+        The explainers whose folders are checked.
+    """
+    if not Path(run_dir).exists():
+        return
+    for name in (PROFILE_FILE, DATA, MODELS, JOBS, STATISTICS, ATTENTION):
+        inside(run_dir, name)
+    for method in methods:
+        for folder in method_folders(method):
+            inside(run_dir, folder)
+
+
 def records_file(data_dir: str | os.PathLike) -> Path:
     """``DATA/records.csv``: one row per image (id, image, source, subject, dataset, expression, fold).
 
