@@ -449,6 +449,7 @@ window.addEventListener('load', () => setTimeout(() => {
 }, 1500));
 </script>
 """
+_DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
 _ABSOLUTE = re.compile(r"(?<![\w./:%-])(/[\w.-]+)(?:/[\w.-]+)+")
 _WARNING = re.compile(r"\b\w*Warning: |\bwarnings\.warn\(|^\s*WARNING[: ]|W0000 ", re.M)
 
@@ -637,7 +638,7 @@ def page_problems(name: str, html: str, dom: str, probe: dict, paths: list[str])
         One line per problem.
     """
     problems = []
-    text = html + dom
+    text = _DATA_URI.sub("", html + dom)  # an image's base64 may spell "/x/..." by chance
     # This machine's own folders, and any absolute path whose top folder exists here (/work/..., /tmp/...)
     found = [p for p in paths if re.search(r"(?<![\w./:%-])" + re.escape(p) + r"(?![\w.-])", text)]
     found += [m.group(0) for m in _ABSOLUTE.finditer(text) if Path(m.group(1)).is_dir()]

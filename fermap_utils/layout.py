@@ -439,6 +439,11 @@ def check_run_folder(run_dir: str | os.PathLike, methods: tuple[str, ...] = (PAP
         The run folder; one that does not exist yet passes.
     methods : tuple of str
         The explainers whose folders are checked.
+
+    Returns
+    -------
+    None
+        Raises :class:`~fermap_utils.errors.FermapError` on the first entry that leads out.
     """
     if not Path(run_dir).exists():
         return

@@ -40,6 +40,7 @@ needs_chromium = pytest.mark.skipif(B.find_chromium() is None,
 def smoke_book(smoke_site):
     """The smoke book (conftest's ``smoke_site``, executed once per session), built to HTML."""
     site, first, again = smoke_site
+    shutil.copy(ROOT / "README.md", site / "README.md")  # the book carries a copy; the chapters link it
     return site, first, again, B.build_book(root=site)
 
 
