@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import io
 import json
 import os
 import re
@@ -398,16 +399,9 @@ def read_csv(path: str | os.PathLike, what: str = "CSV file", columns: tuple[str
     """A pandas table from a CSV file, or one line naming the file and why it cannot be read
     (missing, not UTF-8 text, binary, malformed, or without the ``columns`` it needs)."""
     path = Path(path)
-    if not path.is_file():
-        raise FermapError(f"{path}: no such {what}")
+    text = read_text(path, what)  # missing, unreadable, binary or not UTF-8: refused there
     try:
-        raw = path.read_bytes()
-        if b"\0" in raw:
-            raise FermapError(f"{path}: not a {what} (binary data)")
-        raw.decode("utf-8")
-        table = pd.read_csv(path, **kwargs)
-    except UnicodeDecodeError:
-        raise FermapError(f"{path}: not a {what} (not UTF-8 text)") from None
+        table = pd.read_csv(io.StringIO(text), **kwargs)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise FermapError(f"{path}: not a valid {what} ({str(exc).splitlines()[0][:120]})") from None
     except OSError as exc:
