@@ -107,20 +107,74 @@ def _explain_key(metrics: dict, params: dict, per_class: int, seed: int, method:
 _MODEL_HASHES: dict[tuple[str, int, int], str] = {}
 
 
+def _hash_stream(h, fh) -> None:
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        h.update(block)
+
+
+def _archive_hash(path: Path) -> str | None:
+    """The hash of a zip archive's members by name, ``metadata.json`` (the save time) left out
+    and ``config.json`` made canonical (:func:`_canonical_config`)."""
+    if not zipfile.is_zipfile(path):
+        return None
+    h = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for name in sorted(archive.namelist()):
+            if name == "metadata.json":
+                continue
+            h.update(name.encode() + b"\0")
+            if name == "config.json":
+                h.update(_canonical_config(archive.read(name)))
+                continue
+            with archive.open(name) as fh:
+                _hash_stream(h, fh)
+    return h.hexdigest()
+
+
+def _canonical_config(blob: bytes) -> bytes:
+    """A Keras ``config.json`` with its ``shared_object_id`` values (Python object addresses,
+    new in every process) renumbered in order of appearance; other content unchanged."""
+    try:
+        config = json.loads(blob)
+    except ValueError:
+        return blob
+    numbers: dict[Any, int] = {}
+
+    def renumber(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: numbers.setdefault(v, len(numbers)) if k == "shared_object_id" else renumber(v)
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [renumber(v) for v in node]
+        return node
+
+    return json.dumps(renumber(config), sort_keys=True).encode()
+
+
 def model_hash(path: Path) -> str:
-    """The SHA-256 of a trained model's file (``""`` for a fixed network, which has none), so a
+    """The SHA-256 of a trained model's content (``""`` for a fixed network, which has none), so a
     replaced ``model.keras`` never passes for the one its explanations were cached with.
-    Remembered per (path, size, modification time): a file is read once per process."""
+
+    A Keras archive is hashed member by member without ``metadata.json``, which holds the time
+    it was saved: the same weights saved twice (a killed job redone) hash the same. Anything
+    that is not a zip archive is hashed whole. Remembered per (path, size, modification time):
+    a file is read once per process.
+    """
     if not path.is_file():
         return ""
     st = path.stat()
     stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if stamp not in _MODEL_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _MODEL_HASHES[stamp] = h.hexdigest()[:16]
+        try:
+            digest = _archive_hash(path)
+        except (zipfile.BadZipFile, OSError, RuntimeError):
+            digest = None
+        if digest is None:  # not a (readable) Keras archive: the bytes themselves
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                _hash_stream(h, fh)
+            digest = h.hexdigest()
+        _MODEL_HASHES[stamp] = digest[:16]
     return _MODEL_HASHES[stamp]
 
 

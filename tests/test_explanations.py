@@ -266,3 +266,39 @@ def test_another_methods_settings_are_refused():
     empty = np.zeros((0, 64, 64, 3), np.float32)
     with pytest.raises(TypeError, match="extremal takes settings of type dict, not LimeSettings"):
         E.standardised_explanations(None, empty, np.zeros((0, 68, 2)), np.zeros(0, int), "extremal", LimeSettings())
+
+
+def test_model_hash_follows_the_weights_not_the_save_time(tmp_path, monkeypatch):
+    """A model saved twice (a killed job redone) hashes the same, although Keras writes the save
+    time and object addresses into the archive; other weights, or a file that is no archive,
+    hash otherwise."""
+    import re
+    import zipfile
+
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    first, second, other = tmp_path / "a.keras", tmp_path / "b.keras", tmp_path / "c.keras"
+    model.save(first)
+    with zipfile.ZipFile(first) as z:
+        saved = z.read("metadata.json")
+    model.save(second)
+    # Rewrite the second save's time so the two archives surely differ in bytes.
+    with zipfile.ZipFile(second) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members["metadata.json"] = saved.replace(b"date_saved", b"date_saved_").replace(b"}", b', "x": 1}')
+    # Keras writes Python object addresses as shared_object_id: another process, other numbers.
+    members["config.json"] = re.sub(rb'("shared_object_id": )(\d+)', lambda m: m[1] + str(int(m[2]) + 8).encode(),
+                                    members["config.json"])
+    with zipfile.ZipFile(second, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    assert first.read_bytes() != second.read_bytes()
+    assert E.model_hash(first) == E.model_hash(second) != ""
+    model.layers[-1].set_weights([w + 1 for w in model.layers[-1].get_weights()])
+    model.save(other)
+    assert E.model_hash(other) != E.model_hash(first)
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip")
+    assert E.model_hash(junk) not in ("", E.model_hash(first))
+    assert E.model_hash(tmp_path / "absent.keras") == ""
