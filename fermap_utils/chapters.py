@@ -13,6 +13,7 @@ import os
 import re
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +23,15 @@ import tqdm.std
 import wrapt
 from matplotlib.figure import Figure
 
-from . import __version__
+from . import __version__, models
 from ._io import atomic_path
-from .config import paper, project_root, section
+from .config import display_name, paper, project_root, section
 from .errors import FermapError
 from .groundtruth import grade_run
 from .plots import describe_figure
 from .profiles import check_data_source, record_profile
 from .run import authors_data_dir, default_run_dir, open_run, run_fingerprint
-from .statistics import paired_test
+from .statistics import bootstrap_ci, holm, paired_test, pairwise_comparisons
 
 
 def quiet_libraries(book: bool = True) -> None:
@@ -177,16 +178,71 @@ def say(name: str, value, fmt: str = "{}") -> str:
     return text
 
 
-def ground_truth_outcome(run_dir: str | os.PathLike, methods: list[str], masks: dict,
-                         alpha: float = 0.05) -> tuple[pd.DataFrame, list[str]]:
-    """Chapter 13's verdict, for the Discussion: each explainer's ROC-AUC against the planted truth,
-    tested against chance and against the best explainer, read from the run folder.
+@dataclass
+class GroundTruthOutcome:
+    """Chapter 12's verdict on the explainers (the file ``13_ground_truth``), for that chapter and the Discussion.
 
-    The same grades as chapter 13 (:func:`~fermap_utils.groundtruth.grade_run` on the run's
-    by-network heatmaps and its dataset's planted maps). The positive control passes for an explainer
-    whose mean ROC-AUC exceeds 0.5 (chance) with a sign-flip p below ``alpha`` over its (network,
-    expression) cells; one explainer is called the best only when every other is below it with a
-    paired p below ``alpha``, else the sentences say they do not differ.
+    Attributes
+    ----------
+    explainers : DataFrame
+        Per explainer, over the networks this run trained: mean ``roc_auc`` against the planted
+        truth, its ``low``/``high`` bounds (whole networks resampled), ``p_vs_chance`` (sign-flip
+        over the (network, expression) cells against 0.5), ``p_holm`` (Holm over the explainers)
+        and ``n`` (cells).
+    pairs : DataFrame
+        Every pair of explainers over the cells both graded
+        (:func:`fermap_utils.statistics.pairwise_comparisons`, Holm over all pairs).
+    transfer : DataFrame
+        The same per-explainer scores on the fixed networks (FER2013: trained on real faces,
+        never on these data), reported apart; empty when the run has none.
+    sentences : list of str
+        The outcome in words, with the numbers.
+    """
+
+    explainers: pd.DataFrame
+    pairs: pd.DataFrame
+    transfer: pd.DataFrame
+    sentences: list[str]
+
+
+def _fixed_networks() -> set[str]:
+    fixed = models.fixed_networks()
+    return set(fixed) | {display_name(n) for n in fixed}
+
+
+def _per_explainer(wide: pd.DataFrame, networks: pd.Index, level: float = 0.95) -> pd.DataFrame:
+    rows = {}
+    for m in wide.columns:
+        values = wide[m].to_numpy()
+        keep = ~np.isnan(values)
+        ci = bootstrap_ci(values[keep], clusters=networks[keep], level=level)
+        chance = paired_test(values[keep], np.full(keep.sum(), 0.5))
+        rows[m] = {"roc_auc": ci.estimate, "low": ci.low, "high": ci.high, "p_vs_chance": chance["p_value"],
+                   "n": int(keep.sum())}
+    table = pd.DataFrame(rows).T.sort_values("roc_auc", ascending=False) if rows else pd.DataFrame()
+    if len(table):
+        table.insert(len(table.columns) - 1, "p_holm", holm(table.p_vs_chance.to_numpy(dtype=float)))
+    return table
+
+
+def _auc(table: pd.DataFrame, m: str) -> str:
+    r = table.loc[m]
+    bounds = f" [{r.low:.3f}, {r.high:.3f}]" if np.isfinite(r.low) else ""
+    return f"{m} {r.roc_auc:.3f}{bounds} (p = {r.p_holm:.2g})"
+
+
+def ground_truth_outcome(run_dir: str | os.PathLike, methods: list[str], masks: dict, alpha: float = 0.05,
+                         grades: pd.DataFrame | None = None) -> GroundTruthOutcome:
+    """Which explainers recover the planted truth, and whether one does better than another.
+
+    The same grades as the ground-truth chapter (:func:`~fermap_utils.groundtruth.grade_run` on the
+    run's by-network heatmaps and its dataset's planted maps), ROC-AUC against the planted region.
+    Only the networks the run trained enter the comparison; a fixed network (FER2013, trained on
+    real faces) is reported apart, as the transfer question it is. An explainer passes the positive
+    control when its mean ROC-AUC exceeds 0.5 with a Holm-corrected sign-flip p below ``alpha``
+    over its (network, expression) cells. Every pair of explainers is compared (Holm over the
+    pairs); one is called the best only when it is above every other with a corrected p below
+    ``alpha``, else the sentences say which differences are shown and which are not.
 
     Parameters
     ----------
@@ -195,54 +251,67 @@ def ground_truth_outcome(run_dir: str | os.PathLike, methods: list[str], masks: 
     methods : list of str
         The explainers to grade (``lime`` and the profile's ``explain.methods``).
     masks : dict of str to array
-        The Ekman masks (graded beside the truth, as in chapter 13).
+        The Ekman masks (graded beside the truth, as in the chapter).
     alpha : float
         The level of every test.
+    grades : DataFrame, optional
+        :func:`~fermap_utils.groundtruth.grade_run`'s grades, when the caller has them.
 
     Returns
     -------
-    table : DataFrame
-        Indexed by explainer: ``roc_auc`` (mean), ``p_vs_chance``, ``difference_vs_top`` and
-        ``p_vs_top`` (paired with the explainer of highest mean), ``n`` (cells).
-    sentences : list of str
-        The outcome in words, with the numbers.
+    GroundTruthOutcome
     """
-    grades = grade_run(run_dir, methods, masks)
+    grades = grade_run(run_dir, methods, masks) if grades is None else grades
+    empty = pd.DataFrame()
     if grades.empty:
-        return pd.DataFrame(), ["No explainer's heatmaps could be graded against the planted truth in this run."]
+        return GroundTruthOutcome(empty, empty, empty,
+                                  ["No explainer's heatmaps could be graded against the planted truth in this run."])
     planted = grades[grades.truth == "planted"]
     wide = planted.pivot_table(index=["network", "expression"], columns="method", values="roc_auc")
-    top = wide.mean().idxmax()
-    rows = {}
-    for m in wide.columns:
-        chance = paired_test(wide[m].dropna().to_numpy(), np.full(wide[m].notna().sum(), 0.5))
-        versus = paired_test(wide[m].to_numpy(), wide[top].to_numpy()) if m != top else {}
-        rows[m] = {"roc_auc": wide[m].mean(), "p_vs_chance": chance["p_value"],
-                   "difference_vs_top": versus.get("mean_difference", 0.0),
-                   "p_vs_top": versus.get("p_value", np.nan), "n": int(wide[m].notna().sum())}
-    table = pd.DataFrame(rows).T.sort_values("roc_auc", ascending=False)
-    passed = [m for m, r in table.iterrows() if r.roc_auc > 0.5 and r.p_vs_chance < alpha]
+    fixed = wide.index.get_level_values("network").isin(list(_fixed_networks()))
+    trained, transfer_cells = wide[~fixed], wide[fixed]
+    table = _per_explainer(trained.dropna(axis=1, how="all"), trained.index.get_level_values("network"))
+    transfer = _per_explainer(transfer_cells.dropna(axis=1, how="all"),
+                              transfer_cells.index.get_level_values("network"))
+    if table.empty:
+        return GroundTruthOutcome(table, empty, transfer,
+                                  ["No network trained in this run has graded heatmaps: nothing to compare."])
+    pairs = pairwise_comparisons(trained[table.index])
+    passed = [m for m, r in table.iterrows() if r.roc_auc > 0.5 and r.p_holm < alpha]
+    n_nets = trained.index.get_level_values("network").nunique()
     sentences = [
-        f"Positive control (SYNTHETIC data, planted truth known): {len(passed)} of {len(table)} explainers recover "
-        f"the planted regions better than chance (mean ROC-AUC above 0.5, sign-flip p < {alpha:g}): "
-        + (", ".join(f"{m} {table.roc_auc[m]:.3f} (p = {table.p_vs_chance[m]:.2g})" for m in passed) or "none")
-        + "."]
+        f"Positive control (SYNTHETIC data, planted truth known; the {n_nets} networks trained here): "
+        f"{len(passed)} of {len(table)} explainers recover the planted regions better than chance "
+        f"(mean ROC-AUC [95 % interval over networks] above 0.5, Holm-corrected sign-flip p < {alpha:g}): "
+        + (", ".join(_auc(table, m) for m in passed) or "none") + "."]
     failed = [m for m in table.index if m not in passed]
     if failed:
-        sentences.append("Not shown to beat chance: " + ", ".join(
-            f"{m} {table.roc_auc[m]:.3f} (p = {table.p_vs_chance[m]:.2g})" for m in failed) + ".")
-    others = table.drop(index=top)
-    if len(others) and (others.p_vs_top < alpha).all():
-        sentences.append(f"{top} is the best explainer here: every other is below it with a paired p < {alpha:g}.")
-    elif len(others):
-        ties = others.index[~(others.p_vs_top < alpha)]
-        below = others.index[others.p_vs_top < alpha]
+        sentences.append("Not shown to beat chance: " + ", ".join(_auc(table, m) for m in failed) + ".")
+    shown = pairs[pairs.p_holm < alpha]
+    top = table.index[0]
+    top_pairs = pairs[pairs.a == top]
+    if len(table) > 1 and len(top_pairs) == len(table) - 1 and (top_pairs.p_holm < alpha).all():
+        sentences.append(f"{top} is the best explainer here: above every other with a Holm-corrected paired "
+                         f"p < {alpha:g} (smallest difference {top_pairs.difference.min():+.3f}).")
+    elif len(table) > 1:
+        ties = pairs[(pairs.a == top) & ~(pairs.p_holm < alpha)]
         sentences.append(f"No explainer is shown to be the best: {top} has the highest mean, but "
-                         + ", ".join(f"{m} (p = {others.p_vs_top[m]:.2g})" for m in ties)
-                         + f" {'does' if len(ties) == 1 else 'do'} not differ from it at p < {alpha:g}"
-                         + (f"; {', '.join(f'{m} (p = {others.p_vs_top[m]:.2g})' for m in below)} "
-                            f"{'is' if len(below) == 1 else 'are'} below it." if len(below) else "."))
-    return table, sentences
+                         + ", ".join(f"{r.b} ({r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}], "
+                                     f"p = {r.p_holm:.2g})" for r in ties.itertuples())
+                         + f" {'does' if len(ties) == 1 else 'do'} not differ from it at a Holm-corrected "
+                           f"p < {alpha:g}.")
+        if len(shown):
+            sentences.append("Differences shown: " + "; ".join(
+                f"{r.a} above {r.b} ({r.difference:+.3f}, d_z = {r.effect_size:.2f}, p = {r.p_holm:.2g})"
+                for r in shown.itertuples()) + ".")
+    if len(table) > 1:
+        sentences.append("The p-values treat the (network, expression) cells as exchangeable units; "
+                         "the intervals of the means resample whole networks (wider for it), those of the "
+                         "differences the cells.")
+    if len(transfer):
+        sentences.append("Reported apart, the fixed network trained on real faces (never on these data): "
+                         + ", ".join(_auc(transfer, m) for m in transfer.index) + ".")
+    return GroundTruthOutcome(table, pairs, transfer, sentences)
 
 
 # An executor job's log line ("train-SongNet-fold1: done in 11.8 s on host:pid"): provenance, not content.

@@ -53,6 +53,11 @@ def paper_networks() -> list[str]:
     return [n for n, s in registry().items() if not s.get("lite") and not s.get("fixed")]
 
 
+def fixed_networks() -> list[str]:
+    """The registered networks that are never trained here (FER2013: trained on real faces)."""
+    return [n for n, s in registry().items() if s.get("fixed")]
+
+
 def input_size(name: str, cap: int | None = None) -> int:
     """The input size a network runs at: the paper's, or ``cap`` if smaller (never below its minimum)."""
     s = spec(name)

@@ -392,7 +392,8 @@ def show_table(table: pd.DataFrame, decimals: int = 3, caption: str | None = Non
     table : DataFrame
         What to show; it is not changed.
     decimals : int
-        Digits after the point for every float column.
+        Digits after the point for every float column but p-values (named ``p_...``), which keep
+        two significant digits.
     caption : str, optional
         Shown above the table.
 
@@ -408,7 +409,12 @@ def show_table(table: pd.DataFrame, decimals: int = 3, caption: str | None = Non
 
     t = table.iloc[last(table.index), last(table.columns)]
     floats = [c for c in t.columns if pd.api.types.is_float_dtype(t[c])]
-    style = t.style.format(precision=decimals, na_rep="-", subset=floats or None)
+    # A p-value keeps two significant digits: rounded to a fixed decimal, a small one would read 0.000.
+    p_values = [c for c in floats if str(c[-1] if isinstance(c, tuple) else c).startswith("p_")]
+    style = t.style.format(precision=decimals, na_rep="-",
+                           subset=[c for c in floats if c not in p_values] or None)
+    if p_values:
+        style = style.format("{:.2g}", na_rep="-", subset=p_values)
     if isinstance(t.index, pd.RangeIndex):
         style = style.hide(axis="index")  # 0, 1, 2 ... says nothing
     if caption:

@@ -10,6 +10,7 @@ are specific to their mask, and what chance scores, is :mod:`fermap_utils.specif
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 from scipy import stats
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
+from statsmodels.stats.multitest import multipletests
 
 from .heatmaps import heatmap, to_uint8
 from .metrics import METRICS, ncc_distance, score, score_heatmap, threshold_free_scores
@@ -168,6 +170,28 @@ def correlation_test(x: np.ndarray, y: np.ndarray, method: str = "spearman", n_r
     return {"r": float(result.statistic), "p_value": float(result.pvalue), "n": int(len(x))}
 
 
+def smallest_correlation_p(n: int) -> float:
+    """The smallest two-sided p-value an exact permutation test of a rank correlation can reach
+    with ``n`` untied pairs: only the two perfect orderings of the ``n!`` reach ``|rho| = 1``.
+
+    Parameters
+    ----------
+    n : int
+        Number of pairs (e.g. networks).
+
+    Returns
+    -------
+    float
+        ``2 / n!``, at most 1.
+
+    Examples
+    --------
+    >>> smallest_correlation_p(4)  # 2 of 24 orderings
+    0.08333333333333333
+    """
+    return min(1.0, 2 / math.factorial(max(int(n), 1)))
+
+
 def paired_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 9999, seed: int = 0) -> dict[str, float]:
     """Mean of ``a - b`` over pairs with its two-sided sign-flip permutation p-value.
 
@@ -250,6 +274,72 @@ def paired_comparisons(scores: pd.DataFrame, value: str, reference: str, group: 
     rows = {g: paired_test(wide[g].to_numpy(), wide[reference].to_numpy())
             for g in wide.columns if g != reference}
     return pd.DataFrame(rows).T[["mean_difference", "p_value", "n"]]
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (statsmodels' ``multipletests``).
+
+    Parameters
+    ----------
+    p_values : array of float
+        The family; NaNs stay NaN and do not count in it.
+
+    Returns
+    -------
+    ndarray
+        The adjusted p-values, in the order given.
+
+    Examples
+    --------
+    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    keep = ~np.isnan(p)
+    if keep.any():
+        out[keep] = multipletests(p[keep], method="holm")[1]
+    return out
+
+
+def pairwise_comparisons(wide: pd.DataFrame, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                         ) -> pd.DataFrame:
+    """Every pair of groups (columns) compared over the cells (rows) both scored, Holm-corrected.
+
+    Every pair is tested, not only the pairs with the post-hoc best group, so no group is
+    chosen by looking at the data before the test.
+
+    Parameters
+    ----------
+    wide : DataFrame
+        One row per paired unit (e.g. a (network, expression) cell), one column per group
+        (e.g. explainer); NaN where a group did not score the unit.
+    n_boot, level, seed
+        Bootstrap replicates (units resampled) of the interval of each mean difference.
+
+    Returns
+    -------
+    DataFrame
+        One row per pair ``a``, ``b`` (``a`` the group of higher mean): ``difference`` (mean of
+        a - b over shared units), its ``low`` and ``high`` bootstrap bounds, ``effect_size``
+        (Cohen's d_z: the mean difference over the standard deviation of the differences),
+        ``p_value`` (exact sign-flip, :func:`paired_test`), ``p_holm`` (Holm over all pairs) and
+        ``n`` (shared units).
+    """
+    means = wide.mean().sort_values(ascending=False)
+    rows = []
+    for i, a in enumerate(means.index):
+        for b in means.index[i + 1:]:
+            d = (wide[a] - wide[b]).dropna().to_numpy()
+            test = paired_test(wide[a].to_numpy(), wide[b].to_numpy())
+            ci = bootstrap_ci(d, n=n_boot, level=level, seed=seed)
+            sd = d.std(ddof=1) if len(d) > 1 else np.nan
+            rows.append({"a": a, "b": b, "difference": test["mean_difference"], "low": ci.low, "high": ci.high,
+                         "effect_size": test["mean_difference"] / sd if sd and sd > 0 else np.nan,
+                         "p_value": test["p_value"], "n": test["n"]})
+    table = pd.DataFrame(rows, columns=["a", "b", "difference", "low", "high", "effect_size", "p_value", "n"])
+    table.insert(len(table.columns) - 1, "p_holm", holm(table.p_value.to_numpy()))
+    return table
 
 
 # ---------------------------------------------------------------- model-randomisation sanity check

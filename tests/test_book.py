@@ -26,6 +26,7 @@ from fermap_utils import book as B
 from fermap_utils import chapters as C
 from fermap_utils import plots
 from fermap_utils import run as R
+from fermap_utils import statistics as St
 from fermap_utils.config import section
 from fermap_utils.layout import RUN_PARTS
 from fermap_utils.profiles import load_profile
@@ -121,11 +122,7 @@ def test_the_built_book_reads_well_in_a_browser(smoke_book, tmp_path):
     mine = tmp_path / "_build" / html.name
     toc = (site / "_toc.yml").read_text()
     assert all(f"book/chapters/{c}" in toc for c in section("book")["chapters"])
-    problems = B.check_book(mine)
-    # Chapter 13 (notebooks/13_ground_truth.ipynb) is another issue's to rewrite: its prose still types
-    # the run's numbers. Every other problem fails here; remove this exception once chapter 13 glues them.
-    pending = [p for p in problems if p.startswith("13_ground_truth: a number typed in prose")]
-    assert [p for p in problems if p not in pending] == []
+    assert B.check_book(mine) == []
     for shot in ("index", "07_scores"):
         assert (mine.parent / "screenshots" / f"{shot}.png").stat().st_size > 10_000
     page = (mine / EXECUTED / "05_heatmaps.html").read_text()
@@ -451,27 +448,32 @@ def test_about_this_run_gathers_timing_and_job_logs_in_one_collapsed_block():
     assert "vm:" not in block.source and len(nb.cells) == 4
 
 
-def test_ground_truth_outcome_calls_a_best_only_where_its_test_does(monkeypatch):
-    """The Discussion's verdict: chance and the top explainer tested over the (network, expression) cells."""
+def test_ground_truth_outcome_calls_a_best_only_where_its_test_does():
+    """The verdict of chapters 12 and 13: chance and every pair of explainers tested over the
+    (network, expression) cells, Holm-corrected; the fixed FER2013 network reported apart."""
     rng = np.random.default_rng(0)
-    cells = [(n, e) for n in ("A", "B") for e in "abcdef"]
+    cells = [(n, e) for n in ("A", "B", "FER2013") for e in "abcdef"]
 
     def grades(auc):
-        return pd.DataFrame([{"method": m, "network": n, "expression": e, "truth": "planted", "roc_auc": v}
+        return pd.DataFrame([{"method": m, "network": n, "expression": e, "truth": "planted",
+                              "roc_auc": 0.5 if n == "FER2013" else v}
                              for m, f in auc.items() for (n, e) in cells for v in [f()]])
 
     tied = grades({"lime": lambda: 0.8 + rng.normal(0, 0.02), "cam": lambda: 0.8 + rng.normal(0, 0.02),
                    "noise": lambda: 0.5 + rng.normal(0, 0.02)})
-    monkeypatch.setattr(C, "grade_run", lambda run_dir, methods, masks: tied)
-    table, said = C.ground_truth_outcome("run", ["lime", "cam", "noise"], {})
-    assert said[0].startswith("Positive control") and "2 of 3 explainers" in said[0]
+    out = C.ground_truth_outcome("run", ["lime", "cam", "noise"], {}, grades=tied)
+    said = out.sentences
+    assert said[0].startswith("Positive control") and "2 of 3 explainers" in said[0] and "2 networks" in said[0]
     assert "Not shown to beat chance: noise" in said[1]
-    assert said[2].startswith("No explainer is shown to be the best") and "noise (p = " in said[2]
+    assert said[2].startswith("No explainer is shown to be the best") and ("lime (" in said[2] or "cam (" in said[2])
+    assert said[3].startswith("Differences shown") and "above noise" in said[3]
+    assert set(out.explainers.n) == {12} and len(out.pairs) == 3  # FER2013's cells are not in the comparison
+    assert said[-1].startswith("Reported apart") and list(out.transfer.roc_auc) == [0.5] * 3
+    assert np.allclose(out.pairs.p_holm, St.holm(out.pairs.p_value.to_numpy()))
     clear = grades({"lime": lambda: 0.9 + rng.normal(0, 0.01), "cam": lambda: 0.7 + rng.normal(0, 0.01)})
-    monkeypatch.setattr(C, "grade_run", lambda run_dir, methods, masks: clear)
-    table, said = C.ground_truth_outcome("run", ["lime", "cam"], {})
-    assert said[-1] == "lime is the best explainer here: every other is below it with a paired p < 0.05."
-    assert list(table.index) == ["lime", "cam"] and table.loc["cam", "p_vs_top"] < 0.05
+    out = C.ground_truth_outcome("run", ["lime", "cam"], {}, grades=clear)
+    assert out.sentences[1].startswith("lime is the best explainer here: above every other with a Holm-corrected")
+    assert list(out.explainers.index) == ["lime", "cam"] and out.pairs.p_holm.iloc[0] < 0.05
 
 
 def test_show_table_rounds_puts_average_last_and_hides_a_default_index():

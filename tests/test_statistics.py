@@ -183,3 +183,38 @@ def test_bootstrap_image_distances_and_scores():
     ci = St.bootstrap_image_scores(stack, _square_masks()["Anger"], n=100)
     assert list(ci.index) == ["iou", "f1", "precision", "recall", "roc_auc"]
     assert ci.loc["iou", "high"] == 1.0 and ci.loc["iou", "low"] < ci.loc["iou", "value"] < 1.0
+
+
+def test_holm_matches_its_step_down_definition():
+    """Holm (1979): sort p ascending, multiply the i-th (0-based) by m - i, keep the running maximum, cap at 1."""
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 5, 9):
+        p = rng.uniform(0, 0.2, m)
+        order = np.argsort(p)
+        stepped = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+        expected = np.empty(m)
+        expected[order] = stepped
+        assert np.allclose(St.holm(p), expected)
+    assert np.isnan(St.holm([0.01, np.nan])[1]) and St.holm([0.01, np.nan])[0] == pytest.approx(0.01)
+
+
+def test_pairwise_comparisons_test_every_pair_on_shared_cells():
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame({"low": rng.normal(0.5, 0.01, 12), "high": rng.normal(0.8, 0.01, 12),
+                         "mid": rng.normal(0.79, 0.01, 12)})
+    wide.loc[0, "mid"] = np.nan  # a cell one group did not score: left out of its pairs only
+    pairs = St.pairwise_comparisons(wide).set_index(["a", "b"])
+    assert set(pairs.index) == {("high", "mid"), ("high", "low"), ("mid", "low")}  # a: the higher mean
+    d = (wide.high - wide.low).to_numpy()
+    row = pairs.loc[("high", "low")]
+    assert row.difference == pytest.approx(d.mean()) and row.n == 12 and pairs.loc[("high", "mid"), "n"] == 11
+    assert row.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
+    assert row.low < row.difference < row.high
+    assert row.p_value == pytest.approx(2 / 2 ** 12)  # exact sign-flip: only all + and all - reach it
+    assert np.allclose(pairs.p_holm, St.holm(pairs.p_value.to_numpy()))
+
+
+def test_smallest_correlation_p_is_what_the_exact_test_reaches():
+    x = np.arange(5.0)
+    assert St.correlation_test(x, x)["p_value"] == pytest.approx(St.smallest_correlation_p(5))
+    assert St.smallest_correlation_p(4) == pytest.approx(1 / 12) and St.smallest_correlation_p(1) == 1.0
