@@ -22,6 +22,7 @@ from .explanations import load_run_heatmaps, network_heatmaps
 from .heatmaps import as_unit, to_uint8
 from .layout import data_dir, records_file, truth_dir
 from .metrics import binary_scores, ncc, score_heatmap, threshold_free_scores
+from .specificity import centred_gaussian
 from .statistics import correlation_test
 from .synthetic import load_planted_maps, planted_regions
 
@@ -135,6 +136,98 @@ def accuracy_against_truth(grades: pd.DataFrame, accuracy: pd.Series, metric: st
         common = score.index.intersection(accuracy.index)
         rows.append({"method": method, **correlation_test(accuracy[common].to_numpy(), score[common].to_numpy())})
     return pd.DataFrame(rows).set_index("method")
+
+
+_SMOOTH_SIGMAS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 11.0, 16.0, 22.0, 32.0)
+
+
+def roughness(heatmap: np.ndarray) -> float:
+    """Mean gradient magnitude over standard deviation: how fast a map varies, independent of
+    its scale (white noise: high; a smooth blob: low). NaN for a constant map."""
+    h = as_unit(heatmap).astype(np.float64)
+    sd = h.std()
+    if sd == 0:
+        return float("nan")
+    gy, gx = np.gradient(h)
+    return float(np.hypot(gx, gy).mean() / sd)
+
+
+def smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """White noise blurred by a Gaussian of ``sigma`` pixels, stretched to [0, 1]."""
+    a = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), sigma).astype(np.float64)
+    a -= a.min()
+    return a / a.max() if a.max() > 0 else a
+
+
+def matched_smoothness(heatmaps: list[np.ndarray], seed: int = 0, sigmas: tuple[float, ...] = _SMOOTH_SIGMAS
+                       ) -> float:
+    """The blur (pixels) that gives random smooth noise the median :func:`roughness` of ``heatmaps``.
+
+    Parameters
+    ----------
+    heatmaps : list of arrays
+        The explainers' heatmaps whose smoothness the random maps must match.
+    seed : int
+        Seeds the calibration noise.
+    sigmas : tuple of float
+        The blurs tried.
+
+    Returns
+    -------
+    float
+        The sigma in ``sigmas`` whose noise is closest in log roughness.
+    """
+    target = np.nanmedian([roughness(h) for h in heatmaps])
+    shape = np.asarray(heatmaps[0]).shape
+    rng = np.random.default_rng(seed)
+    rough = np.array([roughness(smooth_noise(shape, s, rng)) for s in sigmas])
+    return float(sigmas[int(np.argmin(np.abs(np.log(rough) - np.log(target))))])
+
+
+def chance_rows(regions: dict[str, np.ndarray], planted: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+                sigma: float, n: int = 20, seed: int = 0, centre_sigma: float = 60.0,
+                mean_face: np.ndarray | None = None) -> pd.DataFrame:
+    """What each score of :func:`grade_heatmap` is without any explainer: the rows a reader
+    reads the explainers' scores against.
+
+    Parameters
+    ----------
+    regions, planted : dict of str to array
+        The planted regions and maps (:func:`fermap_utils.synthetic.planted_regions`).
+    masks : dict of str to array
+        The Ekman masks: each class's own mask is graded as if it were a heatmap.
+    sigma : float
+        Blur of the random smooth maps (:func:`matched_smoothness` of the run's heatmaps).
+    n : int
+        Random smooth maps per class.
+    seed : int
+        Seeds them.
+    centre_sigma : float
+        Width (pixels) of the centred Gaussian (:func:`fermap_utils.specificity.centred_gaussian`).
+    mean_face : array, optional
+        The mean face on the standard canvas: given, its edge map (Sobel magnitude) is graded too.
+
+    Returns
+    -------
+    DataFrame
+        One row per (``baseline``, ``expression``) with the scores of :func:`grade_heatmap`
+        against the planted truth (the random maps: their mean over ``n``).
+    """
+    rng = np.random.default_rng(seed)
+    shape = next(iter(regions.values())).shape
+    fixed = {"centred Gaussian": centred_gaussian(shape, centre_sigma)}
+    if mean_face is not None:
+        face = np.asarray(mean_face, dtype=np.float32)
+        edges = np.hypot(cv2.Sobel(face, cv2.CV_32F, 1, 0), cv2.Sobel(face, cv2.CV_32F, 0, 1)).astype(np.float64)
+        fixed["mean-face edges"] = edges / edges.max() if edges.max() > 0 else edges
+    rows = []
+    for e in regions:
+        draws = pd.DataFrame([grade_heatmap(smooth_noise(shape, sigma, rng), regions[e], planted[e])
+                              for _ in range(n)])
+        rows.append({"baseline": f"random smooth (sigma {sigma:g} px)", "expression": e, **draws.mean().to_dict()})
+        for name, h in {**fixed, "Ekman mask": masks[e]}.items():
+            rows.append({"baseline": name, "expression": e, **grade_heatmap(h, regions[e], planted[e])})
+    return pd.DataFrame(rows)
 
 
 def subject_examples(data_dir: str | os.PathLike, subject: str | None = None, sample: int = 0

@@ -162,3 +162,24 @@ def test_grade_heatmap_refuses_a_float_map_outside_the_unit_range():
     region = _disc(100, 120, 30)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         G.grade_heatmap(region * 255.0, region, region * 1.0)
+
+
+def test_chance_rows_score_what_no_explainer_would():
+    """Random smooth maps sit at chance (ROC-AUC 0.5); a class's own mask, when it is the planted
+    region, scores as the truth; the smoothness of the random maps is matched to the heatmaps'."""
+    shape = (275, 224)
+    region = np.zeros(shape, bool)
+    region[100:180, 60:160] = True
+    planted = region.astype(float) * 10.0
+    out = G.chance_rows({"Anger": region}, {"Anger": planted}, {"Anger": region}, sigma=8.0, n=20, seed=1,
+                        mean_face=np.tile(np.linspace(0, 1, shape[1]), (shape[0], 1)))
+    rows = out.set_index("baseline")
+    assert set(rows.index) == {"random smooth (sigma 8 px)", "centred Gaussian", "mean-face edges", "Ekman mask"}
+    assert abs(rows.loc["random smooth (sigma 8 px)", "roc_auc"] - 0.5) < 0.1
+    assert rows.loc["Ekman mask", "iou"] == 1.0 and rows.loc["Ekman mask", "roc_auc"] == 1.0
+    assert rows.loc["centred Gaussian", "roc_auc"] > 0.5  # the region is central: a centre bias scores
+    rng = np.random.default_rng(5)
+    smooth = [G.smooth_noise(shape, 8.0, rng) for _ in range(3)]
+    assert G.matched_smoothness(smooth) == 8.0
+    assert G.matched_smoothness([G.smooth_noise(shape, 2.0, rng)]) == 2.0
+    assert np.isnan(G.roughness(np.zeros(shape)))
