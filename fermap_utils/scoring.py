@@ -254,14 +254,19 @@ def load_paper_tables(reference: str | os.PathLike) -> pd.DataFrame | None:
     Returns
     -------
     DataFrame with columns ``network, expression, iou, f1, precision, recall`` (``Average``
-    rows and columns included), or None.
+    rows and columns included), the networks in the order of the paper's Table 3; or None.
     """
     reference = Path(reference)
     t3, t4 = reference / "table3_iou_f1.csv", reference / "table4_precision_recall.csv"
     if not (t3.is_file() and t4.is_file()):
         return None
-    merged = pd.read_csv(t3).merge(pd.read_csv(t4), on=["network", "expression"], how="outer", validate="one_to_one")
-    return merged[["network", "expression", *METRICS]]
+    table3 = pd.read_csv(t3)
+    merged = table3.merge(pd.read_csv(t4), on=["network", "expression"], how="outer", validate="one_to_one")
+    # An outer merge sorts the networks by name; the paper's order is Table 3's (a network only in
+    # Table 4 goes last).
+    rank = {n: i for i, n in enumerate(dict.fromkeys(table3.network))}
+    merged = merged.sort_values("network", key=lambda s: s.map(rank).fillna(len(rank)), kind="stable")
+    return merged[["network", "expression", *METRICS]].reset_index(drop=True)
 
 
 # The paper's names of the metrics, as its Tables 3 and 4 head their columns.
