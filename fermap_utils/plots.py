@@ -400,7 +400,9 @@ def show_table(table: pd.DataFrame, decimals: int = 3, caption: str | None = Non
     Returns
     -------
     Styler
-        Rendered by the notebook; the book's CSS lets a wide one scroll inside its column.
+        Rendered by the notebook; the book's CSS lets a wide one scroll inside its column. A table
+        with two levels of columns (:func:`~fermap_utils.scoring.paper_layout`) gets the class
+        ``fermap-two-level``: it scrolls in its own box, its header rows and row labels in view.
     """
     def last(labels) -> list[int]:
         """Positions, those labelled Average (at any level) moved to the end."""
@@ -419,4 +421,6 @@ def show_table(table: pd.DataFrame, decimals: int = 3, caption: str | None = Non
         style = style.hide(axis="index")  # 0, 1, 2 ... says nothing
     if caption:
         style = style.set_caption(caption)
+    if isinstance(t.columns, pd.MultiIndex):
+        style = style.set_table_attributes('class="fermap-two-level"')  # book/_static/fermap.css
     return style

@@ -254,40 +254,53 @@ def load_paper_tables(reference: str | os.PathLike) -> pd.DataFrame | None:
     Returns
     -------
     DataFrame with columns ``network, expression, iou, f1, precision, recall`` (``Average``
-    rows and columns included), or None.
+    rows and columns included), the networks in the order of the paper's Table 3; or None.
     """
     reference = Path(reference)
     t3, t4 = reference / "table3_iou_f1.csv", reference / "table4_precision_recall.csv"
     if not (t3.is_file() and t4.is_file()):
         return None
-    merged = pd.read_csv(t3).merge(pd.read_csv(t4), on=["network", "expression"], how="outer", validate="one_to_one")
-    return merged[["network", "expression", *METRICS]]
+    table3 = pd.read_csv(t3)
+    merged = table3.merge(pd.read_csv(t4), on=["network", "expression"], how="outer", validate="one_to_one")
+    # An outer merge sorts the networks by name; the paper's order is Table 3's (a network only in
+    # Table 4 goes last).
+    rank = {n: i for i, n in enumerate(dict.fromkeys(table3.network))}
+    merged = merged.sort_values("network", key=lambda s: s.map(rank).fillna(len(rank)), kind="stable")
+    return merged[["network", "expression", *METRICS]].reset_index(drop=True)
 
 
-def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame | None, metric: str, columns: list[str],
-                 paper_order: list[str] | None = None) -> pd.DataFrame:
-    """One metric of a score table as networks x expressions, stacked above the paper's.
+# The paper's names of the metrics, as its Tables 3 and 4 head their columns.
+METRIC_LABELS = {"iou": "IoU", "f1": "F1", "precision": "Precision", "recall": "Recall"}
+
+
+def paper_layout(table: pd.DataFrame, metrics: list[str], columns: list[str],
+                 order: list[str] | None = None) -> pd.DataFrame:
+    """A long score table in the layout of the paper's Tables 3 and 4: one row per network, each
+    expression heading its metrics (two header rows).
 
     Parameters
     ----------
-    ours, paper : DataFrame
-        Long score tables (``network, expression, <metric>``); ``paper`` may be None.
-    metric : str
-        The column to show.
+    table : DataFrame
+        A long score table (``network, expression`` and the metrics).
+    metrics : list of str
+        The metrics under each expression, in order (``["iou", "f1"]`` for Table 3,
+        ``["precision", "recall"]`` for Table 4).
     columns : list of str
         The expressions (and ``Average``), in order.
-    paper_order : list of str, optional
-        The paper's network order; ``Average`` goes last.
+    order : list of str, optional
+        The networks, in order (default: as they first appear in ``table``); one missing from
+        ``table`` is a row of NaN.
 
     Returns
     -------
-    DataFrame indexed by network (by ``(source, network)`` when ``paper`` is given).
+    DataFrame
+        Indexed by network (unnamed, so the header is two rows); columns a MultiIndex of
+        (expression, the metric's name in the paper: ``IoU``, ``F1``, ``Precision``, ``Recall``).
     """
-    def wide(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-        return table.pivot(index="network", columns="expression", values=metric).reindex(index=order, columns=columns)
-
-    mine = wide(ours, list(dict.fromkeys(ours.network)))
-    if paper is None:
-        return mine
-    order = [n for n in (paper_order or list(dict.fromkeys(paper.network))) if n != "Average"] + ["Average"]
-    return pd.concat({"fermap": mine, "paper (real data)": wide(paper, order)}, axis=0)
+    order = list(order or dict.fromkeys(table.network))
+    wide = table.pivot(index="network", columns="expression", values=list(metrics))
+    wide = wide.reorder_levels([1, 0], axis=1).reindex(
+        index=order, columns=pd.MultiIndex.from_product([columns, metrics]))
+    wide.columns = pd.MultiIndex.from_tuples([(e, METRIC_LABELS.get(m, m)) for e, m in wide.columns])
+    wide.index.name = None
+    return wide

@@ -486,6 +486,14 @@ def test_show_table_rounds_puts_average_last_and_hides_a_default_index():
     rows = pd.DataFrame({"iou": [0.2, 0.3, 0.25]}, index=["Average", "WeiNet", "SilNet"])
     shown = plots.show_table(rows).data
     assert list(shown.index) == ["WeiNet", "SilNet", "Average"] and list(table.columns)[0] == "Average"
+    # the paper's Tables 3-4 (two levels of columns): two header rows and the class the book's CSS
+    # scrolls in its own box with sticky headers; a flat table has neither
+    two = pd.DataFrame([[0.1, 0.2, 0.3, 0.4]], index=["A"], columns=pd.MultiIndex.from_product(
+        [["Average", "Anger"], ["IoU", "F1"]]))
+    html = plots.show_table(two).to_html()
+    assert 'class="fermap-two-level"' in html and html.count("<tr>", 0, html.index("</thead>")) == 2
+    assert html.index(">Anger<") < html.index(">Average<")
+    assert "fermap-two-level" not in plots.show_table(table).to_html()
 
 
 def test_figures_describe_themselves_and_heatmaps_carry_a_colour_bar():

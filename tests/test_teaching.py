@@ -23,6 +23,22 @@ def test_every_chapter_has_overview_exercises_and_summary(path):
     assert teaching.notebook_problems(path) == []
 
 
+# The chapters that build a stage of the method (not chapter 9, the authors' data re-scored with
+# chapters 6-7's code; not the discussion; 13_ground_truth is the lead's to add).
+METHOD_CHAPTERS = ["01_data", "02_networks", "03_lime", "04_standardisation", "05_heatmaps", "06_masks",
+                   "07_scores", "08_similarity", "11_statistics", "12_methods"]
+
+
+@pytest.mark.parametrize("name", METHOD_CHAPTERS)
+def test_every_method_chapter_ends_with_software_and_alternatives(name):
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    headings = [line.strip() for c in nb.cells if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("## ")]
+    assert "## Software and alternatives" in headings, name
+    # the chapter's last section of text, before its exercises
+    assert headings.index("## Exercises") == headings.index("## Software and alternatives") + 1
+
+
 def test_the_notebook_check_finds_what_is_missing(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# T\n\n## Summary\n\nx"),
