@@ -594,7 +594,8 @@ def threshold_free_table(heatmaps: dict[tuple[str, str], np.ndarray], masks: dic
 
     Returns
     -------
-    DataFrame indexed by network: ``roc_auc, relevance_mass, pointing_game, iou_area_matched, iou_otsu``.
+    DataFrame indexed by network: ``roc_auc, relevance_mass, pointing_game, relevance_rank_accuracy,
+    iou_area_matched, iou_otsu``.
     """
     rows = [{"network": n, **threshold_free_scores(h, masks[e]), "iou_otsu": score_heatmap(h, masks[e])["iou"]}
             for (n, e), h in heatmaps.items()]

@@ -78,9 +78,7 @@ def test_grade_run_on_the_default_dataset_truth(default_dataset, tmp_path):
     from fermap_utils.masks import ekman_masks
     from fermap_utils.synthetic import load_planted_maps, planted_regions
 
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "data").symlink_to(default_dataset)  # the discriminative truth needs the images too
+    run = _run_with_truths(default_dataset, tmp_path / "run")
     planted = load_planted_maps(run / "data")
     for e, m in planted.items():  # a network whose heatmaps are the planted maps themselves
         save_heatmap(run / "heatmaps" / "heatmaps_by_net" / heatmap_filename(e, "Oracle"), m / m.max())
@@ -92,14 +90,24 @@ def test_grade_run_on_the_default_dataset_truth(default_dataset, tmp_path):
     assert set(truth.expression) == set(regions)
 
 
+def _run_with_truths(default_dataset, run):
+    """A run folder with the dataset's truths: its planted maps and its discriminative maps, computed once
+    from the images into the dataset's cache and copied with the records and landmarks they are keyed by."""
+    import shutil
+
+    G.load_discriminative_maps(default_dataset, progress=False)
+    shutil.copytree(default_dataset / "planted", run / "data" / "planted")
+    for name in ("records.csv", "landmarks.npy"):
+        shutil.copy(default_dataset / name, run / "data" / name)
+    return run
+
+
 def _oracle_run(default_dataset, tmp_path, transform):
     """A run folder whose by-network heatmaps are ``transform(planted map in [0, 1])``, saved as a run saves them."""
     from fermap_utils.heatmaps import heatmap_filename, save_heatmap
     from fermap_utils.synthetic import load_planted_maps
 
-    run = tmp_path / "run"
-    run.mkdir(parents=True)
-    (run / "data").symlink_to(default_dataset)  # a run may link its dataset in; the truths need its images
+    run = _run_with_truths(default_dataset, tmp_path / "run")
     planted = load_planted_maps(run / "data")
     for i, (e, m) in enumerate(sorted(planted.items())):
         save_heatmap(run / "heatmaps" / "heatmaps_by_net" / heatmap_filename(e, "Oracle"), transform(m / m.max(), i))
@@ -225,6 +233,8 @@ def test_discriminative_truth_of_a_run_end_to_end(default_dataset, tmp_path):
     """Through a run folder: the maps computed from the stored images equal the definition computed here by
     loops (class Fear), are cached, and the discriminative maps stored as a run stores heatmaps score as that
     truth (oracle)."""
+    import shutil
+
     import cv2
 
     from fermap_utils.heatmaps import heatmap_filename, save_heatmap
@@ -232,7 +242,9 @@ def test_discriminative_truth_of_a_run_end_to_end(default_dataset, tmp_path):
     from fermap_utils.masks import ekman_masks
     from fermap_utils.warping import warp_to_standard
 
-    run, _ = _oracle_run(default_dataset, tmp_path, lambda m, i: m)
+    run = tmp_path / "run"
+    shutil.copytree(default_dataset, run / "data")
+    discriminative_file(run / "data").unlink(missing_ok=True)  # computed here, from the run's images
     maps = G.load_discriminative_maps(run / "data", progress=False)
     assert discriminative_file(run / "data").is_file()
     table = pd.read_csv(run / "data" / "records.csv", dtype={"subject": str})
@@ -248,9 +260,9 @@ def test_discriminative_truth_of_a_run_end_to_end(default_dataset, tmp_path):
         per_identity.append(np.mean([np.mean([np.abs(u - v) for u in x["Fear"] for v in x[c]], axis=0)
                                      - within["Fear"] / 2 - within[c] / 2 for c in x if c != "Fear"], axis=0))
     np.testing.assert_allclose(maps["Fear"], np.mean(per_identity, axis=0), atol=1e-3)
-    for e, m in maps.items():  # the discriminative maps as an oracle network's heatmaps, stored as uint8
+    for e, m in maps.items():  # the discriminative maps, brought to [0, 1], as an oracle network's heatmaps
         save_heatmap(run / "heatmaps" / "heatmaps_by_net" / heatmap_filename(e, "Oracle"),
-                     np.clip(m, 0, None) / m.max())
+                     (m - m.min()) / (m.max() - m.min()))
     grades = G.grade_run(run, ["lime"], ekman_masks())
     truth = grades[grades.truth == "discriminative"]
     assert len(truth) == 6 and (truth.ncc > 0.99).all() and (truth.roc_auc > 0.99).all()
