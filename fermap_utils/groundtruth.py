@@ -1,53 +1,68 @@
-"""Grading explanations against the planted truth of the synthetic default dataset.
+"""Grading explanations against the truths of the synthetic default dataset.
 
 On the synthetic set (:mod:`fermap_utils.synthetic`) the pixels that carry each
-class are known: the planted-signal map of a class is the mean change its
-expression made, on the standard face. Here every explainer's heatmaps are
-scored against it with the paper's own path (Otsu, then IoU, F1, precision,
-recall against the planted region) and without a threshold (ROC-AUC, relevance
-mass, pointing game, and the correlation with the planted map itself), beside
-the same scores against the Ekman masks.
+class are known, in two senses:
+
+- the **planted** truth: the mean change a class's expression made against the
+  neutral face, on the standard face (:func:`fermap_utils.synthetic.planted_maps`);
+- the **discriminative** truth: where a class's images differ from the other
+  classes' images of the same identity (:func:`discriminative_maps`). The networks
+  separate six classes, none of them neutral: an AU shared by several classes is
+  planted signal but no evidence for one class over another.
+
+Every explainer's heatmaps are scored against both with the paper's own path
+(Otsu, then IoU, F1, precision, recall against the region) and without a
+threshold (ROC-AUC, relevance mass, pointing game, relevance rank accuracy, and
+the correlation with the truth's map itself), beside the same scores against the
+Ekman masks.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+import tqdm.auto  # looked up at call time, so a book chapter can silence it
 
+from ._io import atomic_path, read_csv
 from .errors import FermapError
 from .explanations import load_run_heatmaps, network_heatmaps
 from .heatmaps import as_unit, to_uint8
-from .layout import data_dir, records_file, truth_dir
+from .layout import data_dir, discriminative_file, landmarks_file, records_file, truth_dir
 from .metrics import binary_scores, ncc, score_heatmap, threshold_free_scores
 from .specificity import centred_gaussian
 from .statistics import correlation_test
 from .synthetic import load_planted_maps, planted_regions
+from .warping import warp_to_standard
+
+#: The truths a heatmap is graded against, in the order of :func:`grade_heatmaps`'s rows.
+TRUTHS: tuple[str, ...] = ("planted", "discriminative", "Ekman")
 
 _BINARY = ("iou", "f1", "precision", "recall")
 
 
 def grade_heatmap(heatmap: np.ndarray, region: np.ndarray, planted: np.ndarray) -> dict[str, float]:
-    """All the scores of one heatmap against one class's planted truth.
+    """All the scores of one heatmap against one class's truth (planted or discriminative).
 
     Parameters
     ----------
     heatmap : (275, 224) uint8 (0..255, as a run stores it), bool, or float in [0, 1]
         A heatmap on the standard face, brought to [0, 1] by :func:`fermap_utils.heatmaps.as_unit`.
     region : (275, 224) bool
-        The planted region (:func:`fermap_utils.synthetic.planted_regions`).
+        The truth's region (:func:`fermap_utils.synthetic.planted_regions` of its map).
     planted : (275, 224) float
-        The planted-signal map (mean change, grey levels).
+        The truth's map (the planted-signal map, or a discriminative map), for ``ncc``.
 
     Returns
     -------
     dict
         ``iou``, ``f1``, ``precision``, ``recall`` after Otsu (the paper's path),
         ``roc_auc``, ``relevance_mass``, ``pointing_game``, ``iou_area_matched``
-        (see :func:`fermap_utils.metrics.threshold_free_scores`) and ``ncc``, the
-        normalised correlation with the planted map.
+        and ``relevance_rank_accuracy`` (see :func:`fermap_utils.metrics.threshold_free_scores`)
+        and ``ncc``, the normalised correlation with the truth's map.
     """
     unit = as_unit(heatmap)
     otsu = score_heatmap(to_uint8(unit), region)  # Otsu on 8-bit grey, as the paper thresholds
@@ -55,29 +70,51 @@ def grade_heatmap(heatmap: np.ndarray, region: np.ndarray, planted: np.ndarray) 
 
 
 def grade_heatmaps(heatmaps: dict[tuple[str, str], np.ndarray], regions: dict[str, np.ndarray],
-                   planted: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
-    """Grade many heatmaps, keyed ``(network, expression)``, against the planted truth (and the Ekman masks).
+                   planted: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None = None,
+                   discriminative: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Grade many heatmaps, keyed ``(network, expression)``, against the planted truth, the discriminative
+    truth and the Ekman masks.
 
-    Returns one row per heatmap and truth: network, expression, ``truth``
-    (``planted`` or ``Ekman``) and the scores of :func:`grade_heatmap` (``ncc``,
-    the correlation with the planted map, only in the ``planted`` rows).
+    Parameters
+    ----------
+    heatmaps : dict
+        ``(network, expression) -> heatmap`` (any form :func:`grade_heatmap` takes).
+    regions, planted : dict
+        The planted regions and maps, by expression; an expression without one is left out.
+    masks : dict, optional
+        The Ekman masks: ``Ekman`` rows (``ncc`` NaN: the masks have no map).
+    discriminative : dict, optional
+        The discriminative maps (:func:`discriminative_maps`): ``discriminative`` rows, against
+        their regions (thresholded as the planted ones, :func:`fermap_utils.synthetic.planted_regions`)
+        and with ``ncc`` against the discriminative map.
+
+    Returns
+    -------
+    DataFrame
+        One row per heatmap and truth: network, expression, ``truth`` (one of :data:`TRUTHS`) and
+        the scores of :func:`grade_heatmap`.
     """
+    truths = {"planted": (regions, planted)}
+    if discriminative is not None:
+        truths["discriminative"] = (planted_regions(discriminative), discriminative)
     rows = []
     for (network, expression), h in sorted(heatmaps.items()):
         if expression not in regions:
             continue
-        rows.append({"network": network, "expression": expression, "truth": "planted",
-                     **grade_heatmap(h, regions[expression], planted[expression])})
-        if masks is not None:  # ncc is against the planted map only: not repeated for the masks
+        for truth, (reg, maps) in truths.items():
+            rows.append({"network": network, "expression": expression, "truth": truth,
+                         **grade_heatmap(h, reg[expression], maps[expression])})
+        if masks is not None:  # ncc is against a truth's map: the masks have none
             rows.append({"network": network, "expression": expression, "truth": "Ekman",
                          **grade_heatmap(h, masks[expression], planted[expression]), "ncc": np.nan})
     return pd.DataFrame(rows)
 
 
 def masks_against_truth(masks: dict[str, np.ndarray], regions: dict[str, np.ndarray]) -> pd.DataFrame:
-    """How far a set of masks (the Ekman masks, say) is from the planted regions: one row per expression.
+    """How far a set of masks (the Ekman masks, say) is from a truth's regions: one row per expression.
 
-    The planted region is the ground truth (the paper's convention for the masks).
+    ``regions`` (planted, or discriminative: ``planted_regions(discriminative_maps)``) is the
+    ground truth (the paper's convention for the masks).
     """
     return pd.DataFrame({e: binary_scores(masks[e], regions[e]) for e in regions if e in masks}).T
 
@@ -90,11 +127,14 @@ def run_heatmaps_by_network(run_dir: str | os.PathLike, method: str) -> dict[tup
 def grade_run(run_dir: str | os.PathLike, methods: list[str], masks: dict[str, np.ndarray]) -> pd.DataFrame:
     """Grade every explainer's by-network heatmaps of a run on the synthetic set.
 
-    Explainers with no heatmaps in the run are left out and named in the
-    returned frame's ``attrs["missing"]``, with the reason.
+    Each is graded against the three truths of :data:`TRUTHS` (:func:`grade_heatmaps`); the
+    discriminative maps come from :func:`load_discriminative_maps` (computed from the run's images
+    on first use, then cached). Explainers with no heatmaps in the run are left out and named in
+    the returned frame's ``attrs["missing"]``, with the reason.
     """
     planted = load_planted_maps(data_dir(run_dir))
     regions = planted_regions(planted)
+    discriminative = load_discriminative_maps(data_dir(run_dir))
     frames, missing = [], {}
     for method in methods:
         try:
@@ -102,7 +142,7 @@ def grade_run(run_dir: str | os.PathLike, methods: list[str], masks: dict[str, n
         except FermapError as exc:
             missing[method] = str(exc)
             continue
-        frame = grade_heatmaps(maps, regions, planted, masks)
+        frame = grade_heatmaps(maps, regions, planted, masks, discriminative)
         frame.insert(0, "method", method)
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -118,9 +158,11 @@ def summarise_grades(grades: pd.DataFrame, by: list[str], metrics: tuple[str, ..
     return table
 
 
-def accuracy_against_truth(grades: pd.DataFrame, accuracy: pd.Series, metric: str = "roc_auc") -> pd.DataFrame:
+def accuracy_against_truth(grades: pd.DataFrame, accuracy: pd.Series, metric: str = "roc_auc",
+                           truth: str = "planted") -> pd.DataFrame:
     """Do better networks give truer heatmaps? Per explainer, the rank correlation across networks of
-    test accuracy with the mean ``metric`` against the planted truth, with its exact permutation p-value.
+    test accuracy with the mean ``metric`` against ``truth`` (one of :data:`TRUTHS`), with its exact
+    permutation p-value.
 
     Parameters
     ----------
@@ -129,9 +171,8 @@ def accuracy_against_truth(grades: pd.DataFrame, accuracy: pd.Series, metric: st
     accuracy : Series
         Test accuracy, indexed by network.
     """
-    planted = grades[grades.truth == "planted"]
     rows = []
-    for method, g in planted.groupby("method", sort=False):
+    for method, g in grades[grades.truth == truth].groupby("method", sort=False):
         score = g.groupby("network")[metric].mean()
         common = score.index.intersection(accuracy.index)
         rows.append({"method": method, **correlation_test(accuracy[common].to_numpy(), score[common].to_numpy())})
@@ -228,6 +269,118 @@ def chance_rows(regions: dict[str, np.ndarray], planted: dict[str, np.ndarray], 
         for name, h in {**fixed, "Ekman mask": masks[e]}.items():
             rows.append({"baseline": name, "expression": e, **grade_heatmap(h, regions[e], planted[e])})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the discriminative truth
+
+
+def discriminative_maps(warped: np.ndarray, subjects: np.ndarray, expressions: np.ndarray) -> dict[str, np.ndarray]:
+    """The discriminative truth: where each class's images differ from the other classes' images of the
+    same identity, on the standard face.
+
+    For identity i and class c, let X_{i,c,1..n} be its images warped to the standard face
+    (each with its own landmarks, as its explanations are). Per pixel,
+
+    - between(c, c') = mean over all pairs (k, k') of ``|X_{i,c,k} - X_{i,c',k'}|``,
+    - within(c) = mean over pairs k < k' of ``|X_{i,c,k} - X_{i,c,k'}|``,
+    - D_{i,c} = mean over the other classes c' of between(c, c') - within(c) / 2 - within(c') / 2,
+
+    and the discriminative map of c is D_{i,c} averaged over identities (each identity
+    weighs the same). D_{i,c} is, per pixel and class pair, half the energy distance
+    (Székely & Rizzo 2013) between the grey levels of the two classes' images of that
+    identity: its expectation is 0 wherever the two classes' images are distributed alike
+    and positive where they differ. Subtracting the within-class term matters: the
+    images of a class differ in pose, light and noise, drawn independently of the class,
+    and ``|X_c - X_c'|`` alone stays near that nuisance's level (about 26 grey levels on
+    the default set) over the whole face. Where the classes differ by much more than the
+    nuisance, D is close to that difference in grey levels; where they differ by less, it is
+    smaller. Estimates can fall slightly below 0 where nothing differs.
+
+    Parameters
+    ----------
+    warped : (N, H, W) float
+        The images on the standard face.
+    subjects, expressions : (N,) str
+        Each image's identity and class. Every identity must have every class, each at
+        least twice (the within-class term needs a pair).
+
+    Returns
+    -------
+    dict expression -> (H, W) float32, grey levels
+
+    Raises
+    ------
+    FermapError
+        When an identity lacks a class or has a class only once.
+    """
+    warped = np.asarray(warped, dtype=np.float32)
+    table = pd.DataFrame({"subject": np.asarray(subjects), "expression": np.asarray(expressions)})
+    classes = sorted(table.expression.unique())
+    counts = table.groupby(["subject", "expression"]).size().unstack(fill_value=0).reindex(columns=classes,
+                                                                                           fill_value=0)
+    short = counts[(counts < 2).any(axis=1)]
+    if len(short):
+        raise FermapError(f"the discriminative truth needs every identity in every class at least twice; "
+                          f"{len(short)} identities are not (e.g. {short.index[0]!r}: {dict(short.iloc[0])})")
+    sums = {c: np.zeros(warped.shape[1:], np.float64) for c in classes}
+    for _, group in table.groupby("subject"):
+        images = {c: warped[group.index[group.expression == c]] for c in classes}
+        within = {c: _mean_abs_pairs(x, x, distinct=True) for c, x in images.items()}
+        for i, c in enumerate(classes):
+            for c2 in classes[i + 1:]:  # the between term is symmetric: computed once per pair
+                d = _mean_abs_pairs(images[c], images[c2]) - within[c] / 2 - within[c2] / 2
+                sums[c] += d
+                sums[c2] += d
+    scale = 1.0 / ((len(classes) - 1) * counts.shape[0])
+    return {c: (sums[c] * scale).astype(np.float32) for c in classes}
+
+
+def _mean_abs_pairs(a: np.ndarray, b: np.ndarray, distinct: bool = False) -> np.ndarray:
+    """Mean of ``|a[k] - b[k']|`` over all pairs (k, k'), or over k < k' with ``distinct`` (a is b)."""
+    pairs = [(k, k2) for k in range(len(a)) for k2 in range(len(b)) if not distinct or k < k2]
+    return np.mean([np.abs(a[k].astype(np.float64) - b[k2]) for k, k2 in pairs], axis=0)
+
+
+def compute_discriminative_maps(data_dir: str | os.PathLike, progress: bool = True) -> dict[str, np.ndarray]:
+    """:func:`discriminative_maps` of a built synthetic dataset, from its images, landmarks and records.
+
+    Each image is warped to the standard face with its stored landmarks (as its explanations
+    are, :func:`fermap_utils.warping.warp_to_standard`), one identity at a time.
+    """
+    data_dir = Path(data_dir)
+    table = read_csv(records_file(data_dir), columns=("image", "subject", "expression"), dtype={"subject": str})
+    marks = np.load(landmarks_file(data_dir))
+    warped = None
+    for i, row in enumerate(tqdm.auto.tqdm(list(table.itertuples()), desc="discriminative truth", unit="img",
+                                           disable=not progress)):
+        image = cv2.imread(str(data_dir / row.image), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise FermapError(f"{data_dir / row.image}: missing or unreadable image")
+        face = warp_to_standard(image.astype(np.float32), marks[i])[0]
+        if warped is None:
+            warped = np.zeros((len(table), *face.shape), np.float32)
+        warped[i] = face
+    return discriminative_maps(warped, table.subject.to_numpy(), table.expression.to_numpy())
+
+
+def load_discriminative_maps(data_dir: str | os.PathLike, progress: bool = True) -> dict[str, np.ndarray]:
+    """The discriminative maps of a built synthetic dataset, cached beside its planted maps.
+
+    Computed by :func:`compute_discriminative_maps` on first use and written to
+    :func:`fermap_utils.layout.discriminative_file` atomically, with the digest of the
+    dataset's records and landmarks: a cache from other records is recomputed.
+    """
+    path = discriminative_file(data_dir)
+    digest = hashlib.sha256(records_file(data_dir).read_bytes() + landmarks_file(data_dir).read_bytes()).hexdigest()
+    if path.is_file():
+        with np.load(path) as z:
+            if "_digest" in z.files and str(z["_digest"]) == digest:
+                return {k: z[k] for k in z.files if k != "_digest"}
+    maps = compute_discriminative_maps(data_dir, progress=progress)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, _digest=np.array(digest), **maps)
+    return maps
 
 
 def subject_examples(data_dir: str | os.PathLike, subject: str | None = None, sample: int = 0

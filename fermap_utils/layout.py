@@ -23,6 +23,7 @@ A dataset folder (``RUN/data`` or any ``fermap data build --out``)::
     DATA/skipped.csv                                the images left out, and why
     DATA/images/                                    the aligned grey images
     DATA/truth/, DATA/planted/planted_maps.npz      the synthetic set's true change maps and planted signal
+    DATA/planted/discriminative_maps.npz            its discriminative truth, cached on first use
 
 The authors' published heatmaps (``book/data/authors``): ``REF/gray/heatmaps_{by_cv,by_net,total}``.
 
@@ -49,6 +50,8 @@ ATTENTION = "attention"
 #: A dataset folder's files.
 RECORDS, LANDMARKS, SUMMARY, SKIPPED, IMAGES = "records.csv", "landmarks.npy", "summary.json", "skipped.csv", "images"
 TRUTH, PLANTED, PLANTED_MAPS = "truth", "planted", "planted_maps.npz"
+#: The discriminative-truth maps, computed from the images on first use (:mod:`fermap_utils.groundtruth`).
+DISCRIMINATIVE_MAPS = "discriminative_maps.npz"
 #: The three heatmap folders of a method, as the authors named them: per fold, per network, per class.
 HEATMAP_GROUPS: tuple[str, str, str] = ("heatmaps_by_cv", "heatmaps_by_net", "heatmaps_total")
 #: The paper's explainer: its folders are plain ``explanations`` and ``heatmaps``, every other's carry
@@ -577,6 +580,23 @@ def planted_file(data_dir: str | os.PathLike) -> Path:
     Path
     """
     return planted_dir(data_dir) / PLANTED_MAPS
+
+
+def discriminative_file(data_dir: str | os.PathLike) -> Path:
+    """``DATA/planted/discriminative_maps.npz``: the discriminative-truth maps, one array per class.
+
+    Beside the planted maps, so that a rebuilt dataset (which empties ``planted/``) never keeps them.
+
+    Parameters
+    ----------
+    data_dir : path
+        A built dataset folder (``RUN/data``, or one of ``fermap data build``).
+
+    Returns
+    -------
+    Path
+    """
+    return planted_dir(data_dir) / DISCRIMINATIVE_MAPS
 
 
 def authors_heatmaps_dir(reference: str | os.PathLike, group: str = "heatmaps_by_cv") -> Path:

@@ -74,14 +74,11 @@ def test_accuracy_against_truth_is_a_rank_correlation_per_method():
 @pytest.mark.slow
 def test_grade_run_on_the_default_dataset_truth(default_dataset, tmp_path):
     """grade_run reads a run's planted maps and heatmaps; an explainer without heatmaps is named, not skipped."""
-    import shutil
-
     from fermap_utils.heatmaps import heatmap_filename, save_heatmap
     from fermap_utils.masks import ekman_masks
     from fermap_utils.synthetic import load_planted_maps, planted_regions
 
-    run = tmp_path / "run"
-    shutil.copytree(default_dataset / "planted", run / "data" / "planted")
+    run = _run_with_truths(default_dataset, tmp_path / "run")
     planted = load_planted_maps(run / "data")
     for e, m in planted.items():  # a network whose heatmaps are the planted maps themselves
         save_heatmap(run / "heatmaps" / "heatmaps_by_net" / heatmap_filename(e, "Oracle"), m / m.max())
@@ -93,15 +90,24 @@ def test_grade_run_on_the_default_dataset_truth(default_dataset, tmp_path):
     assert set(truth.expression) == set(regions)
 
 
-def _oracle_run(default_dataset, tmp_path, transform):
-    """A run folder whose by-network heatmaps are ``transform(planted map in [0, 1])``, saved as a run saves them."""
+def _run_with_truths(default_dataset, run):
+    """A run folder with the dataset's truths: its planted maps and its discriminative maps, computed once
+    from the images into the dataset's cache and copied with the records and landmarks they are keyed by."""
     import shutil
 
+    G.load_discriminative_maps(default_dataset, progress=False)
+    shutil.copytree(default_dataset / "planted", run / "data" / "planted")
+    for name in ("records.csv", "landmarks.npy"):
+        shutil.copy(default_dataset / name, run / "data" / name)
+    return run
+
+
+def _oracle_run(default_dataset, tmp_path, transform):
+    """A run folder whose by-network heatmaps are ``transform(planted map in [0, 1])``, saved as a run saves them."""
     from fermap_utils.heatmaps import heatmap_filename, save_heatmap
     from fermap_utils.synthetic import load_planted_maps
 
-    run = tmp_path / "run"
-    shutil.copytree(default_dataset / "planted", run / "data" / "planted")
+    run = _run_with_truths(default_dataset, tmp_path / "run")
     planted = load_planted_maps(run / "data")
     for i, (e, m) in enumerate(sorted(planted.items())):
         save_heatmap(run / "heatmaps" / "heatmaps_by_net" / heatmap_filename(e, "Oracle"), transform(m / m.max(), i))
@@ -183,3 +189,101 @@ def test_chance_rows_score_what_no_explainer_would():
     assert G.matched_smoothness(smooth) == 8.0
     assert G.matched_smoothness([G.smooth_noise(shape, 2.0, rng)]) == 2.0
     assert np.isnan(G.roughness(np.zeros(shape)))
+
+
+def test_discriminative_maps_on_a_hand_made_case():
+    """Two identities, three classes; class A alone adds a patch of height p. Known by construction:
+
+    - without nuisance (two identical images per class): D_A = p on the patch, D_B = D_C = p / 2 (one of
+      their two other classes differs), 0 elsewhere;
+    - with a nuisance offset, 0 in m images of each class and 2a in m others (alike in every class): the
+      between-class mean over all pairs of |p + n - n'| is p on the patch (p > 2a) and a elsewhere; the
+      within-class mean over distinct pairs is 2a m / (2m - 1) (m^2 of the m(2m - 1) pairs differ by 2a).
+      So D = a - 2a m / (2m - 1) elsewhere (-> 0, nuisance alone) and p - 2a m / (2m - 1) on the patch for A.
+    """
+    rng = np.random.default_rng(0)
+    shape, p, a, m = (6, 7), 10.0, 2.0, 15
+    patch = np.zeros(shape)
+    patch[1:3, 2:5] = p
+    faces = {s: rng.uniform(50, 200, shape) for s in ("ann", "bob")}
+    within = 2 * a * m / (2 * m - 1)
+    for offsets, off_patch, on_patch in (((0.0, 0.0), 0.0, p), ((0.0,) * m + (2 * a,) * m, a - within, p - within)):
+        images, subjects, classes = [], [], []
+        for s, face in faces.items():
+            for c in ("A", "B", "C"):
+                for off in offsets:
+                    images.append(face + off + (patch if c == "A" else 0.0))
+                    subjects.append(s)
+                    classes.append(c)
+        d = G.discriminative_maps(np.array(images), np.array(subjects), np.array(classes))
+        assert set(d) == {"A", "B", "C"}
+        on = patch > 0
+        np.testing.assert_allclose(d["A"][on], on_patch, atol=1e-4)
+        # B against A differs on the patch, B against C does not: the mean of the two
+        np.testing.assert_allclose(d["B"][on], (on_patch + off_patch) / 2, atol=1e-4)
+        np.testing.assert_allclose(d["C"][on], (on_patch + off_patch) / 2, atol=1e-4)
+        for c in "ABC":
+            np.testing.assert_allclose(d[c][~on], off_patch, atol=1e-4)
+
+
+def test_discriminative_maps_need_every_class_twice_per_identity():
+    from fermap_utils.errors import FermapError
+
+    images = np.zeros((5, 3, 3))
+    with pytest.raises(FermapError, match="at least twice"):
+        G.discriminative_maps(images, np.array(["a"] * 5), np.array(["A", "A", "B", "B", "C"]))
+
+
+def test_grade_heatmaps_grades_against_the_discriminative_truth():
+    regions = {"Happiness": _disc(100, 200, 25)}
+    planted = {"Happiness": regions["Happiness"] * 10.0}
+    discriminative = {"Happiness": _disc(100, 230, 20) * 5.0}  # the mouth, say: another place than planted
+    grades = G.grade_heatmaps({("A", "Happiness"): discriminative["Happiness"] / 5.0}, regions, planted,
+                              _square_like(regions), discriminative).set_index("truth")
+    assert list(grades.index) == ["planted", "discriminative", "Ekman"]
+    assert grades.loc["discriminative", "iou"] == 1.0 and grades.loc["discriminative", "ncc"] == pytest.approx(1.0)
+    assert grades.loc["planted", "iou"] < 1.0
+
+
+def _square_like(regions):
+    return {e: np.ones_like(r) for e, r in regions.items()}
+
+
+@pytest.mark.slow
+def test_discriminative_truth_of_a_run_end_to_end(default_dataset, tmp_path):
+    """Through a run folder: the maps computed from the stored images equal the definition computed here by
+    loops (class Fear), are cached, and the discriminative maps stored as a run stores heatmaps score as that
+    truth (oracle)."""
+    import shutil
+
+    import cv2
+
+    from fermap_utils.heatmaps import heatmap_filename, save_heatmap
+    from fermap_utils.layout import discriminative_file
+    from fermap_utils.masks import ekman_masks
+    from fermap_utils.warping import warp_to_standard
+
+    run = tmp_path / "run"
+    shutil.copytree(default_dataset, run / "data")
+    discriminative_file(run / "data").unlink(missing_ok=True)  # computed here, from the run's images
+    maps = G.load_discriminative_maps(run / "data", progress=False)
+    assert discriminative_file(run / "data").is_file()
+    table = pd.read_csv(run / "data" / "records.csv", dtype={"subject": str})
+    marks = np.load(run / "data" / "landmarks.npy")
+    per_identity = []
+    for _, group in table.groupby("subject"):
+        x = {}
+        for i in group.index:
+            img = cv2.imread(str(run / "data" / table.image[i]), cv2.IMREAD_UNCHANGED).astype(np.float32)
+            x.setdefault(table.expression[i], []).append(warp_to_standard(img, marks[i])[0].astype(np.float64))
+        within = {c: np.mean([np.abs(u - v) for j, u in enumerate(v_) for v in v_[j + 1:]], axis=0)
+                  for c, v_ in x.items()}
+        per_identity.append(np.mean([np.mean([np.abs(u - v) for u in x["Fear"] for v in x[c]], axis=0)
+                                     - within["Fear"] / 2 - within[c] / 2 for c in x if c != "Fear"], axis=0))
+    np.testing.assert_allclose(maps["Fear"], np.mean(per_identity, axis=0), atol=1e-3)
+    for e, m in maps.items():  # the discriminative maps, brought to [0, 1], as an oracle network's heatmaps
+        save_heatmap(run / "heatmaps" / "heatmaps_by_net" / heatmap_filename(e, "Oracle"),
+                     (m - m.min()) / (m.max() - m.min()))
+    grades = G.grade_run(run, ["lime"], ekman_masks())
+    truth = grades[grades.truth == "discriminative"]
+    assert len(truth) == 6 and (truth.ncc > 0.99).all() and (truth.roc_auc > 0.99).all()

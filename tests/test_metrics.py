@@ -166,8 +166,8 @@ def test_threshold_free_scores_by_hand():
                         [3, 2, 0, 0]], dtype=np.uint8)
     mask = np.array([[1, 0, 0, 1],
                      [1, 1, 0, 0]], dtype=bool)
-    s = Mt.threshold_free_scores(heatmap, mask)
-    assert set(s) == {"roc_auc", "relevance_mass", "pointing_game", "iou_area_matched"}
+    s = Mt.threshold_free_scores(heatmap, mask, tolerance=0)  # 0: the maximum must lie inside the mask
+    assert set(s) == {"roc_auc", "relevance_mass", "pointing_game", "relevance_rank_accuracy", "iou_area_matched"}
     # inside {4, 1, 3, 2} against outside {4, 0, 0, 0}: of the 16 pairs, 4 beats 0 three times and
     # ties 4 (3.5), and 1, 3, 2 each beat the three 0s (9): 12.5 / 16
     assert s["roc_auc"] == pytest.approx(12.5 / 16)
@@ -175,13 +175,86 @@ def test_threshold_free_scores_by_hand():
     assert s["pointing_game"] == 0.5  # two maxima (4), one of them inside
     # the mask's 4 pixels of highest value: (0,0) (0,1) (1,0) (1,1); 3 inside, union 5
     assert s["iou_area_matched"] == pytest.approx(3 / 5)
+    assert s["relevance_rank_accuracy"] == pytest.approx(3 / 4)
     for key, value in s.items():
-        assert Mt.score(heatmap, mask, key) == value
-    flat = Mt.threshold_free_scores(np.zeros((2, 4)), mask)
+        if key != "pointing_game":  # score() uses the default tolerance
+            assert Mt.score(heatmap, mask, key) == value
+    flat = Mt.threshold_free_scores(np.zeros((2, 4)), mask, tolerance=0)
     assert flat["relevance_mass"] == 0.0 and flat["pointing_game"] == 0.5  # every pixel a maximum, 4 of 8 inside
     assert flat["roc_auc"] == 0.5
     full = Mt.threshold_free_scores(heatmap, np.ones((2, 4), bool))
     assert np.isnan(full["roc_auc"]) and full["relevance_mass"] == 1.0 and full["iou_area_matched"] == 1.0
+
+
+def _pointing_by_hand(heatmap, mask, tolerance):
+    """The pointing game from its definition, by brute force: each maximum's distance to every mask pixel."""
+    inside = np.argwhere(mask)
+    peaks = np.argwhere(heatmap == heatmap.max())
+    hits = [min(np.hypot(*(p - q)) for q in inside) <= tolerance for p in peaks]
+    return float(np.mean(hits))
+
+
+def test_pointing_game_has_zhangs_15_pixel_tolerance():
+    """Zhang et al. 2018: a hit when the maximum lies within 15 px of the region (fails without a tolerance)."""
+    mask = np.zeros((40, 60), bool)
+    mask[10:20, 10:20] = True
+    heatmap = np.zeros((40, 60))
+    heatmap[15, 31] = 1.0  # 12 px right of the mask's edge column 19: a hit at 15 px, a miss inside-only
+    assert Mt.threshold_free_scores(heatmap, mask)["pointing_game"] == 1.0
+    assert Mt.pointing_game(heatmap, mask, tolerance=0) == 0.0
+    heatmap[15, 31], heatmap[30, 40] = 0.0, 1.0  # (30, 40) is sqrt(11**2 + 21**2) = 23.7 px from (19, 19)
+    assert Mt.pointing_game(heatmap, mask) == 0.0
+    assert Mt.pointing_game(heatmap, mask, tolerance=24) == 1.0
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # random small cases with tied maxima, against the definition computed by brute force
+        h = rng.integers(0, 3, (12, 15))
+        m = rng.random((12, 15)) < 0.05
+        m[rng.integers(12), rng.integers(15)] = True
+        tol = float(rng.choice([0, 1, 2.5, 4]))
+        assert Mt.pointing_game(h, m, tol) == pytest.approx(_pointing_by_hand(h, m, tol))
+
+
+def _top_k_by_enumeration(heatmap, mask):
+    """Relevance rank accuracy and IoU of the top-K pixels (K = mask area), averaged over every way of
+    choosing among the pixels tied at the cut, all equally likely: enumerated, no formula."""
+    from itertools import combinations
+
+    h, m = heatmap.ravel(), mask.ravel()
+    k = int(m.sum())
+    cut = np.sort(h)[-k]
+    above = np.flatnonzero(h > cut)
+    tied = np.flatnonzero(h == cut)
+    accs, ious = [], []
+    for chosen in combinations(tied, k - len(above)):
+        top = np.zeros_like(m)
+        top[above] = True
+        top[list(chosen)] = True
+        accs.append((top & m).sum() / k)
+        ious.append((top & m).sum() / (top | m).sum())
+    return np.mean(accs), np.mean(ious)
+
+
+def test_top_k_scores_break_ties_fairly():
+    """A constant heatmap scores the same wherever the mask is (raster order would give 1 or 0), and every
+    tie is averaged over all the ways of breaking it (Arras et al.'s relevance rank accuracy, K = mask area)."""
+    flat = np.ones((4, 5))
+    first, last = np.zeros((4, 5), bool), np.zeros((4, 5), bool)
+    first[0, :2] = True
+    last[3, 3:] = True
+    a, b = Mt.threshold_free_scores(flat, first), Mt.threshold_free_scores(flat, last)
+    assert a["iou_area_matched"] == b["iou_area_matched"]
+    assert a["relevance_rank_accuracy"] == b["relevance_rank_accuracy"] == pytest.approx(2 / 20)
+    # two of 20 pixels drawn: both inside with p 1/190 (IoU 1), one with p 36/190 (IoU 1/3), none otherwise
+    assert a["iou_area_matched"] == pytest.approx(1 / 190 + 36 / 190 / 3)
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        h = rng.integers(0, 3, (3, 4)).astype(float)
+        m = rng.random((3, 4)) < 0.4
+        m[rng.integers(3), rng.integers(4)] = True
+        acc, iou = _top_k_by_enumeration(h, m)
+        s = Mt.top_k_overlap(h, m)
+        assert s["relevance_rank_accuracy"] == pytest.approx(acc)
+        assert s["iou_area_matched"] == pytest.approx(iou)
 
 
 def _square_masks():
