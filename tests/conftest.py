@@ -169,3 +169,39 @@ def smoke_site(tmp_path_factory):
     first = run_book(prof, site / "run", progress=False, out_dir=out)
     again = run_book(prof, site / "run", progress=False, out_dir=out)
     return site, first, again
+
+
+def _write_tiny_dataset(run: Path) -> Path:
+    """Write ``run/data``: a tiny dataset (4 subjects x 6 expressions, 32 px, 2 folds) of random
+    faces with the standard landmarks, enough to train one epoch. Returns ``run``."""
+    import json
+
+    import cv2
+    import pandas as pd
+
+    from fermap_utils.config import paper
+    from fermap_utils.landmarks import mean_shape
+
+    data = run / "data"
+    (data / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    marks = (mean_shape() * (32 / 275)).astype(np.float32)
+    rows = []
+    for s in range(4):
+        for e in paper()["expressions"]:
+            name = f"images/{len(rows):05d}.png"
+            cv2.imwrite(str(data / name), rng.integers(0, 256, (32, 32), dtype=np.uint8))
+            rows.append({"id": len(rows), "image": name, "source": "random", "subject": f"s{s}", "dataset": "T",
+                         "expression": e, "fold": s % 2 + 1})
+    pd.DataFrame(rows).to_csv(data / "records.csv", index=False)
+    np.save(data / "landmarks.npy", np.repeat(marks[None], len(rows), axis=0))
+    (data / "summary.json").write_text(json.dumps({"synthetic": True, "folds": 2, "used": len(rows), "read": len(rows),
+                                                   "crop_size": 32, "skipped": {}, "by_fold": {"1": 12, "2": 12}}))
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    """The writer of a tiny run dataset (:func:`_write_tiny_dataset`), for fixtures of any scope."""
+    return _write_tiny_dataset
+

@@ -21,9 +21,7 @@ import time
 import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
-import pandas as pd
 import pytest
 
 from fermap_utils import cli, layout
@@ -228,31 +226,14 @@ TRAINED_PROFILE = {"networks": [NETWORK], "input_size": 32, "folds": 1, "epochs_
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
+def trained_run(tmp_path_factory, tiny_dataset) -> Path:
     """One small trained and explained run per module: random 32 px faces (4 subjects x 6
     expressions, 2 folds) with the standard landmarks, WeiNet trained on fold 1 (synthetic data)."""
-    from fermap_utils.config import paper
     from fermap_utils.explanations import explain_run
-    from fermap_utils.landmarks import mean_shape
     from fermap_utils.profiles import profile, record_profile
     from fermap_utils.training import train_run
 
-    run = tmp_path_factory.mktemp("trained") / "run"
-    data = run / "data"
-    (data / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    marks = (mean_shape() * (32 / 275)).astype(np.float32)
-    rows = []
-    for s in range(4):
-        for e in paper()["expressions"]:
-            name = f"images/{len(rows):05d}.png"
-            cv2.imwrite(str(data / name), rng.integers(0, 256, (32, 32), dtype=np.uint8))
-            rows.append({"id": len(rows), "image": name, "source": "random", "subject": f"s{s}", "dataset": "T",
-                         "expression": e, "fold": s % 2 + 1})
-    pd.DataFrame(rows).to_csv(data / "records.csv", index=False)
-    np.save(data / "landmarks.npy", np.repeat(marks[None], len(rows), axis=0))
-    (data / "summary.json").write_text(json.dumps({"synthetic": True, "folds": 2, "used": len(rows), "read": len(rows),
-                                                   "crop_size": 32, "skipped": {}, "by_fold": {"1": 12, "2": 12}}))
+    run = tiny_dataset(tmp_path_factory.mktemp("trained") / "run")
     prof = profile("smoke", TRAINED_PROFILE)
     record_profile(run, prof)
     train_run(run, prof, progress=False)

@@ -48,28 +48,10 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
 
 
 @pytest.fixture()
-def tiny_run(tmp_path) -> Path:
+def tiny_run(tmp_path, tiny_dataset) -> Path:
     """A run folder holding a tiny dataset (4 subjects x 6 expressions, 32 px, 2 folds), written
     directly: random faces with the standard landmarks, enough to train one epoch."""
-    from fermap_utils.config import paper
-    from fermap_utils.landmarks import mean_shape
-
-    data = tmp_path / "run" / "data"
-    (data / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    marks = (mean_shape() * (32 / 275)).astype(np.float32)
-    rows = []
-    for s in range(4):
-        for e in paper()["expressions"]:
-            name = f"images/{len(rows):05d}.png"
-            cv2.imwrite(str(data / name), rng.integers(0, 256, (32, 32), dtype=np.uint8))
-            rows.append({"id": len(rows), "image": name, "source": "random", "subject": f"s{s}", "dataset": "T",
-                         "expression": e, "fold": s % 2 + 1})
-    pd.DataFrame(rows).to_csv(data / "records.csv", index=False)
-    np.save(data / "landmarks.npy", np.repeat(marks[None], len(rows), axis=0))
-    (data / "summary.json").write_text(json.dumps({"synthetic": True, "folds": 2, "used": len(rows), "read": len(rows),
-                                                   "crop_size": 32, "skipped": {}, "by_fold": {"1": 12, "2": 12}}))
-    return tmp_path / "run"
+    return tiny_dataset(tmp_path / "run")
 
 
 @pytest.mark.slow
