@@ -226,6 +226,10 @@ def gradcam(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 64)
     return _upsample(np.maximum(gradcam_maps(model, images, labels, batch_size), 0), images.shape[1])
 
 
+#: A mask value strictly between these is neither kept nor hidden (:attr:`ExtremalResult.undecided`).
+UNDECIDED = (0.05, 0.95)
+
+
 @dataclass
 class ExtremalResult:
     """Extremal Perturbation's masks for a batch: one per (area, image)."""
@@ -238,6 +242,12 @@ class ExtremalResult:
     def achieved(self) -> np.ndarray:
         """(A, N): each mask's area, the mean of its values (the share of the image it keeps)."""
         return self.masks.mean(axis=(2, 3))
+
+    @property
+    def undecided(self) -> np.ndarray:
+        """(A, N): the share of each mask's values strictly between 0.05 and 0.95 (0 for a binary mask):
+        how far the optimisation is from the binary mask the method's definition asks for."""
+        return ((self.masks > UNDECIDED[0]) & (self.masks < UNDECIDED[1])).mean(axis=(2, 3))
 
     @property
     def explanation(self) -> np.ndarray:

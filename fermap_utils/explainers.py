@@ -120,7 +120,7 @@ def _extremal(model, images, labels, seeds, settings: dict, batch_size: int, pro
         progress(len(images))
     n = len(images)
     return found.explanation, {"area_target": np.tile(found.areas, (n, 1)), "area_achieved": found.achieved.T,
-                               "score": found.scores.T}
+                               "score": found.scores.T, "undecided": found.undecided.T}
 
 
 def _extremal_settings(explain: dict | None) -> dict:

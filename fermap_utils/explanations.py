@@ -39,6 +39,7 @@ from .heatmaps import (
     parse_heatmap_filename,
     pooled_heatmap,
     save_heatmap,
+    stretch,
     to_uint8,
 )
 from .layout import (
@@ -82,15 +83,35 @@ def choose_images(predicted: np.ndarray, per_class: int, seed: int,
     dict ``class -> sorted row indices``
         Up to ``per_class`` rows for each class, drawn at random among the rows predicted as
         that class (all of them when there are fewer).
+
+    Notes
+    -----
+    The draws are nested: with the same seed, a smaller ``per_class`` chooses a subset of what a
+    larger one chooses (each class's rows are put in one random order and the first ``per_class``
+    taken). An explainer that explains fewer images per class (Extremal Perturbation) thus
+    explains images that every other explainer explained too, and they can be compared image by
+    image.
+
+    Examples
+    --------
+    >>> predicted = np.array([0, 1, 0, 0, 1, 0, 1, 0])
+    >>> few, many = choose_images(predicted, 2, seed=0, n_classes=2), choose_images(predicted, 4, seed=0, n_classes=2)
+    >>> all(set(few[c]) <= set(many[c]) for c in (0, 1))
+    True
     """
     rng = np.random.default_rng(seed)
     predicted = np.asarray(predicted)
     n_classes = len(config_expressions()) if n_classes is None else int(n_classes)
     chosen = {}
     for c in range(n_classes):
-        pool = np.flatnonzero(predicted == c)
-        chosen[c] = np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False))
+        order = rng.permutation(np.flatnonzero(predicted == c))  # its draw does not depend on per_class
+        chosen[c] = np.sort(order[:per_class])
     return chosen
+
+
+#: What a class file holds; a change re-explains every cache (2: the nested draw of :func:`choose_images`
+#: and every image's own map, ``maps``, kept for grading image by image).
+STORED_FORMAT = 2
 
 
 def _explain_key(metrics: dict, params: dict, per_class: int, seed: int, method: str = PAPER_METHOD,
@@ -99,7 +120,8 @@ def _explain_key(metrics: dict, params: dict, per_class: int, seed: int, method:
     the hash of its file, :func:`model_hash`), the method and its settings
     (:func:`fermap_utils.explainers.settings_key`), the sample."""
     blob = json.dumps({"model": metrics.get("settings"), "accuracy": metrics["accuracy"], "method": method,
-                       "params": params, "per_class": per_class, "seed": seed, "model_file": model},
+                       "params": params, "per_class": per_class, "seed": seed, "model_file": model,
+                       "stored": STORED_FORMAT},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -178,16 +200,18 @@ def model_hash(path: Path) -> str:
     return _MODEL_HASHES[stamp]
 
 
-def read_class_file(path: Path, keys: tuple[str, ...] = ("key", "ids", "sum", "count")) -> dict[str, np.ndarray]:
-    """One cached (network, fold, class) file's arrays, or one line naming the file when it is not
-    one fermap wrote (a foreign or damaged ``.npz`` in a run's explanations)."""
+def read_class_file(path: Path, keys: tuple[str, ...] = ("key", "ids", "sum", "count"),
+                    optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """One cached (network, fold, class) file's arrays (``keys``, and ``optional`` where present), or
+    one line naming the file when it is not one fermap wrote (a foreign or damaged ``.npz`` in a
+    run's explanations)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
             if missing:
                 raise FermapError(f"{path}: not a fermap explanation file (no {', '.join(missing)}); "
                                   "remove it and explain again")
-            return {k: f[k] for k in f.files if k in keys or k.startswith("detail_")}
+            return {k: f[k] for k in f.files if k in keys or k in optional or k.startswith("detail_")}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FermapError(f"{path}: not a readable explanation file ({str(exc).splitlines()[0][:80]})") from None
 
@@ -201,9 +225,11 @@ def _cached(path: Path, key: str) -> bool:
 def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised: np.ndarray,
                             explanations: list[Explanation] | None = None,
                             details: dict[str, np.ndarray] | None = None) -> None:
-    """One (network, fold, class): per image its id (and for LIME its weights and superpixels, for
-    another method its ``details`` such as Extremal Perturbation's achieved areas); the sum of the
-    standardised explanations (Eq. 1's numerator) and their count. Written atomically."""
+    """One (network, fold, class): per image its id, its standardised explanation stretched to [0, 1]
+    (``maps``, float16: what :func:`load_image_maps` grades image by image), and for LIME its weights
+    and superpixels, for another method its ``details`` such as Extremal Perturbation's achieved
+    areas; the sum of the standardised explanations (Eq. 1's numerator) and their count. Written
+    atomically."""
     explanations = explanations or []
     k = max([len(e.weights) for e in explanations], default=0)
     weights = np.full((len(explanations), k), np.nan)
@@ -215,7 +241,48 @@ def save_class_explanations(path: Path, key: str, ids: np.ndarray, standardised:
     extra = {f"detail_{name}": np.asarray(v) for name, v in (details or {}).items()}
     with atomic_path(path) as tmp:
         np.savez_compressed(tmp, key=key, ids=np.asarray(ids, dtype=str), weights=weights, segments=segments,
-                            sum=total, count=len(standardised), **extra)
+                            sum=total, count=len(standardised), maps=_stretched_maps(standardised), **extra)
+
+
+def _stretched_maps(standardised: np.ndarray) -> np.ndarray:
+    """Each image's explanation stretched to [0, 1] as a heatmap is (:func:`fermap_utils.heatmaps.stretch`),
+    as float16: a grading by ranks or by Otsu on 8-bit grey does not see the difference."""
+    if not len(standardised):
+        return np.zeros((0, *CANVAS_SHAPE), np.float16)
+    return np.stack([stretch(np.asarray(m, np.float64)) for m in standardised]).astype(np.float16)
+
+
+def load_image_maps(run_dir: str | os.PathLike, network: str, fold: int, expression: str,
+                    method: str = PAPER_METHOD) -> tuple[np.ndarray, np.ndarray]:
+    """Every explained image of one (network, fold, class) with its own explanation on the standard face.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run with ``method``'s explanations.
+    network, fold, expression
+        The group.
+    method : str
+        The explainer (:mod:`fermap_utils.explainers`).
+
+    Returns
+    -------
+    ids : (N,) str array
+        The images' ids, in the order of ``maps``.
+    maps : (N, 275, 224) float32 array
+        Each image's standardised explanation stretched to [0, 1] (an all-zero one stays zero).
+
+    Raises
+    ------
+    FermapError
+        When the file is not a fermap explanation file, or was written before images' maps were
+        kept (explain the run again: its cache key has changed, so ``fermap run`` redoes it).
+    """
+    path = class_file(run_dir, network, fold, expression, method)
+    f = read_class_file(path, ("ids",), optional=("maps",))
+    if "maps" not in f:
+        raise FermapError(f"{path}: holds no per-image maps (written by an older fermap); explain the run again")
+    return f["ids"].astype(str), f["maps"].astype(np.float32)
 
 
 def standardised_explanations(model, images: np.ndarray, landmarks: np.ndarray, labels: np.ndarray,
@@ -460,7 +527,8 @@ def storage_comparison(run_dir: str | os.PathLike, masks: dict[str, np.ndarray],
 
 def load_details(run_dir: str | os.PathLike, method: str) -> pd.DataFrame:
     """The per-image details a method recorded in a run, one row per (image, entry): for
-    Extremal Perturbation ``network, fold, expression, id, area_target, area_achieved, score``."""
+    Extremal Perturbation ``network, fold, expression, id, area_target, area_achieved, score, undecided``
+    (:attr:`fermap_utils.attribution.ExtremalResult.undecided`)."""
     rows = []
     for network, fold, expression, path in class_files(run_dir, method):
         f = read_class_file(path, ("ids",))

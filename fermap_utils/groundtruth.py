@@ -28,11 +28,21 @@ import pandas as pd
 import tqdm.auto  # looked up at call time, so a book chapter can silence it
 
 from ._io import atomic_path, read_csv
+from .config import expressions as config_expressions
 from .errors import FermapError
-from .explanations import load_run_heatmaps, network_heatmaps
+from .explanations import load_image_maps, load_run_heatmaps, network_heatmaps
 from .heatmaps import as_unit, to_uint8
-from .layout import data_dir, discriminative_file, landmarks_file, records_file, truth_dir
-from .metrics import binary_scores, ncc, score_heatmap, threshold_free_scores
+from .layout import (
+    class_files,
+    data_dir,
+    discriminative_file,
+    explanations_dir,
+    landmarks_file,
+    predictions_file,
+    records_file,
+    truth_dir,
+)
+from .metrics import binary_scores, ncc, roc_auc, score_heatmap, threshold_free_scores
 from .specificity import centred_gaussian
 from .statistics import correlation_test
 from .synthetic import load_planted_maps, planted_regions
@@ -148,6 +158,105 @@ def grade_run(run_dir: str | os.PathLike, methods: list[str], masks: dict[str, n
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     out.attrs["missing"] = missing
     return out
+
+
+def grade_image(heatmap: np.ndarray, region: np.ndarray, truth_map: np.ndarray) -> dict[str, float]:
+    """The scores of one image's explanation against one class's truth: the paper's Otsu path
+    (``iou``, ``f1``, ``precision``, ``recall``), ``roc_auc`` (by ranks, :func:`fermap_utils.metrics.roc_auc`)
+    and ``ncc`` with the truth's map: the scores :func:`grade_heatmap` gives that are cheap enough
+    for every explained image.
+
+    Parameters
+    ----------
+    heatmap : (275, 224) array
+        One explanation on the standard face, in any form :func:`fermap_utils.heatmaps.as_unit` takes.
+    region : (275, 224) bool
+        The truth's region.
+    truth_map : (275, 224) float
+        The truth's map.
+    """
+    unit = as_unit(heatmap)
+    otsu = score_heatmap(to_uint8(unit), region)
+    return {**{k: otsu[k] for k in _BINARY}, "roc_auc": roc_auc(unit, region), "ncc": ncc(unit, truth_map)}
+
+
+def grade_images(run_dir: str | os.PathLike, methods: list[str], progress: bool = True) -> pd.DataFrame:
+    """Grade every explained image of a run, one by one, against the planted and the discriminative truth.
+
+    Each explainer's per-image maps (:func:`fermap_utils.explanations.load_image_maps`) are scored
+    by :func:`grade_image`. Because the images are drawn nested
+    (:func:`fermap_utils.explanations.choose_images`), an explainer that explains fewer images per
+    class explains a subset of the others' images: pairing rows by ``(network, fold, id)`` compares
+    explainers on the same images.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run on the synthetic set.
+    methods : list of str
+        The explainers to grade; one without explanations in the run is left out and named in
+        ``attrs["missing"]``.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    DataFrame
+        One row per (method, network, fold, expression, id, truth): ``correct`` (the network's
+        prediction, which is ``expression``, is the image's true class) and the scores of
+        :func:`grade_image`.
+    """
+    planted = load_planted_maps(data_dir(run_dir))
+    discriminative = load_discriminative_maps(data_dir(run_dir), progress=progress)
+    truths = {"planted": (planted_regions(planted), planted),
+              "discriminative": (planted_regions(discriminative), discriminative)}
+    names = list(config_expressions())
+    groups = [(m, *g) for m in methods for g in class_files(run_dir, m)]
+    missing = {m: f"{explanations_dir(run_dir, m)}: no explanations" for m in methods
+               if not any(g[0] == m for g in groups)}
+    true_of: dict[tuple[str, int], dict[str, int]] = {}
+    rows = []
+    for method, network, fold, expression, _ in tqdm.auto.tqdm(groups, desc="grading images", unit="group",
+                                                              disable=not progress):
+        if expression not in planted:
+            continue
+        if (network, fold) not in true_of:
+            table = read_csv(predictions_file(run_dir, network, fold), columns=("id", "true"), dtype={"id": str})
+            true_of[(network, fold)] = dict(zip(table.id, table.true.astype(int)))
+        ids, maps = load_image_maps(run_dir, network, fold, expression, method)
+        for image_id, h in zip(ids, maps):
+            correct = true_of[(network, fold)].get(str(image_id)) == names.index(expression)
+            for truth, (regions, truth_maps) in truths.items():
+                rows.append({"method": method, "network": network, "fold": fold, "expression": expression,
+                             "id": str(image_id), "correct": correct, "truth": truth,
+                             **grade_image(h, regions[expression], truth_maps[expression])})
+    out = pd.DataFrame(rows)
+    out.attrs["missing"] = missing
+    return out
+
+
+def same_image_table(graded: pd.DataFrame, truth: str, metric: str = "roc_auc",
+                     networks: list[str] | None = None) -> pd.DataFrame:
+    """The per-image grades of :func:`grade_images` as paired units: the correctly classified images,
+    one row per ``(network, fold, expression, id)``, one column per explainer (NaN where it did not
+    explain that image), ready for :func:`fermap_utils.statistics.pairwise_comparisons`.
+
+    Parameters
+    ----------
+    graded : DataFrame
+        :func:`grade_images`'s rows.
+    truth : str
+        ``planted`` or ``discriminative``.
+    metric : str
+        The score compared.
+    networks : list of str, optional
+        Keep only these networks (e.g. the ones trained here, FER2013 apart).
+    """
+    rows = graded[(graded.truth == truth) & graded.correct]
+    if networks is not None:
+        rows = rows[rows.network.isin(networks)]
+    return rows.pivot_table(index=["network", "fold", "expression", "id"], columns="method", values=metric,
+                            aggfunc="first")
 
 
 def summarise_grades(grades: pd.DataFrame, by: list[str], metrics: tuple[str, ...] = ("iou", "f1", "roc_auc", "ncc")
@@ -341,17 +450,17 @@ def _mean_abs_pairs(a: np.ndarray, b: np.ndarray, distinct: bool = False) -> np.
     return np.mean([np.abs(a[k].astype(np.float64) - b[k2]) for k, k2 in pairs], axis=0)
 
 
-def compute_discriminative_maps(data_dir: str | os.PathLike, progress: bool = True) -> dict[str, np.ndarray]:
-    """:func:`discriminative_maps` of a built synthetic dataset, from its images, landmarks and records.
+def warped_images(data_dir: str | os.PathLike, progress: bool = True) -> tuple[np.ndarray, pd.DataFrame]:
+    """Every image of a built synthetic dataset warped to the standard face with its stored landmarks
+    (as its explanations are, :func:`fermap_utils.warping.warp_to_standard`).
 
-    Each image is warped to the standard face with its stored landmarks (as its explanations
-    are, :func:`fermap_utils.warping.warp_to_standard`), one identity at a time.
+    Returns the (N, 275, 224) float32 stack and the records (``image, subject, expression``) in its order.
     """
     data_dir = Path(data_dir)
     table = read_csv(records_file(data_dir), columns=("image", "subject", "expression"), dtype={"subject": str})
     marks = np.load(landmarks_file(data_dir))
     warped = None
-    for i, row in enumerate(tqdm.auto.tqdm(list(table.itertuples()), desc="discriminative truth", unit="img",
+    for i, row in enumerate(tqdm.auto.tqdm(list(table.itertuples()), desc="warping the images", unit="img",
                                            disable=not progress)):
         image = cv2.imread(str(data_dir / row.image), cv2.IMREAD_UNCHANGED)
         if image is None:
@@ -360,27 +469,53 @@ def compute_discriminative_maps(data_dir: str | os.PathLike, progress: bool = Tr
         if warped is None:
             warped = np.zeros((len(table), *face.shape), np.float32)
         warped[i] = face
+    return warped, table
+
+
+def compute_discriminative_maps(data_dir: str | os.PathLike, progress: bool = True) -> dict[str, np.ndarray]:
+    """:func:`discriminative_maps` of a built synthetic dataset, from its images, landmarks and records
+    (:func:`warped_images`)."""
+    warped, table = warped_images(data_dir, progress)
     return discriminative_maps(warped, table.subject.to_numpy(), table.expression.to_numpy())
+
+
+#: The key of the mean face in the discriminative maps' cache (no expression starts with ``_``).
+_MEAN_FACE = "_mean_face"
+
+
+def _truth_cache(data_dir: str | os.PathLike, progress: bool) -> dict[str, np.ndarray]:
+    """The discriminative maps and the mean face of a built dataset, cached together: both need every
+    image warped to the standard face, so they are computed in one pass."""
+    path = discriminative_file(data_dir)
+    digest = hashlib.sha256(records_file(data_dir).read_bytes() + landmarks_file(data_dir).read_bytes()).hexdigest()
+    if path.is_file():
+        with np.load(path) as z:
+            if "_digest" in z.files and str(z["_digest"]) == digest and _MEAN_FACE in z.files:
+                return {k: z[k] for k in z.files if k != "_digest"}
+    warped, table = warped_images(data_dir, progress)
+    found = {**discriminative_maps(warped, table.subject.to_numpy(), table.expression.to_numpy()),
+             _MEAN_FACE: warped.mean(axis=0)}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, _digest=np.array(digest), **found)
+    return found
 
 
 def load_discriminative_maps(data_dir: str | os.PathLike, progress: bool = True) -> dict[str, np.ndarray]:
     """The discriminative maps of a built synthetic dataset, cached beside its planted maps.
 
-    Computed by :func:`compute_discriminative_maps` on first use and written to
-    :func:`fermap_utils.layout.discriminative_file` atomically, with the digest of the
-    dataset's records and landmarks: a cache from other records is recomputed.
+    Computed by :func:`compute_discriminative_maps`'s definition on first use and written to
+    :func:`fermap_utils.layout.discriminative_file` atomically (with :func:`load_mean_face`'s mean
+    face), with the digest of the dataset's records and landmarks: a cache from other records is
+    recomputed.
     """
-    path = discriminative_file(data_dir)
-    digest = hashlib.sha256(records_file(data_dir).read_bytes() + landmarks_file(data_dir).read_bytes()).hexdigest()
-    if path.is_file():
-        with np.load(path) as z:
-            if "_digest" in z.files and str(z["_digest"]) == digest:
-                return {k: z[k] for k in z.files if k != "_digest"}
-    maps = compute_discriminative_maps(data_dir, progress=progress)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, _digest=np.array(digest), **maps)
-    return maps
+    return {k: v for k, v in _truth_cache(data_dir, progress).items() if not k.startswith("_")}
+
+
+def load_mean_face(data_dir: str | os.PathLike, progress: bool = True) -> np.ndarray:
+    """The mean of a built dataset's images on the standard face (275, 224), cached with the
+    discriminative maps (:func:`load_discriminative_maps`): its edges are one of :func:`chance_rows`."""
+    return _truth_cache(data_dir, progress)[_MEAN_FACE]
 
 
 def subject_examples(data_dir: str | os.PathLike, subject: str | None = None, sample: int = 0

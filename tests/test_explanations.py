@@ -302,3 +302,14 @@ def test_model_hash_follows_the_weights_not_the_save_time(tmp_path, monkeypatch)
     junk.write_bytes(b"not a zip")
     assert E.model_hash(junk) not in ("", E.model_hash(first))
     assert E.model_hash(tmp_path / "absent.keras") == ""
+
+
+def test_choose_images_draws_nested_samples():
+    """A smaller per_class takes a subset of a larger one's images, for every class and seed: an explainer that
+    explains fewer images per class explains images the others explained too (issue 20's same images)."""
+    rng = np.random.default_rng(3)
+    for seed in range(5):
+        predicted = rng.integers(0, 6, 120)
+        few, many = E.choose_images(predicted, 2, seed, 6), E.choose_images(predicted, 10, seed, 6)
+        for c in range(6):
+            assert len(few[c]) == 2 and set(few[c]) <= set(many[c]), (seed, c)

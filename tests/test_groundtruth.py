@@ -287,3 +287,49 @@ def test_discriminative_truth_of_a_run_end_to_end(default_dataset, tmp_path):
     grades = G.grade_run(run, ["lime"], ekman_masks())
     truth = grades[grades.truth == "discriminative"]
     assert len(truth) == 6 and (truth.ncc > 0.99).all() and (truth.roc_auc > 0.99).all()
+
+
+@pytest.mark.slow
+def test_grading_images_one_by_one_oracle_and_noise_on_the_same_images(default_dataset, tmp_path):
+    """grade_images through a run folder: an explainer whose every image's map is its class's planted map
+    (stored as a run stores explanations, at another scale) scores that truth per image; an explainer of
+    random smooth maps scores at chance; misclassified images are marked; the two pair on the same images and
+    the paired comparison finds the oracle ahead."""
+    from scipy.ndimage import gaussian_filter
+
+    from fermap_utils.config import expressions
+    from fermap_utils.explanations import save_class_explanations
+    from fermap_utils.layout import class_file, predictions_file
+    from fermap_utils.statistics import pairwise_comparisons
+    from fermap_utils.synthetic import load_planted_maps, planted_regions
+
+    run = _run_with_truths(default_dataset, tmp_path / "run")
+    planted = load_planted_maps(run / "data")
+    names = list(expressions())
+    rng = np.random.default_rng(0)
+    ids = {e: [f"{c}{k}" for k in range(4)] for c, e in enumerate(names)}
+    truth_rows = [{"id": i, "true": (c + 1) % 6 if k == 0 else c, "pred": c}  # each class's first is wrong
+                  for c, e in enumerate(names) for k, i in enumerate(ids[e])]
+    predictions_file(run, "Net", 1).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(truth_rows).to_csv(predictions_file(run, "Net", 1), index=False)
+    for e in names:
+        oracle = np.stack([37.0 * planted[e]] * 4)
+        noise = np.stack([gaussian_filter(rng.normal(size=SHAPE), 12) for _ in range(4)])
+        save_class_explanations(class_file(run, "Net", 1, e, "lime"), "k", np.array(ids[e]), oracle)
+        save_class_explanations(class_file(run, "Net", 1, e, "gradcam"), "k", np.array(ids[e][:2]), noise[:2])
+    graded = G.grade_images(run, ["lime", "gradcam", "cam"], progress=False)
+    assert "cam" in graded.attrs["missing"]
+    regions = planted_regions(planted)
+    lime = graded[(graded.method == "lime") & (graded.truth == "planted")]
+    assert len(lime) == 24 and lime.correct.sum() == 18
+    for row in lime.itertuples():
+        direct = G.grade_heatmap(planted[row.expression] / planted[row.expression].max(), regions[row.expression],
+                                 planted[row.expression])
+        for k in ("roc_auc", "iou", "f1", "ncc"):
+            assert getattr(row, k) == pytest.approx(direct[k], abs=2e-3), (row.expression, k)
+    noise = graded[(graded.method == "gradcam") & (graded.truth == "planted")]
+    assert len(noise) == 12 and abs(noise.roc_auc.mean() - 0.5) < 0.15
+    wide = G.same_image_table(graded, "planted")
+    assert len(wide) == 18 and wide.gradcam.notna().sum() == 6  # the first image of each class is misclassified
+    pair = pairwise_comparisons(wide).iloc[0]
+    assert (pair.a, pair.b, pair.n) == ("lime", "gradcam", 6) and pair.difference > 0.2

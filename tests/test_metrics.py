@@ -289,3 +289,15 @@ def test_compare_tables_matches_cells_at_the_papers_decimals():
     assert out.loc[("A", "Fear", "iou"), "equal"] and out.loc[("A", "Fear", "f1"), "equal"]  # equal once rounded
     assert not out.loc[("A", "Average", "iou"), "equal"]  # 0.2001 is not 0.2000 at 4 decimals
     assert np.isnan(out.loc[("B", "Fear", "iou"), "ours"]) and not out.loc[("B", "Fear", "iou"), "equal"]
+
+
+def test_roc_auc_by_ranks_equals_scikit_learns_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for levels in (3, 255, None):  # heavy ties, 8-bit ties, none
+        h = rng.random((40, 30))
+        h = np.round(h * levels) if levels else h
+        m = rng.random((40, 30)) < 0.3
+        assert Mt.roc_auc(h, m) == pytest.approx(roc_auc_score(m.ravel(), h.ravel()), abs=1e-12)
+    assert np.isnan(Mt.roc_auc(h, np.zeros_like(m)))
