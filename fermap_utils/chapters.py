@@ -27,7 +27,7 @@ from . import __version__, models
 from ._io import atomic_path
 from .config import display_name, paper, project_root, section
 from .errors import FermapError
-from .groundtruth import grade_run
+from .groundtruth import grade_run, same_image_table
 from .plots import describe_figure
 from .profiles import check_data_source, record_profile
 from .run import authors_data_dir, default_run_dir, open_run, run_fingerprint
@@ -312,6 +312,112 @@ def ground_truth_outcome(run_dir: str | os.PathLike, methods: list[str], masks: 
         sentences.append("Reported apart, the fixed network trained on real faces (never on these data): "
                          + ", ".join(_auc(transfer, m) for m in transfer.index) + ".")
     return GroundTruthOutcome(table, pairs, transfer, sentences)
+
+
+@dataclass
+class SameImageOutcome:
+    """Chapter 12's comparison on the same images, one by one (the file ``13_ground_truth``).
+
+    Attributes
+    ----------
+    scores : DataFrame
+        Per explainer and truth (``planted``, ``discriminative``), over the correctly classified images
+        of the networks this run trained: mean ``roc_auc`` and Otsu ``iou`` with their ``*_low`` /
+        ``*_high`` bounds (images resampled) and ``n`` (images).
+    pairs : dict of str to DataFrame
+        Per truth, every pair of explainers on the images both explained
+        (:func:`fermap_utils.statistics.pairwise_comparisons` of ROC-AUC, Holm over the pairs).
+    transfer : DataFrame
+        ``scores`` for the fixed networks (FER2013), reported apart; empty when the run has none.
+    excluded : int
+        Explained images left out because the network misclassified them.
+    sentences : list of str
+        The outcome in words, with the numbers.
+    """
+
+    scores: pd.DataFrame
+    pairs: dict[str, pd.DataFrame]
+    transfer: pd.DataFrame
+    excluded: int
+    sentences: list[str]
+
+
+def _image_scores(graded: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    rows = []
+    for (method, truth), g in graded.groupby(["method", "truth"], sort=False):
+        row = {"method": method, "truth": truth}
+        for metric in ("roc_auc", "iou"):
+            ci = bootstrap_ci(g[metric].to_numpy(dtype=float), level=level)
+            row.update({metric: ci.estimate, f"{metric}_low": ci.low, f"{metric}_high": ci.high})
+        rows.append({**row, "n": len(g)})
+    return pd.DataFrame(rows).set_index(["method", "truth"]) if rows else pd.DataFrame()
+
+
+def same_image_outcome(graded: pd.DataFrame, alpha: float = 0.05) -> SameImageOutcome:
+    """The explainers compared on the same images, image by image, against each truth.
+
+    Only correctly classified images of the networks this run trained count (a fixed network is
+    reported apart); each pair of explainers is compared on the images both explained (the draws
+    are nested, :func:`fermap_utils.explanations.choose_images`, so the smaller sample is shared),
+    with the exact or Monte Carlo sign-flip test, Cohen's d_z and a bootstrap interval, Holm over
+    the pairs of a truth. One explainer is called the best against a truth only when it is above
+    every other at a corrected p below ``alpha``.
+
+    Parameters
+    ----------
+    graded : DataFrame
+        :func:`fermap_utils.groundtruth.grade_images`'s rows.
+    alpha : float
+        The level of every test.
+
+    Returns
+    -------
+    SameImageOutcome
+    """
+    empty = pd.DataFrame()
+    if graded.empty:
+        return SameImageOutcome(empty, {}, empty, 0, ["No explained image could be graded in this run."])
+    fixed = graded.network.isin(list(_fixed_networks()))
+    trained = graded[~fixed & graded.correct]
+    excluded = len(graded[~fixed & ~graded.correct][["network", "fold", "id"]].drop_duplicates())
+    scores = _image_scores(trained)
+    transfer = _image_scores(graded[fixed & graded.correct])
+    networks = sorted(trained.network.unique())
+    pairs, sentences = {}, []
+    for truth in ("planted", "discriminative"):
+        wide = same_image_table(graded, truth, networks=networks)
+        if wide.shape[1] < 2:
+            continue
+        table = pairwise_comparisons(wide)
+        pairs[truth] = table
+        means = wide.mean().sort_values(ascending=False)
+        top = means.index[0]
+        top_pairs = table[table.a == top]
+        head = (f"Against the {truth} truth, image by image ({len(wide)} correctly classified images of the "
+                f"{len(networks)} networks trained here; each pair on the images both explained): ")
+        if len(top_pairs) == len(means) - 1 and (top_pairs.p_holm < alpha).all():
+            sentences.append(head + f"{top} is the best, above every other explainer at a Holm-corrected p < "
+                             f"{alpha:g} (" + "; ".join(f"{r.b} {r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}], "
+                                                       f"d_z = {r.effect_size:.2f}, n = {r.n}"
+                                                       for r in top_pairs.itertuples()) + ").")
+        else:
+            ties = top_pairs[~(top_pairs.p_holm < alpha)]
+            sentences.append(head + f"no explainer is shown to be the best; {top} has the highest mean ROC-AUC "
+                             f"({means[top]:.3f}), but " + ", ".join(
+                                 f"{r.b} ({r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}], p = {r.p_holm:.2g}, "
+                                 f"n = {r.n})" for r in ties.itertuples())
+                             + f" {'does' if len(ties) == 1 else 'do'} not differ from it at a Holm-corrected "
+                               f"p < {alpha:g}.")
+        shown = table[(table.p_holm < alpha) & (table.a != top)]
+        if len(shown):
+            sentences.append("Other differences shown: " + "; ".join(
+                f"{r.a} above {r.b} ({r.difference:+.3f}, d_z = {r.effect_size:.2f}, p = {r.p_holm:.2g})"
+                for r in shown.itertuples()) + ".")
+    if pairs:
+        sentences.append(f"{excluded} explained images were misclassified and left out. The images of one "
+                         "network share its weights, so they are not independent draws: the per-image p-values "
+                         "are the optimistic ones, the per-network comparison above the conservative one.")
+    return SameImageOutcome(scores, pairs, transfer, excluded, sentences)
 
 
 # An executor job's log line ("train-SongNet-fold1: done in 11.8 s on host:pid"): provenance, not content.

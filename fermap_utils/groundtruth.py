@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import tqdm.auto  # looked up at call time, so a book chapter can silence it
 
-from ._io import atomic_path, read_csv
+from ._io import atomic_path, atomic_paths, read_csv
 from .config import expressions as config_expressions
 from .errors import FermapError
-from .explanations import load_image_maps, load_run_heatmaps, network_heatmaps
+from .explanations import load_image_maps, load_run_heatmaps, network_heatmaps, read_class_file
 from .heatmaps import as_unit, to_uint8
 from .layout import (
     class_files,
@@ -40,6 +40,7 @@ from .layout import (
     landmarks_file,
     predictions_file,
     records_file,
+    statistics_dir,
     truth_dir,
 )
 from .metrics import binary_scores, ncc, roc_auc, score_heatmap, threshold_free_scores
@@ -233,6 +234,33 @@ def grade_images(run_dir: str | os.PathLike, methods: list[str], progress: bool 
     out = pd.DataFrame(rows)
     out.attrs["missing"] = missing
     return out
+
+
+def image_grades(run_dir: str | os.PathLike, methods: list[str], progress: bool = True) -> pd.DataFrame:
+    """:func:`grade_images` of a run, kept in the run (``RUN/statistics/image_grades``) for the chapters
+    that read them after the ground-truth chapter (the Discussion).
+
+    The kept table is reused only while every graded class file holds the same explanations (their
+    cache keys) and the dataset the same records and landmarks; otherwise the images are graded again.
+    """
+    found = [(m, *g) for m in methods for g in class_files(run_dir, m)]
+    parts = [f"{m}/{n}/{f}/{e}/{read_class_file(path, ('key',))['key']}" for m, n, f, e, path in found]
+    data = data_dir(run_dir)
+    parts += [hashlib.sha256(records_file(data).read_bytes() + landmarks_file(data).read_bytes()).hexdigest()]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    folder = statistics_dir(run_dir, "image_grades")
+    table, stamp = folder / "grades.csv", folder / "key.txt"
+    if table.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+        graded = read_csv(table, dtype={"id": str})
+        graded.attrs["missing"] = {m: f"{explanations_dir(run_dir, m)}: no explanations" for m in methods
+                                   if m not in set(graded.method)}
+        return graded
+    graded = grade_images(run_dir, methods, progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_paths([table, stamp]) as (tmp_table, tmp_stamp):
+        graded.to_csv(tmp_table, index=False)
+        tmp_stamp.write_text(key)
+    return graded
 
 
 def same_image_table(graded: pd.DataFrame, truth: str, metric: str = "roc_auc",

@@ -565,3 +565,30 @@ def test_quiet_libraries_keeps_library_chatter_out_of_the_book(in_book):
         assert done.stdout == "END\n" and not [s for s in leaks if s in said], said[-2000:]
     else:
         assert all(s in said for s in leaks), said[-2000:]
+
+
+
+def _image_rows(rng, methods: dict[str, float], n: int = 40, network: str = "SongNet") -> list[dict]:
+    rows = []
+    for k in range(n):
+        base = rng.normal(0.6, 0.05)  # the image's own difficulty, shared by the explainers (paired units)
+        for m, shift in methods.items():
+            for truth in ("planted", "discriminative"):
+                rows.append({"method": m, "network": network, "fold": 1, "expression": "Fear", "id": str(k),
+                             "correct": k % 10 != 0, "truth": truth, "roc_auc": base + shift + rng.normal(0, 0.01),
+                             "iou": 0.3})
+    return rows
+
+
+def test_same_image_outcome_names_a_best_only_when_every_pair_is_shown():
+    rng = np.random.default_rng(0)
+    clear = pd.DataFrame(_image_rows(rng, {"lime": 0.1, "gradcam": 0.0, "cam": -0.05})
+                         + _image_rows(rng, {"lime": 0.0, "gradcam": 0.2}, network="FER2013"))
+    out = C.same_image_outcome(clear)
+    assert out.excluded == 4 and out.scores.loc[("lime", "planted"), "n"] == 36
+    assert set(out.transfer.index.get_level_values("method")) == {"lime", "gradcam"}  # FER2013 apart
+    assert out.sentences[0].startswith("Against the planted truth") and "lime is the best" in out.sentences[0]
+    tie = pd.DataFrame(_image_rows(rng, {"lime": 0.0, "gradcam": 0.0}))
+    out = C.same_image_outcome(tie)
+    assert "no explainer is shown to be the best" in out.sentences[0]
+    assert out.pairs["planted"].p_holm.iloc[0] > 0.05
