@@ -6,7 +6,7 @@ bottom up: ``config``, ``errors`` and ``layout`` (every path of a run folder); `
 (statistics on scores), ``augment``, ``lime``, ``attribution``, ``efficientnet_lite`` and ``plots``;
 ``data``, ``synthetic`` and ``models``; ``explainers`` (the explainer registry) and ``profiles``;
 ``executor`` (jobs); ``rundata`` (a run's dataset and trained models), ``training``, ``explanations``,
-``sanity``, ``scoring``, ``groundtruth``, ``attention`` and ``widgets``; ``run``, ``plan`` and
+``sanity``, ``scoring``, ``groundtruth``, ``states``, ``attention`` and ``widgets``; ``run``, ``plan`` and
 ``archive``; ``chapters``, ``book``, ``parser`` and ``teaching``; and ``cli``, the ``fermap``
 command. The README's module list says what each does.
 """

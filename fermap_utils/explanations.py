@@ -126,6 +126,19 @@ def _explain_key(metrics: dict, params: dict, per_class: int, seed: int, method:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def fold_explain_key(run_dir: str | os.PathLike, network: str, fold: int, prof: dict,
+                     method: str = PAPER_METHOD) -> str:
+    """The cache key a (network, fold)'s class files carry when they hold ``method``'s explanations
+    under the profile ``prof`` (:func:`_explain_key` of the trained model, the method's settings
+    and the sample)."""
+    metrics = read_metrics(run_dir, metrics_file(run_dir, network, fold))
+    options = explain_options(prof)
+    settings = explainers.get(method).settings(options)
+    return _explain_key(metrics, explainers.settings_key(method, settings),
+                        explainers.images_per_class(method, options), int(options["seed"]), method,
+                        model_hash(model_file(run_dir, network, fold)))
+
+
 _MODEL_HASHES: dict[tuple[str, int, int], str] = {}
 
 
@@ -285,6 +298,45 @@ def load_image_maps(run_dir: str | os.PathLike, network: str, fold: int, express
     return f["ids"].astype(str), f["maps"].astype(np.float32)
 
 
+def current_image_maps(run_dir: str | os.PathLike, network: str, fold: int, prof: dict, method: str,
+                       ids: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """The run's own maps of some images of a (network, fold), when its explanations are current.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network, fold
+        The trained network and fold.
+    prof : dict
+        The run's profile: the class files must carry the key it gives (:func:`fold_explain_key`).
+    method : str
+        The explainer.
+    ids : (M,) str array
+        The images wanted.
+    labels : (M,) int array
+        The class each was explained for (its class file).
+
+    Returns
+    -------
+    (M, 275, 224) float32 array or None
+        Each image's map as :func:`load_image_maps` gives it, in the order of ``ids``; None when a
+        class file is missing, stale (another model or setting) or lacks one of the images.
+    """
+    expressions = list(config_expressions())
+    key = fold_explain_key(run_dir, network, fold, prof, method)
+    found: dict[str, np.ndarray] = {}
+    for c in sorted({int(c) for c in labels}):
+        path = class_file(run_dir, network, fold, expressions[c], method)
+        if not _cached(path, key):
+            return None
+        got, maps = load_image_maps(run_dir, network, fold, expressions[c], method)
+        found.update(zip(got, maps))
+    if not all(str(i) in found for i in ids):
+        return None
+    return np.stack([found[str(i)] for i in ids]) if len(ids) else np.zeros((0, *CANVAS_SHAPE), np.float32)
+
+
 def standardised_explanations(model, images: np.ndarray, landmarks: np.ndarray, labels: np.ndarray,
                               method: str = PAPER_METHOD, settings: Any = None,
                               seeds: list[int] | None = None, batch_size: int = 1000, progress=None
@@ -323,8 +375,7 @@ def explain_fold(run_dir: Path, network: str, fold: int, data, prof: dict, progr
     options = explain_options(prof)
     settings = explainers.get(method).settings(options)
     per_class, seed = explainers.images_per_class(method, options), int(options["seed"])
-    key = _explain_key(metrics, explainers.settings_key(method, settings), per_class, seed, method,
-                       model_hash(model_file(run_dir, network, fold)))
+    key = fold_explain_key(run_dir, network, fold, prof, method)
     predictions = pd.read_csv(predictions_file(run_dir, network, fold), dtype={"id": str})
     chosen = choose_images(predictions.pred.to_numpy(), per_class, seed * 1000 + fold, len(expressions))
     if classes is not None:

@@ -245,8 +245,7 @@ def image_grades(run_dir: str | os.PathLike, methods: list[str], progress: bool 
     """
     found = [(m, *g) for m in methods for g in class_files(run_dir, m)]
     parts = [f"{m}/{n}/{f}/{e}/{read_class_file(path, ('key',))['key']}" for m, n, f, e, path in found]
-    data = data_dir(run_dir)
-    parts += [hashlib.sha256(records_file(data).read_bytes() + landmarks_file(data).read_bytes()).hexdigest()]
+    parts += [_dataset_digest(data_dir(run_dir))]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     folder = statistics_dir(run_dir, "image_grades")
     table, stamp = folder / "grades.csv", folder / "key.txt"
@@ -511,11 +510,16 @@ def compute_discriminative_maps(data_dir: str | os.PathLike, progress: bool = Tr
 _MEAN_FACE = "_mean_face"
 
 
+def _dataset_digest(data_dir: str | os.PathLike) -> str:
+    """What a built dataset's truths and grades depend on: its records and landmarks (SHA-256)."""
+    return hashlib.sha256(records_file(data_dir).read_bytes() + landmarks_file(data_dir).read_bytes()).hexdigest()
+
+
 def _truth_cache(data_dir: str | os.PathLike, progress: bool) -> dict[str, np.ndarray]:
     """The discriminative maps and the mean face of a built dataset, cached together: both need every
     image warped to the standard face, so they are computed in one pass."""
     path = discriminative_file(data_dir)
-    digest = hashlib.sha256(records_file(data_dir).read_bytes() + landmarks_file(data_dir).read_bytes()).hexdigest()
+    digest = _dataset_digest(data_dir)
     if path.is_file():
         with np.load(path) as z:
             if "_digest" in z.files and str(z["_digest"]) == digest and _MEAN_FACE in z.files:

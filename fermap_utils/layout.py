@@ -6,6 +6,8 @@
     RUN/data/                                       the dataset (a dataset folder, below)
     RUN/models/<network>/fold<k>/                   one trained (network, fold):
         model.keras, history.csv, predictions.csv, metrics.json (written last)
+        states/epoch<e>.keras                       the model after e epochs (the profile's `states`)
+    RUN/states/<network>/fold<k>/epoch<e>/<method>.npz   each state's per-image standardised maps
     RUN/explanations/<network>/fold<k>/<Expression>.npz    LIME's cached explanations
     RUN/explanations_<method>/...                   another explainer's (cam, gradcam, extremal)
     RUN/heatmaps/heatmaps_by_cv/                    H_{n,t,c} (Eq. 1), the authors' file names
@@ -47,6 +49,8 @@ MODELS = "models"
 STATISTICS = "statistics"
 JOBS = "jobs"
 ATTENTION = "attention"
+#: The explanations of the trained networks' earlier states (:mod:`fermap_utils.states`).
+STATES = "states"
 #: A dataset folder's files.
 RECORDS, LANDMARKS, SUMMARY, SKIPPED, IMAGES = "records.csv", "landmarks.npy", "summary.json", "skipped.csv", "images"
 TRUTH, PLANTED, PLANTED_MAPS = "truth", "planted", "planted_maps.npz"
@@ -175,6 +179,63 @@ def model_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
     Path
     """
     return inside(model_dir(run_dir, network, fold), "model.keras")
+
+
+def state_model_file(run_dir: str | os.PathLike, network: str, fold: int, epoch: int) -> Path:
+    """``RUN/models/<network>/fold<k>/states/epoch<e>.keras``: the model after ``e`` epochs of training
+    (0: before any), one of the states a profile's ``states`` keeps (:mod:`fermap_utils.training`).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network's name, as in the run's file names.
+    fold : int
+        The fold, from 1.
+    epoch : int
+        Epochs trained.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> state_model_file("RUN", "SongNet", 1, 5).as_posix()
+    'RUN/models/SongNet/fold1/states/epoch5.keras'
+    """
+    return inside(model_dir(run_dir, network, fold), STATES, f"epoch{int(epoch)}.keras")
+
+
+def state_maps_file(run_dir: str | os.PathLike, network: str, fold: int, epoch: int, method: str) -> Path:
+    """``RUN/states/<network>/fold<k>/epoch<e>/<method>.npz``: one state's per-image standardised maps by
+    one explainer (:func:`fermap_utils.states.explain_states`).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    network : str
+        The network's name, as in the run's file names.
+    fold : int
+        The fold, from 1.
+    epoch : int
+        Epochs trained (the final model: the network's epochs).
+    method : str
+        An explainer (:func:`method_folders`).
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> state_maps_file("RUN", "SongNet", 1, 0, "gradcam").as_posix()
+    'RUN/states/SongNet/fold1/epoch0/gradcam.npz'
+    """
+    method_folders(method)  # an unknown method is refused here, as everywhere
+    return inside(run_dir, STATES, network, fold_folder(fold), f"epoch{int(epoch)}", f"{method}.npz")
 
 
 def metrics_file(run_dir: str | os.PathLike, network: str, fold: int) -> Path:
@@ -433,7 +494,7 @@ def attention_dir(run_dir: str | os.PathLike) -> Path:
 
 def check_run_folder(run_dir: str | os.PathLike, methods: tuple[str, ...] = (PAPER_METHOD,)) -> None:
     """Refuse, in one line, a run folder whose own entries lead out of it, before anything is read or
-    written there: ``run.json``, ``data/``, ``models/``, ``jobs/``, ``statistics/``, ``attention/`` and
+    written there: ``run.json``, ``data/``, ``models/``, ``jobs/``, ``statistics/``, ``attention/``, ``states/`` and
     each method's explanations and heatmaps folders (a symbolic link to elsewhere is refused).
 
     Parameters
@@ -450,7 +511,7 @@ def check_run_folder(run_dir: str | os.PathLike, methods: tuple[str, ...] = (PAP
     """
     if not Path(run_dir).exists():
         return
-    for name in (PROFILE_FILE, DATA, MODELS, JOBS, STATISTICS, ATTENTION):
+    for name in (PROFILE_FILE, DATA, MODELS, JOBS, STATISTICS, ATTENTION, STATES):
         inside(run_dir, name)
     for method in methods:
         for folder in method_folders(method):
@@ -636,4 +697,5 @@ RUN_PARTS: dict[str, list[str]] = {
     "explanations": ["heatmaps/summary.json", "heatmaps/*/*.png"],  # derived from every explanation
     "methods": ["heatmaps_*/summary.json", "heatmaps_*/*/*.png"],
     "statistics": [f"{STATISTICS}/*/*"],
+    "states": [f"{STATES}/*/fold*/epoch*/*.npz"],
 }

@@ -578,13 +578,11 @@ def threshold_free_scores(heatmap: np.ndarray, mask: np.ndarray,
         ``relevance_rank_accuracy`` and ``iou_area_matched``: the mask's area of top-valued pixels
         against the mask, ties broken fairly (:func:`top_k_overlap`).
     """
-    from sklearn.metrics import roc_auc_score  # scikit-learn takes ~1 s to import; only ROC-AUC needs it
-
     h = np.asarray(heatmap, dtype=np.float64)
     m = np.asarray(mask, dtype=bool)
     total = h.sum()
     return {
-        "roc_auc": float(roc_auc_score(m.ravel(), h.ravel())) if 0 < m.sum() < m.size else float("nan"),
+        "roc_auc": roc_auc(h, m),
         "relevance_mass": float(h[m].sum() / total) if total > 0 else 0.0,
         "pointing_game": pointing_game(h, m, tolerance),
         **top_k_overlap(h, m),

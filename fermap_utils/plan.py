@@ -14,6 +14,10 @@ Time model (stated, not hidden):
   LIME its samples, CAM and Grad-CAM one, Extremal Perturbation areas x steps) / the inference
   rate, or the training rate for an explainer whose passes also run backward (a forward and a
   backward pass, as a training step);
+- the networks' kept states (``states``, :mod:`fermap_utils.states`): each state before the final
+  model explained by every explainer on ``explain.state_images_per_class`` images per class, as
+  above, plus one model load (the build time) per state (the final model's maps are read from the
+  run's own explanations);
 - N workers: the jobs of each stage dealt, longest first, to N workers each as fast as this
   machine (N such machines; on one machine the workers share its cores).
 """
@@ -35,6 +39,8 @@ from .explanations import explain_groups
 from .layout import data_dir, records_file
 from .models import build_network, count_params, epochs_for, optimizer_for, size_for, spec
 from .profiles import explain_options, profile_folds, profile_networks
+from .states import state_images_per_class
+from .training import state_epochs
 
 # bytes per image written for the dataset's preprocessed crop (PNG of 128x128 grey, measured on the
 # synthetic set: about 12 kB), per stored heatmap PNG (275x224, at most), per LIME cache entry
@@ -120,6 +126,26 @@ def calibrate(name: str, size: int, batch: int = 8, threads: int | None = None, 
     return result
 
 
+def _states_row(prof: dict, name: str, f, c: dict, methods: list[str], passes_per_image: dict[str, int],
+                epochs: int, calibrate_speed: bool) -> dict:
+    """The ``states`` stage of one (network, fold): each kept state before the final model explained
+    by every applicable explainer on ``explain.state_images_per_class`` images per class (at most:
+    only the correctly classified), one model load per state."""
+    k = len(expressions())
+    n_states = len(state_epochs(prof.get("states"), epochs))  # the final model's maps are the run's own
+    n = min(state_images_per_class(prof), f.test // k) * k * n_states
+    passes = seconds = 0.0
+    for method in methods:
+        if explainers.applicable(method, name):
+            continue
+        passes += n * passes_per_image[method]
+        if calibrate_speed:
+            seconds += n * passes_per_image[method] / (c["train_rate"] if explainers.get(method).backward
+                                                       else c["infer_rate"])
+    return {"stage": "states", "network": name, "fold": f.fold, "jobs": 1, "images": n,
+            "forward_passes": int(passes), "seconds": seconds + n_states * c["build_s"] if calibrate_speed else None}
+
+
 def makespan(seconds: list[float], workers: int) -> float:
     """Wall time of independent jobs dealt longest first to ``workers`` equal workers (LPT)."""
     loads = np.zeros(max(1, int(workers)))
@@ -191,6 +217,8 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
                     seconds = passes / rate + groups * c["build_s"]  # each job loads its model
                 rows.append({"stage": method, "network": name, "fold": f.fold, "jobs": groups, "images": n,
                              "forward_passes": passes, "seconds": seconds})
+            if trainable and state_images_per_class(prof) > 0:
+                rows.append(_states_row(prof, name, f, c, methods, passes_per_image, epochs, calibrate_speed))
     jobs = pd.DataFrame(rows)
     n_models = sum(1 for n in profile_networks(prof) if not spec(n).get("fixed")) * len(folds)
     params = {c["network"]: c["params"] for c in nets}
@@ -204,10 +232,12 @@ def plan_run(prof: dict, workers: list[int] | tuple[int, ...] = (1, 2, 4, 8, 16)
     }
     timing = {}
     if calibrate_speed:
-        stages = [jobs[jobs.stage == s] for s in ["train", *methods]]
+        stages = [jobs[jobs.stage == s] for s in ["train", *methods, "states"]]
         for w in workers:
-            # each row is one (network, fold); its explanation jobs split it evenly
-            timing[int(w)] = sum(makespan([s / j for s, j in zip(st.seconds, st.jobs) for _ in range(int(j))], w)
+            # each row is one (network, fold); its explanation jobs split it evenly; the states run in
+            # the main process after the workers' stages, one after the other
+            timing[int(w)] = sum(makespan([s / j for s, j in zip(st.seconds, st.jobs) for _ in range(int(j))],
+                                          1 if (st.stage == "states").all() else w)
                                  for st in stages if len(st))
     return {"profile": prof["name"], "data": source, "folds": folds, "networks": pd.DataFrame(nets),
             "jobs": jobs, "n_models": n_models, "disk": disk, "time": timing, "methods": methods,

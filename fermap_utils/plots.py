@@ -384,6 +384,59 @@ def centre_bias_figure(curve: pd.DataFrame, marks: dict[str, float], noise: floa
     return fig
 
 
+def accuracy_states_figure(points: pd.DataFrame, values: list[str], chance: dict[str, float] | None = None,
+                           title: str = "") -> plt.Figure:
+    """Truthfulness against accuracy, one point per state of a network, one row of panels per score.
+
+    Parameters
+    ----------
+    points : DataFrame
+        :func:`fermap_utils.states.accuracy_points`: ``network``, ``epoch``, ``final``, ``accuracy``,
+        ``method`` and the ``values`` columns.
+    values : list of str
+        The score columns, one row of panels each (e.g. ``roc_auc_planted``).
+    chance : dict, optional
+        ``value column -> level`` drawn as a dotted line (e.g. 0.5 for ROC-AUC).
+    title : str
+        The figure's title (its data's source).
+
+    Returns
+    -------
+    Figure
+        One panel per (score, explainer); each network's states joined in the order trained, its final
+        model drawn filled.
+    """
+    methods = list(dict.fromkeys(points.method))
+    networks = list(dict.fromkeys(points.network))
+    colours = dict(zip(networks, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(len(values), max(len(methods), 1), figsize=(3.2 * max(len(methods), 1), 3.0 * len(values)),
+                             squeeze=False, sharex=True)
+    for row, value in enumerate(values):
+        for col, method in enumerate(methods):
+            ax = axes[row, col]
+            for network in networks:
+                g = points[(points.method == method) & (points.network == network)].sort_values("epoch")
+                if not len(g):
+                    continue
+                ax.plot(g.accuracy, g[value], "-", color=colours[network], lw=0.8, alpha=0.6)
+                ax.scatter(g.accuracy, g[value], s=22, facecolors="none", edgecolors=colours[network])
+                final = g[g.final.astype(bool)]
+                ax.scatter(final.accuracy, final[value], s=26, color=colours[network],
+                           label=network if row == col == 0 else None)
+            if chance and value in chance:
+                ax.axhline(chance[value], color="grey", ls=":", lw=1)
+            ax.set_title(f"{method}", fontsize=9)
+            ax.set_xlabel("test accuracy of the state" if row == len(values) - 1 else "")
+            if col == 0:
+                ax.set_ylabel(value.replace("_", " "))
+    if networks:
+        fig.legend(loc="lower center", ncol=len(networks), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
 def show_table(table: pd.DataFrame, decimals: int = 3, caption: str | None = None) -> pd.io.formats.style.Styler:
     """A table for reading: numbers rounded, Average columns and rows last, a default index hidden.
 

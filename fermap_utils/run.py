@@ -23,6 +23,7 @@ from .explanations import explain_groups, explain_job, explain_run
 from .layout import RUN_PARTS, data_dir, landmarks_file, profile_file, records_file, summary_file
 from .profiles import check_data_source, load_profile, profile_networks, read_profile, record_profile
 from .rundata import load_results, models_made
+from .states import explain_states_run
 from .synthetic import build_default
 from .training import train_jobs, train_run, train_task
 
@@ -189,8 +190,9 @@ def pipeline_job(network: str, fold: int, classes: tuple[str, ...], methods: tup
 def run_stages(run_dir: str | os.PathLike, prof: dict, executor: Executor | None = None,
                progress: bool = True) -> None:
     """Every job of a profile's run on ``executor``: build the data, train, explain with LIME and the
-    profile's other methods (``explain.methods``), write the heatmaps. The book's chapters then find
-    all of it done.
+    profile's other methods (``explain.methods``), write the heatmaps, then explain the networks'
+    kept states (:func:`fermap_utils.states.explain_states_run`, in this process). The book's
+    chapters then find all of it done.
 
     When a profile explains a (network, fold)'s six classes in one job (``explain.classes_per_job: 6``),
     training and explaining are one ``pipeline`` job per (network, fold) (:func:`pipeline_job`);
@@ -225,3 +227,5 @@ def run_stages(run_dir: str | os.PathLike, prof: dict, executor: Executor | None
         executor.run(jobs, run_dir, prof, progress=progress, desc="explaining")
     for method in methods:  # everything is cached now: this only gathers it into the heatmaps
         explain_run(run_dir, prof, progress=False, method=method)
+    # the networks' earlier states on the same images (the profile's `states`; chapter 13's accuracy question)
+    explain_states_run(run_dir, prof, progress=progress)

@@ -9,6 +9,7 @@ are specific to their mask, and what chance scores, is :mod:`fermap_utils.specif
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -190,6 +191,165 @@ def smallest_correlation_p(n: int) -> float:
     0.08333333333333333
     """
     return min(1.0, 2 / math.factorial(max(int(n), 1)))
+
+
+def spearman_critical(n: int, alpha: float = 0.05, n_resamples: int = 9999, seed: int = 0) -> float:
+    """The smallest ``|rho|`` (Spearman) that a two-sided permutation test of ``n`` untied pairs
+    declares significant at ``alpha``: what the design can detect at all.
+
+    The null distribution of ``rho`` is that of ``n`` ranks against a random permutation of them:
+    enumerated when ``n!`` <= ``n_resamples``, else drawn (``n_resamples`` permutations, ``seed``).
+    A value ``r`` is significant when the share of null values with ``|rho| >= r`` (with the observed
+    one counted, as :func:`correlation_test`'s Monte Carlo p) is at most ``alpha``.
+
+    Parameters
+    ----------
+    n : int
+        Number of pairs (points).
+    alpha : float
+        The test's level.
+    n_resamples, seed
+        Permutations drawn when ``n!`` is larger, and their seed.
+
+    Returns
+    -------
+    float
+        The critical ``|rho|``; NaN when no ``|rho|`` can reach ``alpha`` (e.g. 4 points: the
+        smallest p is 2/24).
+
+    Examples
+    --------
+    >>> spearman_critical(4)  # 4 points: even rho = 1 has p = 2/24
+    nan
+    >>> spearman_critical(5)  # 5 points: only the two perfect orderings, p = 2/120
+    1.0
+    """
+    n = int(n)
+    if n < 3:
+        return float("nan")
+    ranks = np.arange(n, dtype=np.float64)
+    if math.factorial(n) <= n_resamples:
+        perms = np.array(list(itertools.permutations(range(n))), dtype=np.float64)
+        extra = 0  # exact: the observed ordering is among them
+    else:
+        rng = np.random.default_rng(seed)
+        perms = np.array([rng.permutation(n) for _ in range(n_resamples)], dtype=np.float64)
+        extra = 1
+    d = ranks - ranks.mean()
+    rho = np.abs(((perms - ranks.mean()) @ d) / (d @ d))
+    values = np.sort(np.round(rho, 12))
+    # p(r) = (#{|rho_null| >= r} + extra) / (len + extra), smallest r with p(r) <= alpha
+    at_least = len(values) - np.searchsorted(values, values, side="left")
+    p = (at_least + extra) / (len(values) + extra)
+    ok = values[p <= alpha]
+    return float(ok.min()) if len(ok) else float("nan")
+
+
+def spearman_detectable(n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The ``|rho|`` (Spearman) a design of ``n`` points detects with the given power at ``alpha``
+    (two-sided), from Fisher's z with Fieller, Hartley and Pearson's (1957) variance of Spearman's
+    z, ``1.06 / (n - 3)``: ``tanh((z_{1-alpha/2} + z_{power}) sqrt(1.06 / (n - 3)))``.
+
+    Parameters
+    ----------
+    n : int
+        The number of points.
+    alpha : float
+        The two-sided level.
+    power : float
+        The probability of detecting the relation.
+
+    Returns
+    -------
+    float
+        The detectable ``|rho|``; NaN for 3 points or fewer.
+
+    Examples
+    --------
+    >>> round(spearman_detectable(16), 2)
+    0.66
+    """
+    if n <= 3:
+        return float("nan")
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(np.tanh(z * math.sqrt(1.06 / (n - 3))))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    a = a - a.mean(axis=axis, keepdims=True)
+    b = b - b.mean(axis=axis, keepdims=True)
+    return (a * b).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
+
+
+def _spearman_permutation(x: np.ndarray, y: np.ndarray, n_resamples: int, seed: int) -> tuple[float, float]:
+    """Spearman's rho (Pearson's r of the ranks, ties averaged) and its two-sided permutation p,
+    as :func:`correlation_test` but with the permutations vectorised (thousands in one call)."""
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    result = stats.permutation_test((rx,), lambda r, axis=-1: _pearson(r, ry, axis), permutation_type="pairings",
+                                    vectorized=True, n_resamples=n_resamples, random_state=seed)
+    return float(result.statistic), float(result.pvalue)
+
+
+def accuracy_relation(points: pd.DataFrame, value: str, x: str = "accuracy", by: str = "method",
+                      clusters: str | None = None, n_resamples: int = 9999, n_boot: int = 2000,
+                      level: float = 0.95, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Per group (explainer), the rank correlation of ``x`` (accuracy) with ``value`` (truthfulness)
+    over the points, with its permutation p, a bootstrap interval, and what the design can detect.
+
+    Parameters
+    ----------
+    points : DataFrame
+        One row per point (e.g. :func:`fermap_utils.states.accuracy_points`: a state of a network).
+    value : str
+        The column of truthfulness, e.g. ``roc_auc_planted``.
+    x : str
+        The column of accuracy.
+    by : str
+        The grouping column (one relation per value).
+    clusters : str, optional
+        A column whose groups the bootstrap resamples whole (e.g. ``network``: the states of one
+        network are not independent points); default: the points themselves.
+    n_resamples : int
+        Permutations of :func:`correlation_test` (exact up to ``n!`` <= this; else drawn with ``seed``)
+        and of :func:`spearman_critical`.
+    n_boot, level : int, float
+        Bootstrap replicates (percentile interval) and its level; a replicate whose ``x`` or
+        ``value`` is constant has no rho and is left out.
+    alpha : float
+        The level for the critical and the detectable rho.
+    seed : int
+        Of the permutations and the bootstrap.
+
+    Returns
+    -------
+    DataFrame, indexed by ``by``
+        ``n`` (points), ``rho`` (Spearman), ``p_value`` (two-sided permutation), ``low``, ``high``
+        (the interval), ``rho_critical`` (the smallest ``|rho|`` reaching ``alpha`` with ``n``
+        points, :func:`spearman_critical`; NaN: none can) and ``rho_detectable`` (at 80 % power,
+        :func:`spearman_detectable`).
+    """
+    rows = []
+    for group, g in points.groupby(by, sort=False):
+        g = g.dropna(subset=[x, value])
+        a, b = g[x].to_numpy(np.float64), g[value].to_numpy(np.float64)
+        rho = p_value = lo = hi = float("nan")
+        if len(g) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0:
+            rho, p_value = _spearman_permutation(a, b, n_resamples, seed)
+            rng = np.random.default_rng(seed)
+            labels = g[clusters].to_numpy() if clusters else np.arange(len(g))
+            units = [np.flatnonzero(labels == u) for u in pd.unique(labels)]
+            draws = []
+            for _ in range(n_boot):
+                take = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+                if np.ptp(a[take]) > 0 and np.ptp(b[take]) > 0:
+                    draws.append(_pearson(stats.rankdata(a[take]), stats.rankdata(b[take])))
+            if draws:
+                lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
+        rows.append({by: group, "n": len(g), "rho": float(rho), "p_value": float(p_value),
+                     "low": float(lo), "high": float(hi),
+                     "rho_critical": spearman_critical(len(g), alpha, n_resamples, seed),
+                     "rho_detectable": spearman_detectable(len(g), alpha)})
+    return pd.DataFrame(rows).set_index(by)
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 9999, seed: int = 0) -> dict[str, float]:

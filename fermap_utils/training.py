@@ -36,8 +36,9 @@ from .layout import (
     model_file,
     predictions_file,
     records_file,
+    state_model_file,
 )
-from .models import build_network, epochs_for, optimizer_for, prepare_weights, size_for, spec
+from .models import build_network, epochs_for, load_trained, optimizer_for, prepare_weights, size_for, spec
 from .profiles import profile_folds, profile_networks
 from .rundata import (
     accuracy_table,
@@ -57,6 +58,8 @@ def _settings_key(name: str, fold: int, prof: dict, data_key: str) -> str:
     keep["tune"] = (prof.get("tune") or {}).get(name)
     if prof.get("run_eagerly"):  # only when set, so that runs made before the key existed stay valid
         keep["run_eagerly"] = True
+    if prof.get("states"):  # likewise: a run made without states is retrained once to keep them
+        keep["states"] = [float(f) for f in prof["states"]]
     blob = json.dumps({"net": name, "fold": fold, "profile": keep, "data": data_key,
                        "spec": spec(name)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -165,6 +168,31 @@ def seeded(seed: int) -> Iterator[None]:
         _ThreadRandom.local.rng = previous
 
 
+def state_epochs(fractions: list[float] | tuple[float, ...] | None, epochs: int) -> list[int]:
+    """The epochs after which a network's states are kept: each fraction of its ``epochs``, rounded,
+    once each, the final model (``epochs``) left out (it is the run's model).
+
+    Parameters
+    ----------
+    fractions : list of float in [0, 1)
+        The profile's ``states`` (0: before any training).
+    epochs : int
+        The network's epochs.
+
+    Returns
+    -------
+    list of int
+        Sorted epoch counts below ``epochs``.
+
+    Examples
+    --------
+    >>> state_epochs([0, 0.1, 0.3], 50), state_epochs([0, 0.1, 0.3], 2), state_epochs([0.5], 0)
+    ([0, 5, 15], [0], [])
+    """
+    return sorted({int(round(float(f) * int(epochs))) for f in fractions or []} - {int(epochs)}
+                  if epochs else set())
+
+
 def confusion(true: np.ndarray, pred: np.ndarray, n: int | None = None) -> np.ndarray:
     """Confusion matrix, rows = true class, columns = predicted class; ``n`` classes (the paper's six by default)."""
     n = len(expressions()) if n is None else int(n)
@@ -217,6 +245,10 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, run_dir: str | o
             x_train, y_train = images[train], labels[train]
             marks = scale_landmarks(data.landmarks[train], data.images.shape[1], size)
             steps = -(-len(x_train) // batch)
+            # the states' weights, copied as training passes them (no random draw: the final model is
+            # the one trained without states); made into models after the final one is saved
+            keep_at = state_epochs(prof.get("states"), epochs)
+            kept = {0: inference_model(built.model).get_weights()} if 0 in keep_at else {}
             with tqdm.auto.tqdm(total=epochs * steps, desc=f"{name} fold {fold}", unit="batch", leave=False,
                       disable=not progress) as bar:
                 for epoch in range(epochs):
@@ -228,8 +260,10 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, run_dir: str | o
                     h = built.model.fit(x_epoch[..., None].astype("float32"), y_train, batch_size=batch, epochs=1,
                                         shuffle=True, verbose=0, callbacks=[_progress_callback(bar)])
                     history.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in h.history.items()}})
+                    if epoch + 1 in keep_at:
+                        kept[epoch + 1] = inference_model(built.model).get_weights()
         else:
-            epochs = 0
+            epochs, kept = 0, {}
         probs = built.model.predict(images[test][..., None].astype("float32"), batch_size=128, verbose=0)
     pred = probs.argmax(1)
     model_dir(run_dir, name, fold).mkdir(parents=True, exist_ok=True)
@@ -238,6 +272,7 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, run_dir: str | o
             inference_model(built.model).save(tmp)
         # one model kept: a job that explains what it trained need not reload it
         keep_trained(model_file(run_dir, name, fold), inference_model(built.model))
+    states = save_states(run_dir, name, fold, kept, images[test], labels[test]) if kept else []
     with atomic_path(history_file(run_dir, name, fold)) as tmp:
         pd.DataFrame(history, columns=["epoch", "accuracy", "loss"] if not history else None).to_csv(tmp, index=False)
     table = pd.DataFrame({"id": data.table.id[test].to_numpy(), "true": labels[test], "pred": pred})
@@ -253,7 +288,51 @@ def train_fold(name: str, data: Dataset, fold: int, prof: dict, run_dir: str | o
         "confusion": confusion(labels[test], pred).tolist(), "seconds": round(time.perf_counter() - started, 1),
         "synthetic": bool(data.summary.get("synthetic")), "warnings": notes,
     }
+    if states:
+        result["states"] = states
     return result
+
+
+def save_states(run_dir: str | os.PathLike, name: str, fold: int, weights: dict[int, list[np.ndarray]],
+                images: np.ndarray, labels: np.ndarray) -> list[dict]:
+    """Save a network's earlier states beside its final model and measure each on the fold's test set.
+
+    Each state is the final model (``model.keras``, already saved) loaded afresh with that state's
+    weights: the final model in memory is not touched.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    name : str
+        The network.
+    fold : int
+        The fold, from 1.
+    weights : dict
+        ``epochs trained -> the inference model's weights`` (``get_weights()``) at that point.
+    images : (N, s, s) array
+        The fold's test images at the network's input size.
+    labels : (N,) int
+        Their true classes.
+
+    Returns
+    -------
+    list of dict
+        One per state, by epoch: ``epoch``, ``accuracy`` (on the test images), ``file`` (relative
+        to the model's folder).
+    """
+    rows = []
+    for epoch, state in sorted(weights.items()):
+        model = load_trained(run_dir, name, fold)
+        model.set_weights(state)
+        probs = model.predict(images[..., None].astype("float32"), batch_size=128, verbose=0)
+        path = state_model_file(run_dir, name, fold, epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+        rows.append({"epoch": int(epoch), "accuracy": float((probs.argmax(1) == labels).mean()),
+                     "file": path.relative_to(model_dir(run_dir, name, fold)).as_posix()})
+    return rows
 
 
 def train_job(run_dir: str | os.PathLike, name: str, fold: int, prof: dict, progress: bool = False) -> dict:

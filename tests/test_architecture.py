@@ -22,7 +22,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data", "synthetic", "models"),  # datasets and networks
     ("explainers", "profiles"),  # registries: what an explainer is, what a run does
     ("executor",),  # jobs, not stages
-    ("rundata", "training", "explanations", "sanity", "scoring", "groundtruth", "attention", "widgets"),  # stages
+    ("rundata", "training", "explanations", "sanity", "scoring", "groundtruth", "attention", "widgets",
+     "states"),  # stages
     ("plan", "run", "archive"),  # runs
     ("chapters", "book", "parser", "teaching"),  # the book
     ("cli",),  # the command

@@ -218,3 +218,60 @@ def test_smallest_correlation_p_is_what_the_exact_test_reaches():
     x = np.arange(5.0)
     assert St.correlation_test(x, x)["p_value"] == pytest.approx(St.smallest_correlation_p(5))
     assert St.smallest_correlation_p(4) == pytest.approx(1 / 12) and St.smallest_correlation_p(1) == 1.0
+
+
+# ------------------------------------------------------- accuracy against truthfulness over many points
+
+def test_spearman_critical_values_are_the_published_ones_and_what_the_test_reaches():
+    # Two-sided 0.05 critical values of Spearman's rho (Zar 1972, exact for n <= 10): 6: 0.886,
+    # 7: 0.786, 9: 0.683, 10: 0.648; for 4 points none exists (smallest p 2/24)
+    for n, published in [(6, 0.886), (7, 0.786), (9, 0.683), (10, 0.648)]:
+        assert St.spearman_critical(n) == pytest.approx(published, abs=0.0015)
+    assert np.isnan(St.spearman_critical(4)) and St.spearman_critical(5) == 1.0
+    # the critical value computed independently: every ordering of 6 ranks, scipy's spearmanr
+    from itertools import permutations
+
+    from scipy.stats import spearmanr
+    null = np.array([spearmanr(np.arange(6), p).statistic for p in permutations(range(6))])
+    levels = np.unique(np.round(np.abs(null), 9))
+    p = np.array([(np.abs(null) >= v - 1e-9).mean() for v in levels])
+    assert St.spearman_critical(6) == pytest.approx(levels[p <= 0.05].min())
+    # 16 points (the default's): drawn permutations, near the tabled 0.503 (Zar 1972)
+    assert St.spearman_critical(16) == pytest.approx(0.503, abs=0.03)
+    assert 0.6 < St.spearman_detectable(16) < 0.7 and St.spearman_detectable(16) > St.spearman_detectable(40)
+
+
+def test_accuracy_relation_is_spearman_with_its_permutation_p():
+    from itertools import permutations
+
+    from scipy.stats import spearmanr
+    # a hand-made case: one swap in 5 ranks, rho = 1 - 6 * 2 / (5 * 24) = 0.9
+    points = pd.DataFrame({"method": "m", "accuracy": [0.1, 0.2, 0.3, 0.4, 0.5],
+                           "truth": [0.50, 0.55, 0.60, 0.70, 0.65]})
+    row = St.accuracy_relation(points, "truth").loc["m"]
+    assert row.rho == pytest.approx(0.9) and row.n == 5
+    # its exact two-sided p, enumerated independently: orderings with |rho| >= 0.9
+    null = np.array([spearmanr(np.arange(5), p).statistic for p in permutations(range(5))])
+    assert row.p_value == pytest.approx((np.abs(null) >= 0.9 - 1e-12).mean())
+    assert row.rho_critical == 1.0 and row.low <= row.rho <= row.high
+    # random points, two explainers: rho is scipy's, one relation per explainer
+    rng = np.random.default_rng(3)
+    many = pd.DataFrame({"method": np.repeat(["a", "b"], 16), "accuracy": rng.random(32), "truth": rng.random(32)})
+    table = St.accuracy_relation(many, "truth", n_boot=200)
+    for m in ("a", "b"):
+        g = many[many.method == m]
+        assert table.loc[m, "rho"] == pytest.approx(spearmanr(g.accuracy, g.truth).statistic)
+        assert table.loc[m, "n"] == 16 and table.loc[m, "rho_critical"] == pytest.approx(0.503, abs=0.03)
+
+
+def test_accuracy_relation_finds_a_rising_relation_and_not_a_flat_one():
+    """Oracle: 4 networks x 4 states whose truthfulness rises with accuracy (plus small noise) must give
+    rho near 1 and a small p; the same points with truthfulness shuffled, no relation."""
+    rng = np.random.default_rng(0)
+    acc = np.concatenate([np.linspace(0.17, top, 4) for top in (0.8, 0.85, 0.9, 0.95)])
+    rising = pd.DataFrame({"method": "gradcam", "network": np.repeat(list("ABCD"), 4), "accuracy": acc,
+                           "roc_auc_planted": 0.5 + 0.4 * acc + rng.normal(0, 0.005, 16)})
+    row = St.accuracy_relation(rising, "roc_auc_planted", clusters="network").loc["gradcam"]
+    assert row.rho > 0.95 and row.p_value < 0.001 and row.low > 0.8
+    flat = rising.assign(roc_auc_planted=rng.permutation(rising.roc_auc_planted.to_numpy()))
+    assert St.accuracy_relation(flat, "roc_auc_planted").loc["gradcam"].p_value > 0.05
