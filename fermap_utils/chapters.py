@@ -639,7 +639,9 @@ def run_book(prof: dict, run_dir: str | os.PathLike | None = None, chapters: lis
             with atomic_path(target) as tmp:
                 try:
                     pm.execute_notebook(str(source), str(tmp), parameters=params, cwd=str(source.parent),
-                                        progress_bar=False, kernel_name="python3")
+                                        progress_bar=False, kernel_name="python3",
+                                        # ipykernel's "running over TCP" warning, once per chapter: noise
+                                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
                 finally:
                     failed_copy = tmp.read_bytes() if tmp.is_file() and tmp.stat().st_size else None
                 about = {"Profile": f"`{prof['name']}` (`fermap run --profile {prof['name']}`)",
