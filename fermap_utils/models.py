@@ -231,13 +231,20 @@ def build_network(name: str, size: int | None = None, imagenet: bool = True,
 
 def load_trained(run_dir: str | os.PathLike, name: str, fold: int):
     """The Keras model a run trained for (network, fold); a fixed network is simply built."""
-    import keras
 
     if spec(name).get("fixed"):
         return build_network(name).model
     path = model_file(run_dir, name, fold)
     if not path.is_file():
         raise FermapError(f"{path}: no trained model (run fermap train first)")
+    return load_model_file(path)
+
+
+def load_model_file(path: str | os.PathLike):
+    """A saved Keras model, loaded safely (uncompiled); a file that will not load raises a one-line
+    :class:`~fermap_utils.errors.FermapError` naming it."""
+    import keras
+
     try:  # safe_mode: a file from someone else never runs code (a Lambda layer, a pickle)
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # whatever a replaced or damaged file raises: one line naming it

@@ -44,7 +44,7 @@ from .groundtruth import grade_heatmap, load_discriminative_maps
 from .heatmaps import stretch
 from .layout import data_dir, metrics_file, model_file, predictions_file, state_maps_file, state_model_file
 from .metrics import roc_auc
-from .models import load_trained
+from .models import load_model_file, load_trained
 from .profiles import explain_options
 from .rundata import cached_dataset, data_key, load_results, read_metrics, run_data_folder
 from .synthetic import load_planted_maps, planted_regions
@@ -218,13 +218,7 @@ def load_trained_state(path: Path, run_dir: str | os.PathLike, network: str, fol
     ``model.keras``, else the state file loaded as safely (no code runs from it)."""
     if Path(path) == model_file(run_dir, network, fold):
         return load_trained(run_dir, network, fold)
-    import keras
-
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # a damaged or foreign file: one line naming it
-        raise FermapError(f"{path}: not a model fermap can load safely "
-                          f"({' '.join(str(exc).split())[:160] or type(exc).__name__})") from None
+    return load_model_file(path)
 
 
 def state_work(run_dir: str | os.PathLike, prof: dict) -> list[tuple[str, int, int]]:
