@@ -96,6 +96,24 @@ def pin_threads(threads: int | None) -> int:
     return tf.config.threading.get_intra_op_parallelism_threads()
 
 
+def onednn_on() -> bool:
+    """Whether TensorFlow in this process (and every process it starts) uses its oneDNN kernels:
+    ``TF_ENABLE_ONEDNN_OPTS`` unless set to 0 or false (TensorFlow's own default on x86-64 Linux: on)."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
+
+
+def explainers_run_eagerly(prof: dict) -> bool:
+    """Whether a job runs the explainers' ``tf.function`` s (Grad-CAM, Extremal Perturbation) eagerly.
+
+    A profile with ``run_eagerly`` (a few images per network) asks for it: tracing a deep network's
+    gradient graph costs more than the work (measured at load 10: InceptionV3's Grad-CAM and Extremal
+    on one image, 28 s traced, 12 s eager). Never under oneDNN, whose eager convolution backward
+    pass crashes the process (FER2013's Grad-CAM, a double free in a Dask worker; reproduced with
+    ``TF_ENABLE_ONEDNN_OPTS=1`` on the ``paper_small`` profile): there they are traced.
+    """
+    return bool(prof.get("run_eagerly")) and not onednn_on()
+
+
 def _record(path: Path, entry: dict) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(entry, indent=1))
@@ -130,10 +148,7 @@ def execute(job: Job, run_dir: str, prof: dict, threads: int | None = None) -> d
         print(f"--- {job.name}: start {entry['starts']} at {entry['started']} on {entry['worker']}, "
               f"{entry['threads'] or 'default'} threads", flush=True)
         try:
-            # run_eagerly: the explainers' tf.functions (Grad-CAM, Extremal) run eagerly too; for a
-            # few images, tracing a deep network's gradient graph costs more than the work (measured at load ≈ 10:
-            # InceptionV3's Grad-CAM and Extremal on one image, 28 s traced, 12 s eager)
-            if prof.get("run_eagerly"):
+            if explainers_run_eagerly(prof):
                 tf.config.run_functions_eagerly(True)
             result = job.func(run_dir, *job.args, prof=prof, **job.kwargs)
             cached = bool(result.pop("cached", False)) if isinstance(result, dict) else False
@@ -227,7 +242,7 @@ class Executor:
                                             memory_limit=0, dashboard_address=None, silence_logs=logging.ERROR,
                                             scheduler_kwargs={"dashboard_address": ":0"},
                                             env={**pinned, "TF_CPP_MIN_LOG_LEVEL": "2",
-                                                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")})
+                                                 "TF_ENABLE_ONEDNN_OPTS": "1" if onednn_on() else "0"})
                 self.client = Client(self.cluster, timeout=self.timeout)
         except (OSError, TimeoutError) as exc:
             self.__exit__()

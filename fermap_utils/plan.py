@@ -35,6 +35,7 @@ import pandas as pd
 
 from . import explainers
 from .config import cache_dir, expressions, section
+from .executor import onednn_on
 from .explanations import explain_groups
 from .layout import data_dir, records_file
 from .models import build_network, count_params, epochs_for, optimizer_for, size_for, spec
@@ -87,7 +88,7 @@ def calibrate(name: str, size: int, batch: int = 8, threads: int | None = None, 
 
     key = hashlib.sha256(json.dumps([name, size, batch, infer_batch, threads, steps, keras.__version__,
                                      platform.node(), os.cpu_count(),
-                                     os.environ.get("TF_ENABLE_ONEDNN_OPTS")]).encode()).hexdigest()[:16]
+                                     onednn_on()]).encode()).hexdigest()[:16]
     path = cache_dir() / "calibration" / f"{name}_{size}_{key}.json"
     if path.is_file():
         return json.loads(path.read_text())

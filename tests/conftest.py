@@ -10,6 +10,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The suite's own process computes without oneDNN (set before anything imports TensorFlow): the
+# paper_small profile's jobs run their explainers eagerly there (quicker than tracing 75 tiny models),
+# which oneDNN's eager backward pass cannot do. The smoke book's kernels, fermap's default path,
+# run with oneDNN on (smoke_site).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 #: Session fixtures that cost a test more than the unit run's budget (the synthetic dataset's build,
 #: the smoke book's execution): a test using one, directly or through another fixture, is ``slow``.
 SLOW_FIXTURES = ("default_dataset", "small_run", "smoke_site")
@@ -166,8 +172,10 @@ def smoke_site(tmp_path_factory):
     shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("chapters", "_build", "mathjax"))
     prof = load_profile("smoke")
     out = site / section("book")["executed"]
-    first = run_book(prof, site / "run", progress=False, out_dir=out)
-    again = run_book(prof, site / "run", progress=False, out_dir=out)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # the kernels compute as `fermap run` does by default
+        first = run_book(prof, site / "run", progress=False, out_dir=out)
+        again = run_book(prof, site / "run", progress=False, out_dir=out)
     return site, first, again
 
 

@@ -370,3 +370,18 @@ def test_executor_settings_and_errors():
     with pytest.raises(FermapError, match="could not reach tcp://127.0.0.1:1"):
         with Executor(scheduler="tcp://127.0.0.1:1", timeout=2):
             pass
+
+
+@pytest.mark.parametrize("value, on", [(None, True), ("1", True), ("true", True), ("0", False), ("False", False)])
+def test_explainers_run_eagerly_only_without_onednn(monkeypatch, value, on):
+    """A run_eagerly profile runs the explainers eagerly, except under oneDNN (TensorFlow's default when
+    TF_ENABLE_ONEDNN_OPTS is unset), whose eager backward pass crashes: there they are traced."""
+    from fermap_utils.executor import explainers_run_eagerly, onednn_on
+
+    if value is None:
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    else:
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", value)
+    assert onednn_on() is on
+    assert explainers_run_eagerly({"run_eagerly": True}) is (not on)
+    assert explainers_run_eagerly({}) is False
