@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -77,7 +78,8 @@ def grade_heatmap(heatmap: np.ndarray, region: np.ndarray, planted: np.ndarray) 
     """
     unit = as_unit(heatmap)
     otsu = score_heatmap(to_uint8(unit), region)  # Otsu on 8-bit grey, as the paper thresholds
-    return {**{k: otsu[k] for k in _BINARY}, **threshold_free_scores(unit, region), "ncc": ncc(unit, planted)}
+    return {**{k: otsu[k] for k in _BINARY}, **threshold_free_scores(unit, region),
+            "ncc": ncc(unit, planted) if np.ptp(unit) else float("nan")}  # a constant map: undefined
 
 
 def grade_heatmaps(heatmaps: dict[tuple[str, str], np.ndarray], regions: dict[str, np.ndarray],
@@ -175,10 +177,25 @@ def grade_image(heatmap: np.ndarray, region: np.ndarray, truth_map: np.ndarray) 
         The truth's region.
     truth_map : (275, 224) float
         The truth's map.
+
+    Returns
+    -------
+    dict
+        The scores, and ``constant``: whether the map has one value everywhere. Such a map (Grad-CAM's
+        ReLU leaves nothing when all of an image's weighted evidence is negative) ranks no pixel above
+        another: it selects nothing at Otsu's threshold (IoU, F1, precision and recall 0), its
+        ROC-AUC is 0.5 by ranks, and its NCC is undefined (NaN).
     """
     unit = as_unit(heatmap)
+    if np.ptp(unit) == 0:
+        with warnings.catch_warnings():  # precision of an empty selection: 0, as the docstring says
+            warnings.simplefilter("ignore", RuntimeWarning)
+            nothing = binary_scores(np.zeros(region.shape, bool), region)
+        return {**{k: nothing[k] for k in _BINARY}, "roc_auc": roc_auc(unit, region), "ncc": float("nan"),
+                "constant": True}
     otsu = score_heatmap(to_uint8(unit), region)
-    return {**{k: otsu[k] for k in _BINARY}, "roc_auc": roc_auc(unit, region), "ncc": ncc(unit, truth_map)}
+    return {**{k: otsu[k] for k in _BINARY}, "roc_auc": roc_auc(unit, region), "ncc": ncc(unit, truth_map),
+            "constant": False}
 
 
 def grade_images(run_dir: str | os.PathLike, methods: list[str], progress: bool = True) -> pd.DataFrame:
@@ -205,7 +222,7 @@ def grade_images(run_dir: str | os.PathLike, methods: list[str], progress: bool 
     DataFrame
         One row per (method, network, fold, expression, id, truth): ``correct`` (the network's
         prediction, which is ``expression``, is the image's true class) and the scores of
-        :func:`grade_image`.
+        :func:`grade_image` (with ``constant``).
     """
     planted = load_planted_maps(data_dir(run_dir))
     discriminative = load_discriminative_maps(data_dir(run_dir), progress=progress)
@@ -245,7 +262,7 @@ def image_grades(run_dir: str | os.PathLike, methods: list[str], progress: bool 
     """
     found = [(m, *g) for m in methods for g in class_files(run_dir, m)]
     parts = [f"{m}/{n}/{f}/{e}/{read_class_file(path, ('key',))['key']}" for m, n, f, e, path in found]
-    parts += [_dataset_digest(data_dir(run_dir))]
+    parts += [_dataset_digest(data_dir(run_dir)), "constant maps kept"]  # tables graded before that differ
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     folder = statistics_dir(run_dir, "image_grades")
     table, stamp = folder / "grades.csv", folder / "key.txt"

@@ -588,6 +588,10 @@ def test_same_image_outcome_names_a_best_only_when_every_pair_is_shown():
     assert out.excluded == 4 and out.scores.loc[("lime", "planted"), "n"] == 36
     assert set(out.transfer.index.get_level_values("method")) == {"lime", "gradcam"}  # FER2013 apart
     assert out.sentences[0].startswith("Against the planted truth") and "lime is the best" in out.sentences[0]
+    assert not [x for x in out.sentences if "one value everywhere" in x]
+    flat = clear.assign(constant=(clear.method == "gradcam") & clear.id.isin(["1", "2"]))
+    said = [x for x in C.same_image_outcome(flat).sentences if "one value everywhere" in x]
+    assert len(said) == 1 and "gradcam 2 of 36" in said[0]  # counted on the correct images, once per image
     tie = pd.DataFrame(_image_rows(rng, {"lime": 0.0, "gradcam": 0.0}))
     out = C.same_image_outcome(tie)
     assert "no explainer is shown to be the best" in out.sentences[0]

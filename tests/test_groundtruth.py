@@ -1,4 +1,6 @@
 """Grading heatmaps against the planted truth, checked against the definitions computed here."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -315,6 +317,8 @@ def test_grading_images_one_by_one_oracle_and_noise_on_the_same_images(default_d
     for e in names:
         oracle = np.stack([37.0 * planted[e]] * 4)
         noise = np.stack([gaussian_filter(rng.normal(size=SHAPE), 12) for _ in range(4)])
+        if e == names[0]:
+            noise[1] = 0.0  # a map with nothing in it (Grad-CAM's ReLU of all-negative evidence)
         save_class_explanations(class_file(run, "Net", 1, e, "lime"), "k", np.array(ids[e]), oracle)
         save_class_explanations(class_file(run, "Net", 1, e, "gradcam"), "k", np.array(ids[e][:2]), noise[:2])
     graded = G.grade_images(run, ["lime", "gradcam", "cam"], progress=False)
@@ -329,7 +333,29 @@ def test_grading_images_one_by_one_oracle_and_noise_on_the_same_images(default_d
             assert getattr(row, k) == pytest.approx(direct[k], abs=2e-3), (row.expression, k)
     noise = graded[(graded.method == "gradcam") & (graded.truth == "planted")]
     assert len(noise) == 12 and abs(noise.roc_auc.mean() - 0.5) < 0.15
+    flat = graded[graded.constant]  # graded as the chance it is, against both truths, not dropped
+    assert list(flat.id) == [ids[names[0]][1]] * 2 and (flat.roc_auc == 0.5).all() and (flat.iou == 0).all()
+    assert flat.ncc.isna().all() and not graded[~graded.constant].ncc.isna().any()
     wide = G.same_image_table(graded, "planted")
     assert len(wide) == 18 and wide.gradcam.notna().sum() == 6  # the first image of each class is misclassified
     pair = pairwise_comparisons(wide).iloc[0]
     assert (pair.a, pair.b, pair.n) == ("lime", "gradcam", 6) and pair.difference > 0.2
+
+
+@pytest.mark.parametrize("value", [0, 255, 0.0, 0.7])
+def test_a_constant_map_is_graded_as_no_evidence(value):
+    """One value everywhere (uint8 or float, any level): nothing selected, ROC-AUC 0.5, NCC undefined,
+    marked; never an error, never a score that depends on the value."""
+    rng = np.random.default_rng(1)
+    region = np.zeros(SHAPE, bool)
+    region[100:160, 60:160] = True
+    truth = rng.random(SHAPE)
+    heatmap = np.full(SHAPE, value, np.uint8 if isinstance(value, int) else np.float64)
+    got = G.grade_image(heatmap, region, truth)
+    assert got["constant"] and got["roc_auc"] == 0.5 and np.isnan(got["ncc"])
+    assert got["iou"] == got["f1"] == got["recall"] == 0.0
+    with warnings.catch_warnings():  # the paper's Otsu path on a zero map: an empty selection, said so
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert np.isnan(G.grade_heatmap(heatmap, region, truth)["ncc"])
+    varied = heatmap.astype(np.float64) * 0 + region * 0.5
+    assert not G.grade_image(varied, region, truth)["constant"]
