@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -260,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         The exit status: 0, 2 for an error fermap explains, 130 when interrupted.
     """
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ log (a banner, and with TF 2.21 a "NodeDef mentions attribute
+    # use_unbounded_threadpool" line per training epoch): not for the user, as in the book's kernels
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         with warnings.catch_warnings():
             # fermap's warnings are messages for the user: shown, whatever filter the caller set
