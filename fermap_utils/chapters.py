@@ -413,13 +413,13 @@ def same_image_outcome(graded: pd.DataFrame, alpha: float = 0.05) -> SameImageOu
             sentences.append("Other differences shown: " + "; ".join(
                 f"{r.a} above {r.b} ({r.difference:+.3f}, d_z = {r.effect_size:.2f}, p = {r.p_holm:.2g})"
                 for r in shown.itertuples()) + ".")
-    flat = trained[trained.truth == "planted"].groupby("method").constant.sum() if "constant" in trained else []
-    if len(flat) and flat.sum():
-        sentences.append("Maps with one value everywhere, which rank no pixel above another (ROC-AUC 0.5, "
-                         "nothing selected at Otsu's threshold, NCC undefined): " + ", ".join(
-                             f"{m} {int(k)} of {int((trained[(trained.truth == 'planted')].method == m).sum())}"
-                             for m, k in flat.items() if k) + ". They are kept in every score as the chance "
-                         "they are, not dropped.")
+    if "constant" in trained:  # one row per image and truth: count each image once
+        flat = trained[trained.truth == "planted"].groupby("method").constant.agg(["sum", "size"])
+        if flat["sum"].any():
+            sentences.append("Maps with one value everywhere, which rank no pixel above another (ROC-AUC 0.5, "
+                             "nothing selected at Otsu's threshold, NCC undefined): " + ", ".join(
+                                 f"{m} {int(r['sum'])} of {int(r['size'])}" for m, r in flat.iterrows() if r["sum"])
+                             + ". They are kept in every score as the chance they are, not dropped.")
     if pairs:
         sentences.append(f"{excluded} explained images were misclassified and left out. The images of one "
                          "network share its weights, so they are not independent draws: the per-image p-values "
