@@ -394,7 +394,8 @@ def same_image_outcome(graded: pd.DataFrame, alpha: float = 0.05) -> SameImageOu
         top = means.index[0]
         top_pairs = table[table.a == top]
         head = (f"Against the {truth} truth, image by image ({len(wide)} correctly classified images of the "
-                f"{len(networks)} networks trained here; each pair on the images both explained): ")
+                f"{len(networks)} networks trained here; each pair on the images both explained; differences with "
+                "95 % bootstrap intervals not corrected for the number of pairs, p Holm-corrected): ")
         if len(top_pairs) == len(means) - 1 and (top_pairs.p_holm < alpha).all():
             sentences.append(head + f"{top} is the best, above every other explainer at a Holm-corrected p < "
                              f"{alpha:g} (" + "; ".join(f"{r.b} {r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}], "
