@@ -77,9 +77,20 @@ def grade_heatmap(heatmap: np.ndarray, region: np.ndarray, planted: np.ndarray) 
         and ``ncc``, the normalised correlation with the truth's map.
     """
     unit = as_unit(heatmap)
-    otsu = score_heatmap(to_uint8(unit), region)  # Otsu on 8-bit grey, as the paper thresholds
-    return {**{k: otsu[k] for k in _BINARY}, **threshold_free_scores(unit, region),
+    return {**_otsu_scores(unit, region), **threshold_free_scores(unit, region),
             "ncc": ncc(unit, planted) if np.ptp(unit) else float("nan")}  # a constant map: undefined
+
+
+def _otsu_scores(unit: np.ndarray, region: np.ndarray) -> dict[str, float]:
+    """The paper's Otsu path on a map in [0, 1]; a constant map ranks no pixel above another, so it
+    selects nothing (whatever its value), where Otsu's threshold would be arbitrary."""
+    if np.ptp(unit) == 0:
+        with warnings.catch_warnings():  # precision of an empty selection: 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            nothing = binary_scores(np.zeros(region.shape, bool), region)
+        return {k: nothing[k] for k in _BINARY}
+    otsu = score_heatmap(to_uint8(unit), region)  # Otsu on 8-bit grey, as the paper thresholds
+    return {k: otsu[k] for k in _BINARY}
 
 
 def grade_heatmaps(heatmaps: dict[tuple[str, str], np.ndarray], regions: dict[str, np.ndarray],
@@ -187,15 +198,9 @@ def grade_image(heatmap: np.ndarray, region: np.ndarray, truth_map: np.ndarray) 
         ROC-AUC is 0.5 by ranks, and its NCC is undefined (NaN).
     """
     unit = as_unit(heatmap)
-    if np.ptp(unit) == 0:
-        with warnings.catch_warnings():  # precision of an empty selection: 0, as the docstring says
-            warnings.simplefilter("ignore", RuntimeWarning)
-            nothing = binary_scores(np.zeros(region.shape, bool), region)
-        return {**{k: nothing[k] for k in _BINARY}, "roc_auc": roc_auc(unit, region), "ncc": float("nan"),
-                "constant": True}
-    otsu = score_heatmap(to_uint8(unit), region)
-    return {**{k: otsu[k] for k in _BINARY}, "roc_auc": roc_auc(unit, region), "ncc": ncc(unit, truth_map),
-            "constant": False}
+    constant = not np.ptp(unit)
+    return {**_otsu_scores(unit, region), "roc_auc": roc_auc(unit, region),
+            "ncc": float("nan") if constant else ncc(unit, truth_map), "constant": constant}
 
 
 def grade_images(run_dir: str | os.PathLike, methods: list[str], progress: bool = True) -> pd.DataFrame:

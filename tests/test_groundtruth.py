@@ -1,5 +1,4 @@
 """Grading heatmaps against the planted truth, checked against the definitions computed here."""
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -354,8 +353,10 @@ def test_a_constant_map_is_graded_as_no_evidence(value):
     got = G.grade_image(heatmap, region, truth)
     assert got["constant"] and got["roc_auc"] == 0.5 and np.isnan(got["ncc"])
     assert got["iou"] == got["f1"] == got["recall"] == 0.0
-    with warnings.catch_warnings():  # the paper's Otsu path on a zero map: an empty selection, said so
-        warnings.simplefilter("ignore", RuntimeWarning)
-        assert np.isnan(G.grade_heatmap(heatmap, region, truth)["ncc"])
+    # The class-average path follows the same rule (before, a non-zero constant selected the whole face).
+    averaged = G.grade_heatmap(heatmap, region, truth)
+    assert np.isnan(averaged["ncc"]) and averaged["roc_auc"] == 0.5
+    assert {k: averaged[k] for k in ("iou", "f1", "precision", "recall")} == \
+        {k: got[k] for k in ("iou", "f1", "precision", "recall")}
     varied = heatmap.astype(np.float64) * 0 + region * 0.5
     assert not G.grade_image(varied, region, truth)["constant"]
