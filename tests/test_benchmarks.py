@@ -17,10 +17,11 @@ SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
 LAST_LINE = {
     "lime": ["speedup_vs_lime", "overhead_vs_inference"],
     "models": ["slowest_training_images_per_s"],
-    "realism": ["fer2013_accuracy"],
+    "realism": ["fer2013_accuracy", "edge_ratio"],
     "realism_probe": ["fer2013_accuracy"],
     "refactor_equality": ["equal_files"],
     "scale": ["speedup_2_workers"],
+    "screen_bases": ["faces", "kept"],
     "warp": ["speedup_vs_skimage"],
 }
 

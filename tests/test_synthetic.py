@@ -15,7 +15,7 @@ EXPRESSIONS = list(section("paper")["expressions"])
 
 @pytest.fixture(scope="module")
 def faces():
-    return S.neutral_faces()
+    return S.base_faces()
 
 
 def _render(faces, i, j, k=0, **overrides):
@@ -31,7 +31,9 @@ def test_default_dataset_counts(default_dataset):
     ds = load_dataset(default_dataset)
     t = ds.table
     assert set(t.expression) == set(EXPRESSIONS)
-    assert t.subject.nunique() == 102 and len(t) == 1224
+    identities = int(S.read_base_screening().kept.sum())
+    per_identity = 6 * section("synthetic")["samples_per_expression"]
+    assert t.subject.nunique() == identities and len(t) == identities * per_identity
     assert ds.images.shape[1:] == (128, 128)
     assert (t.groupby("subject").fold.nunique() == 1).all()
     summary = json.loads((default_dataset / "summary.json").read_text())
@@ -146,3 +148,116 @@ def test_mouth_opening_is_confined_between_the_lips_and_the_floor():
     rows = np.flatnonzero(changed.any(axis=1))
     assert rows.min() >= 30 and rows.max() <= 46  # between the line and the floor
     assert marks[66, 1] > lm[66, 1] + 3 and marks[62, 1] == lm[62, 1]  # the lower lip drops, the upper stays
+
+
+def test_jaw_drop_moves_the_chin_and_squeezes_only_below_it():
+    """With a jaw, everything from the lips to the jaw moves down whole (chin and jaw landmarks
+    included) and only the skin between the jaw and the floor is squeezed; without one, the jaw stays."""
+    face = np.tile(np.linspace(0, 255, 96, dtype=np.float32)[:, None], (1, 96))
+    lm = np.zeros((68, 2))
+    lm[60:68] = [[20, 30], [26, 30], [32, 30], [38, 30], [44, 30], [38, 30], [32, 30], [26, 30]]
+    lm[4:13] = np.c_[np.linspace(8, 56, 9), [50, 56, 60, 62, 63, 62, 60, 56, 50]]  # the jaw, chin at (32, 63)
+    jaw, floor = lm[4:13], np.c_[lm[4:13, 0], lm[4:13, 1] + 20]
+    out, marks, _ = S.open_mouth(face, lm, 6.0, floor, jaw=jaw)
+    assert marks[8, 1] == pytest.approx(lm[8, 1] + 6.0)  # the chin moved by the whole opening
+    np.testing.assert_allclose(out[50:57, 32], face[44:51, 32], atol=1e-3)  # shifted whole, not squeezed
+    rows = np.flatnonzero((out != face).any(axis=1))
+    assert rows.min() >= 30 and rows.max() <= 83  # between the line and the floor
+    _, still, _ = S.open_mouth(face, lm, 6.0, lm[[48, 59, 58, 57, 56, 55, 54]] + [0, 8])
+    np.testing.assert_array_equal(still[4:13], lm[4:13])
+
+
+def test_the_warp_never_folds_and_is_the_identity_where_nothing_moves():
+    """A large displacement inside a small support folds a direct backward warp (Jacobian < 0);
+    its exponential (scaling and squaring) does not, and is exactly zero away from the support."""
+    size = 64
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    support = np.clip(1 - np.hypot(xs - 32, ys - 32) / 10, 0, 1) ** 2
+    field = np.stack([np.zeros_like(support), 15 * support], axis=-1).astype(np.float32)
+
+    def jacobian(u):
+        dxy, dxx = np.gradient(u[..., 0])
+        dyy, dyx = np.gradient(u[..., 1])
+        return (1 + dxx) * (1 + dyy) - dxy * dyx
+
+    assert jacobian(-field).min() < 0  # the direct warp folds
+    backward = S.exponential_map(-field)
+    assert jacobian(backward).min() > 0
+    far = np.hypot(xs - 32, ys - 32) > 12
+    assert not backward[far].any()
+    np.testing.assert_allclose(S.exponential_map(np.full((size, size, 2), 0.5, np.float32))[20:40, 20:40], 0.5,
+                               atol=1e-5)  # a constant velocity is a translation by itself
+    assert S.area_change(backward)[30:34, 30:34].mean() != pytest.approx(1.0)
+
+
+def test_screening_drops_smiles_surprise_and_parted_lips():
+    lm = np.zeros((68, 2))
+    lm[48], lm[54] = [40, 100], [80, 100]  # corners (49, 55): width 40
+    lm[51], lm[57] = [60, 96], [60, 108]
+    lm[[61, 62, 63]], lm[[67, 66, 65]] = [[50, 100], [60, 100], [70, 100]], [[50, 101], [60, 101], [70, 101]]
+    parted = lm.copy()
+    parted[[67, 66, 65], 1] = 110  # a 10-px gap: a quarter of the width
+    classes = ("Happiness", "Surprise", "Neutral")
+    probs = np.array([[0.1, 0.1, 0.8], [0.6, 0.1, 0.3], [0.1, 0.5, 0.4], [0.1, 0.1, 0.8]])
+    table = S.screen_base_faces(["calm", "smiling", "surprised", "open"], np.stack([lm, lm, lm, parted]), probs,
+                                {"max_p": {"Happiness": 0.5, "Surprise": 0.5}, "max_mouth_open": 0.2}, classes)
+    assert table.kept.tolist() == [True, False, False, False]
+    assert table.mouth_open.tolist() == pytest.approx([0.025, 0.025, 0.025, 0.25])
+    assert "Happiness" in table.reason[1] and "Surprise" in table.reason[2] and "lips parted" in table.reason[3]
+    assert table.verdict.tolist() == ["Neutral", "Happiness", "Surprise", "Neutral"]
+
+
+def test_the_shipped_screening_is_what_the_rule_gives(faces):
+    """base_faces.csv (shipped, so every machine builds the same set) agrees with a fresh screening wherever
+    a face is not within round-off of a threshold; at least 50 identities remain; the smiling astronaut is out."""
+    from fermap_utils.models import FER2013_CLASSES, fer2013_seven_way
+
+    shipped = S.read_base_screening()
+    every = S.neutral_faces()
+    assert shipped.identity.tolist() == [n for n, _, _ in every]
+    params = section("synthetic")
+    crops, marks = S.base_crops(every, params["size"])
+    fresh = S.screen_base_faces([n for n, _, _ in every], marks, fer2013_seven_way(crops), params["screen"],
+                                FER2013_CLASSES)
+    rule = params["screen"]
+    near = np.abs(fresh.mouth_open - rule["max_mouth_open"]) < 0.01
+    for name, limit in rule["max_p"].items():
+        near |= np.abs(fresh[f"p_{name}"] - limit) < 0.02
+    assert (fresh.kept[~near] == shipped.kept[~near]).all()
+    assert shipped.kept.sum() >= 50 and len(faces) == shipped.kept.sum()
+    assert not shipped.set_index("identity").kept["astronaut"]
+
+
+def test_sharpness_and_edge_ratio_tell_a_drawn_glyph_from_shading():
+    """detail_sigma inverts a blurred edge; a flat black polygon drawn on a textured face has edges far
+    steeper than the face's own, the same change as soft shading of the face's texture does not."""
+    step = np.zeros((96, 96), np.float32)
+    step[:, 48:] = 100
+    assert S.detail_sigma(cv2.GaussianBlur(step, (0, 0), 2.0)) == pytest.approx(2.0, abs=0.2)
+    rng = np.random.default_rng(0)
+    neutral = 128 + 40 * cv2.GaussianBlur(rng.normal(size=(128, 128)).astype(np.float32), (0, 0), 2.0)
+    neutral = np.clip(neutral * 3 - 256, 20, 235).astype(np.float32)
+    mask = np.zeros((128, 128), np.float32)
+    cv2.rectangle(mask, (44, 80), (84, 96), 1.0, -1)
+    region, face = cv2.dilate(mask, np.ones((7, 7))) > 0, np.ones((128, 128), bool)
+    drawn = np.where(mask > 0, 15.0, neutral)
+    shaded = neutral * (1 - 0.5 * cv2.GaussianBlur(mask, (0, 0), 2.5))
+    assert S.edge_ratio(drawn, neutral, region, face) > 2.0
+    assert S.edge_ratio(shaded, neutral, region, face) < 1.0
+
+
+def test_rendered_changes_are_no_glyphs(faces):
+    """The renderer's changes have edges about as steep as the face's own (the drawn renderer it replaced
+    measured a median of 2.4 on this ratio; benchmarks/realism.py prints it for the whole set)."""
+    params = section("synthetic")
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    ratios = []
+    for i in (0, 5, 20, 40):
+        for j, expr in enumerate(EXPRESSIONS):
+            nuisance_rng, au_rng = S.sample_rngs(params["seed"], i, j, 0)
+            nuisance = S.draw_nuisance(nuisance_rng, params, params["size"])
+            face, lm = S.posed_face(faces[i][1], faces[i][2], params["size"], nuisance)
+            expressive, _, union = S.apply_expression(face, lm, expr, S.draw_intensities(expr, au_rng, params), params)
+            region = cv2.dilate(union.astype(np.uint8), disc).astype(bool)
+            ratios.append(S.edge_ratio(expressive, face, region, S.face_hull(lm, params["size"])))
+    assert np.median(ratios) < 1.5
