@@ -723,19 +723,24 @@ def apply_expression(face: np.ndarray, landmarks: np.ndarray, expression: str,
     if any(openings.values()):
         # a jaw drop moves the chin: the skin from the lips to below the jaw is pushed down and
         # squeezed into the neck; a smile only parts the lips, within the lower lip
+        closed = out
         if openings.get(26):
             jaw = marks[4:13]
             floor = np.c_[jaw[:, 0], np.minimum(jaw[:, 1] + 0.8 * (jaw[:, 1] - marks[57, 1]).clip(0), size - 1)]
             out, marks, _ = open_mouth(out, marks, sum(openings.values()), floor, jaw=jaw)
         else:
             out, marks, _ = open_mouth(out, marks, sum(openings.values()), marks[[48, 59, 58, 57, 56, 55, 54]])
+        # confined to the opening AUs' supports (a mouth stretched wide by AU20 reaches past them)
+        opening_support = np.logical_or.reduce([tapers[au] > 0 for au, v in openings.items() if v])
+        out = np.where(opening_support, out, closed)
     # Appearance is shading of the face's own texture: each layer moves the local mean brightness
     # towards its level and scales the texture with it, blurred at least as much as the face's own
     # detail (a 25-px face upscaled gets soft folds, a photograph sharp ones).
     local = np.maximum(cv2.GaussianBlur(out, (0, 0), 3 * unit), 8.0)
     for au, taper in tapers.items():
         for alpha, level in au_appearance(au, marks, unit, intensities[au], size):
-            a = cv2.GaussianBlur(np.clip(alpha, 0, 1).astype(np.float32), (0, 0), blur) * taper
+            a = np.clip(alpha * params["appearance_gain"], 0, 1).astype(np.float32)
+            a = cv2.GaussianBlur(a, (0, 0), blur) * taper
             out = out * (1 + a * (level - local) / local)
     return out.astype(np.float32), marks, union
 
