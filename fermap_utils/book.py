@@ -9,6 +9,7 @@ import ast
 import base64
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -236,6 +237,32 @@ def cite_lines(root: str | os.PathLike) -> list[str]:
     return lines
 
 
+def readme_links_from(folder: str | os.PathLike, text: str) -> str:
+    """The README's Markdown with its relative link and image targets, written from the project's
+    root, rewritten from ``folder`` (the book's copy lives in ``book/``).
+
+    Parameters
+    ----------
+    folder : path
+        Where the copy lives, relative to the project's root.
+    text : str
+        The README's Markdown.
+
+    Returns
+    -------
+    str
+        ``text`` with ``](book/_static/x.png)`` read from ``book`` as ``](_static/x.png)`` and
+        ``](LICENSE)`` as ``](../LICENSE)``; URLs, anchors and absolute paths unchanged.
+    """
+    def moved(match: re.Match) -> str:
+        target = match.group(2)
+        if urlparse(target).scheme or target.startswith(("#", "/")):
+            return match.group(0)
+        return match.group(1) + posixpath.relpath(target, Path(folder).as_posix()) + match.group(3)
+
+    return re.sub(r"(\]\()([^)\s]+)(\s[^)]*\)|\))", moved, text)
+
+
 def write_pages(root: str | os.PathLike) -> dict[str, Path]:
     """The pages ``fermap book`` writes from the run and the checkout: the landing page's findings
     and gallery (``findings.md``, included by ``intro.md``), the Source page with the downloads,
@@ -295,8 +322,9 @@ def write_pages(root: str | os.PathLike) -> dict[str, Path]:
     if readme.is_file():
         page = root / GENERATED_PAGES["readme"]
         page.write_text("# README\n\nThe project's README, as in the source archive ([Source](source.md)).\n\n"
-                        + re.sub(r"^# .*\n", "", readme.read_text(), count=1).replace("\n## ", "\n## ")
-                        .replace("\n# ", "\n## "))
+                        + readme_links_from(page.parent.relative_to(root),
+                                            re.sub(r"^# .*\n", "", readme.read_text(), count=1)
+                                            .replace("\n## ", "\n## ").replace("\n# ", "\n## ")))
         written["readme"] = page
     chapters_list = "\n".join(f"- {{download}}`{name}.ipynb <{book['executed'].removeprefix('book/')}/{name}.ipynb>`"
                               for name in book["chapters"])

@@ -6,6 +6,8 @@ labelled so wherever it is drawn beside a pre-trained one (:func:`network_labels
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,6 +17,7 @@ from skimage.segmentation import mark_boundaries
 
 from .config import expressions as config_expressions
 from .config import paper
+from .data import resize_images
 from .landmarks import standard_points, with_border_points
 from .lime import perturb
 from .metrics import average_linkage, binarize
@@ -211,6 +214,56 @@ def face_grid(images: np.ndarray, titles: list[str], landmarks: np.ndarray | Non
         if landmarks is not None:
             ax.scatter(landmarks[i][:, 0], landmarks[i][:, 1], s=2, c="lime")
         ax.set_title(titles[i], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def expression_panel_figure(faces: np.ndarray, names: Sequence[str], expressions: Sequence[str],
+                            size: int | None = None, title: str = "") -> plt.Figure:
+    """Identities by expressions: each row one face, as its neutral twin then each class.
+
+    Parameters
+    ----------
+    faces : (identities, 1 + classes, s, s) uint8
+        Grey faces in 0..255; per identity the neutral twin first, then one face per class
+        (:func:`fermap_utils.synthetic.expression_panel`).
+    names : sequence of str
+        The identities, top to bottom: the row labels.
+    expressions : sequence of str
+        The classes, in the order of ``faces``' columns after the first: the column titles.
+    size : int, optional
+        Show each face at ``size`` × ``size`` pixels, resized as the networks' inputs are
+        (:func:`fermap_utils.data.resize_images`: area averaging when shrinking), drawn without
+        smoothing so that the pixels show. None: the faces as given.
+    title : str
+        The figure's title; it says where the faces come from (SYNTHETIC data).
+
+    Returns
+    -------
+    Figure
+        One panel per face, titled by class on the top row and labelled by identity on the left.
+    """
+    faces = np.asarray(faces)
+    rows, cols = len(names), 1 + len(expressions)
+    if faces.ndim != 4 or faces.shape[:2] != (rows, cols):
+        raise ValueError(f"expected {rows} identities x {cols} faces (neutral + {len(expressions)} classes), "
+                         f"found an array of shape {faces.shape}")
+    if size:
+        faces = resize_images(faces.reshape(-1, *faces.shape[2:]), int(size)).reshape(rows, cols, int(size), int(size))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.5 * rows + (0.3 if title else 0.0)),
+                             squeeze=False)
+    for (i, j), ax in np.ndenumerate(axes):
+        ax.imshow(faces[i, j], cmap="gray", vmin=0, vmax=255, interpolation="nearest" if size else None)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if i == 0:
+            ax.set_title(["neutral", *expressions][j], fontsize=8)
+        if j == 0:
+            ax.set_ylabel(names[i], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -335,6 +335,25 @@ def test_landing_page_findings_come_from_what_the_chapters_glued(tmp_path):
     assert all(f"{c}.ipynb" in pages["source"].read_text() for c in section("book")["chapters"])
 
 
+def test_the_books_readme_finds_what_the_readme_links(tmp_path):
+    """The README links from the project's root, its copy from book/: every relative target of the
+    real README (its expression panels among them) resolves from the copy to the same file."""
+    shutil.copy(ROOT / "CITATION.cff", tmp_path / "CITATION.cff")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    page = B.write_pages(tmp_path)["readme"]
+    assert page.parent == tmp_path / "book"
+    link = re.compile(r"\]\(([^)\s]+)")
+    theirs = [t for t in link.findall((ROOT / "README.md").read_text()) if "://" not in t and not t.startswith("#")]
+    copied = page.read_text().split("\n\n", 2)[2]  # after the page's own title and its link to the Source page
+    ours = [t for t in link.findall(copied) if "://" not in t and not t.startswith("#")]
+    assert "book/_static/expression_panel.png" in theirs and "_static/expression_panel.png" in ours
+    assert len(ours) == len(theirs) >= 2
+    assert all((ROOT / t).is_file() and (ROOT / "book" / o).resolve() == (ROOT / t).resolve()
+               for o, t in zip(ours, theirs))
+    moved = B.readme_links_from("book", '[L](LICENSE) [u](https://x.org/a) [s](#top) ![f](book/_static/a.png "t")')
+    assert moved == '[L](../LICENSE) [u](https://x.org/a) [s](#top) ![f](_static/a.png "t")'
+
+
 def test_the_source_archive_holds_the_checkout_and_nothing_a_run_writes():
     files = {str(p) for p in B.source_files(ROOT)}
     assert {"fermap_utils/book.py", "notebooks/05_heatmaps.ipynb", "pyproject.toml", "CITATION.cff"} <= files
