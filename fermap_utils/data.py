@@ -44,6 +44,7 @@ from .config import section
 from .errors import FermapError, NoFaceError
 from .landmarks import STANDARD_FACE_BOX, detect_landmarks, mean_shape
 from .layout import images_dir, landmarks_file, records_file, skipped_file, summary_file
+from .warping import resize_images  # noqa: F401  (the dataset's API: data.resize_images)
 
 
 @dataclass
@@ -513,14 +514,6 @@ def scale_landmarks(landmarks: np.ndarray, from_size: int, to_size: int) -> np.n
     if from_size == to_size:
         return landmarks
     return ((np.asarray(landmarks) + 0.5) * (to_size / from_size) - 0.5).astype(np.float32)
-
-
-def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize a stack of square images (N, s, s) to (N, size, size); area averaging when shrinking."""
-    if images.shape[1] == size:
-        return images
-    interp = cv2.INTER_AREA if size < images.shape[1] else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
 
 
 def load_dataset(directory: str | os.PathLike, size: int | None = None) -> Dataset:

@@ -17,11 +17,10 @@ from skimage.segmentation import mark_boundaries
 
 from .config import expressions as config_expressions
 from .config import paper
-from .data import resize_images
 from .landmarks import standard_points, with_border_points
 from .lime import perturb
 from .metrics import average_linkage, binarize
-from .warping import triangulate, warp_to_standard
+from .warping import resize_images, triangulate, warp_to_standard
 
 
 def describe_figure(fig: plt.Figure) -> tuple[str, str]:
@@ -235,7 +234,7 @@ def expression_panel_figure(faces: np.ndarray, names: Sequence[str], expressions
         The classes, in the order of ``faces``' columns after the first: the column titles.
     size : int, optional
         Show each face at ``size`` × ``size`` pixels, resized as the networks' inputs are
-        (:func:`fermap_utils.data.resize_images`: area averaging when shrinking), drawn without
+        (:func:`fermap_utils.warping.resize_images`: area averaging when shrinking), drawn without
         smoothing so that the pixels show. None: the faces as given.
     title : str
         The figure's title; it says where the faces come from (SYNTHETIC data).

@@ -194,3 +194,11 @@ def warp_to_standard(image: np.ndarray, landmarks: np.ndarray, *more: np.ndarray
     """
     maps = standardisation_map(landmarks, np.asarray(image).shape[:2])
     return [apply_map(a, maps) for a in (image, *more)]
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize a stack of square images (N, s, s) to (N, size, size); area averaging when shrinking."""
+    if images.shape[1] == size:
+        return images
+    interp = cv2.INTER_AREA if size < images.shape[1] else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
