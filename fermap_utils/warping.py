@@ -197,7 +197,21 @@ def warp_to_standard(image: np.ndarray, landmarks: np.ndarray, *more: np.ndarray
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize a stack of square images (N, s, s) to (N, size, size); area averaging when shrinking."""
+    """Resize a stack of square images to a new side length.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, s, s)
+        Square images, any dtype OpenCV resizes.
+    size : int
+        Side length of the output.
+
+    Returns
+    -------
+    ndarray, shape (N, size, size)
+        The resized stack: area averaging when shrinking, bilinear when
+        enlarging; the input itself when it already has that size.
+    """
     if images.shape[1] == size:
         return images
     interp = cv2.INTER_AREA if size < images.shape[1] else cv2.INTER_LINEAR
