@@ -22,6 +22,7 @@ LAST_LINE = {
     "refactor_equality": ["equal_files"],
     "scale": ["speedup_2_workers"],
     "screen_bases": ["faces", "kept"],
+    "train_probe": ["min_accuracy"],
     "warp": ["speedup_vs_skimage"],
 }
 
