@@ -45,19 +45,18 @@ def main() -> None:
 
     import cv2
     import tqdm
-    import yaml
 
     from fermap_utils import synthetic as S
     from fermap_utils.config import section
     from fermap_utils.data import resize_images
+    from fermap_utils.errors import FermapError
     from fermap_utils.models import build_network
+    from fermap_utils.profiles import parse_overrides
 
-    params = dict(section("synthetic"))
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if name not in params:
-            parser.error(f"--set {item}: no parameter {name!r} in the synthetic section")
-        params[name] = yaml.safe_load(value)
+    try:
+        params = S.synthetic_params(parse_overrides([item.partition("=")[::2] for item in args.set]))
+    except FermapError as exc:
+        parser.error(f"--set: {exc}")
     if args.quick:
         params["samples_per_expression"] = 1
     expressions = list(section("paper")["expressions"])

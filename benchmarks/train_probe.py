@@ -33,21 +33,17 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    import yaml
-
-    from fermap_utils.config import section
+    from fermap_utils.errors import FermapError
     from fermap_utils.layout import data_dir
-    from fermap_utils.profiles import profile
-    from fermap_utils.synthetic import build_default
+    from fermap_utils.profiles import parse_overrides, profile
+    from fermap_utils.synthetic import build_default, synthetic_params
     from fermap_utils.training import train_job
 
-    params = dict(section("synthetic"))
-    overrides = {}
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if name not in params:
-            parser.error(f"--set {item}: no parameter {name!r} in the synthetic section")
-        overrides[name] = yaml.safe_load(value)
+    try:
+        overrides = parse_overrides([item.partition("=")[::2] for item in args.set])
+        synthetic_params(overrides)  # refuses a name the synthetic section lacks
+    except FermapError as exc:
+        parser.error(f"--set: {exc}")
     prof = profile("default")
     unknown = [n for n in args.networks if n not in prof["networks"]]
     if unknown:

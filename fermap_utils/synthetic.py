@@ -806,6 +806,32 @@ def _key(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def synthetic_params(overrides: dict | None = None) -> dict:
+    """The generator's parameters: ``config.yaml``'s ``synthetic`` section with ``overrides`` applied.
+
+    Parameters
+    ----------
+    overrides : dict, optional
+        Parameter name -> value; every name must be one of the section's.
+
+    Returns
+    -------
+    dict
+        The merged parameters (a new dict).
+
+    Raises
+    ------
+    FermapError
+        When an override names no parameter of the section (a typo would otherwise be ignored).
+    """
+    params = dict(section("synthetic"))
+    unknown = sorted(set(overrides or {}) - set(params))
+    if unknown:
+        raise FermapError(f"no parameter {', '.join(map(repr, unknown))} in config.yaml's synthetic section; "
+                          f"known: {', '.join(params)}")
+    return {**params, **(overrides or {})}
+
+
 def generate(directory: str | os.PathLike | None = None, progress: bool = True, identities: int | None = None,
              **overrides) -> Path:
     """Generate the synthetic images (cached) and return the path of their manifest CSV.
@@ -817,7 +843,7 @@ def generate(directory: str | os.PathLike | None = None, progress: bool = True, 
     A second call with the same parameters reuses the cache. ``identities``
     keeps only the first N faces (for tests).
     """
-    params = {**section("synthetic"), **overrides}
+    params = synthetic_params(overrides)
     tag = _key(params) + (f"-{identities}" if identities else "")
     root = Path(directory) if directory else cache_dir() / f"synthetic-{tag}"
     manifest = root / "manifest.csv"
@@ -931,7 +957,7 @@ def build_default(out: str | os.PathLike, progress: bool = True, identities: int
     ``planted/`` (each class's planted-signal map on the standard face).
     """
     out = Path(out)
-    params = {**section("synthetic"), **overrides}
+    params = synthetic_params(overrides)
     key = _key(params) + (f"-{identities}" if identities else "")
     summary_path = summary_file(out)
     if summary_path.is_file():
@@ -961,4 +987,4 @@ __all__ = ["BASE_FACES_FILE", "Nuisance", "Rendered", "apply_expression", "area_
            "draw_intensities", "draw_nuisance", "edge_ratio", "exponential_map", "expression_panel", "face_hull",
            "generate", "light_and_noise", "load_planted_maps", "mouth_measures", "moved_landmarks", "neutral_faces",
            "planted_maps", "planted_regions", "posed_face", "read_base_screening", "render", "sample_rngs",
-           "screen_base_faces", "sharpness", "write_truth"]
+           "screen_base_faces", "sharpness", "synthetic_params", "write_truth"]

@@ -9,6 +9,7 @@ import pytest
 from fermap_utils import synthetic as S
 from fermap_utils.config import section
 from fermap_utils.data import describe_dataset, load_dataset
+from fermap_utils.errors import FermapError
 
 EXPRESSIONS = list(section("paper")["expressions"])
 
@@ -262,3 +263,14 @@ def test_rendered_changes_are_no_glyphs(faces):
             region = cv2.dilate(union.astype(np.uint8), disc).astype(bool)
             ratios.append(S.edge_ratio(expressive, face, region, S.face_hull(lm, params["size"])))
     assert np.median(ratios) < 1.8
+
+
+def test_synthetic_params_merge_overrides_and_refuse_unknown_names():
+    params = S.synthetic_params({"appearance_gain": 9.0})
+    assert params["appearance_gain"] == 9.0
+    assert {k: v for k, v in params.items() if k != "appearance_gain"} == \
+        {k: v for k, v in section("synthetic").items() if k != "appearance_gain"}
+    with pytest.raises(FermapError, match="apperance_gain"):
+        S.synthetic_params({"apperance_gain": 9.0})
+    with pytest.raises(FermapError, match="apperance_gain"):
+        S.generate(progress=False, identities=1, apperance_gain=9.0)
